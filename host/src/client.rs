@@ -1,0 +1,277 @@
+//! The client: connection settings, limits, and the state its clones share.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::keys::Keyspace;
+use crate::store::{PoolConfig, RedisStore, Store};
+use crate::watchdog::Watchdog;
+
+/// Default for [`ClientBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for [`ClientBuilder::response_timeout`].
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for [`ClientBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// Default for [`ClientBuilder::key_prefix`].
+pub const DEFAULT_KEY_PREFIX: &str = "tollgate:";
+
+/// A handle to tollgate on one Redis server.
+///
+/// Cheap to clone; clones share one connection pool, one notification
+/// connection and one watchdog thread. `Send + Sync`: share it between
+/// threads freely. Every call is blocking and bounded: it waits at most the
+/// connect timeout for a connection and the response timeout for each reply
+/// (plus, for lock acquisition, the wait the caller asked for).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub store: Arc<dyn Store>,
+    pub keyspace: Keyspace,
+    pub settings: Settings,
+    pub watchdog: Watchdog,
+    /// Locks held through this client, by name and acquiring thread.
+    pub held: Mutex<HashSet<(String, ThreadId)>>,
+}
+
+pub(crate) struct Settings {
+    pub client_name: String,
+    pub max_ttl: Duration,
+    pub max_wait: Duration,
+    pub fence_retention: Duration,
+    pub poll_interval: Duration,
+}
+
+impl ClientInner {
+    /// Who holds a lock, for operators: client name, process and thread.
+    pub fn holder_description(&self) -> String {
+        let current = thread::current();
+        let thread = match current.name() {
+            Some(name) => name.to_owned(),
+            None => format!("{:?}", current.id()),
+        };
+        format!(
+            "{} pid {} thread {}",
+            self.settings.client_name,
+            std::process::id(),
+            thread
+        )
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("client_name", &self.inner.settings.client_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Opens a client on a Redis URL: `redis://[:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS (with the `tls` feature), or
+    /// `redis+unix:///path/to/socket`. Connects lazily: the first call
+    /// connects.
+    ///
+    /// ```no_run
+    /// let client = tollgate::Client::open("redis://127.0.0.1:6379/0")?;
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    pub fn open(url: &str) -> Result<Client> {
+        Client::builder(url).build()
+    }
+
+    /// Opens a client on the URL in the `REDIS_URL` environment variable.
+    pub fn from_env() -> Result<Client> {
+        let url = std::env::var("REDIS_URL").map_err(|e| {
+            Error::invalid(
+                "REDIS_URL",
+                format!("{e} (set it to e.g. redis://127.0.0.1:6379/)"),
+            )
+        })?;
+        Client::open(&url)
+    }
+
+    /// Starts building a client with non-default settings.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url.into())
+    }
+
+    pub(crate) fn inner(&self) -> &ClientInner {
+        &self.inner
+    }
+}
+
+/// Settings of a [`Client`]; every one has a default.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = tollgate::Client::builder("redis://127.0.0.1/")
+///     .response_timeout(Duration::from_millis(500))
+///     .client_name("billing-worker")
+///     .build()?;
+/// # Ok::<(), tollgate::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build()"]
+pub struct ClientBuilder {
+    url: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    max_connections: u32,
+    health_check_after: Duration,
+    key_prefix: String,
+    client_name: String,
+    max_ttl: Duration,
+    max_wait: Duration,
+    fence_retention: Duration,
+    poll_interval: Duration,
+}
+
+impl ClientBuilder {
+    fn new(url: String) -> Self {
+        ClientBuilder {
+            url,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            health_check_after: Duration::from_millis(100),
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            client_name: "tollgate".to_owned(),
+            max_ttl: Duration::from_secs(24 * 3600),
+            max_wait: Duration::from_secs(3600),
+            fence_retention: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Longest wait for a connection, new or pooled (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for each reply, and for each write (default 2 s). When it
+    /// passes the call fails with [`Error::OutcomeUnknown`] and the connection
+    /// is discarded.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Most pooled connections open at once (default 16); a call waits for a
+    /// free one up to the connect timeout.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// A pooled connection idle for longer than this is checked with `PING`
+    /// before reuse (default 100 ms), so a Redis restart while the client was
+    /// idle costs a reconnect, not a failed call.
+    pub fn health_check_after(mut self, idle: Duration) -> Self {
+        self.health_check_after = idle;
+        self
+    }
+
+    /// Prefix of every key and channel (default `tollgate:`). Clients that
+    /// should see each other's locks must use the same prefix.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Name shown to operators as part of a lock's holder (default `tollgate`).
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = name.into();
+        self
+    }
+
+    /// Largest TTL a caller may ask for (default 24 h).
+    pub fn max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = max;
+        self
+    }
+
+    /// Largest wait a caller may ask for (default 1 h).
+    pub fn max_wait(mut self, max: Duration) -> Self {
+        self.max_wait = max;
+        self
+    }
+
+    /// How long a name's fencing counter outlives its lock (default 1 h).
+    /// See the [`lock`](crate::lock) module docs for what it protects.
+    pub fn fence_retention(mut self, retention: Duration) -> Self {
+        self.fence_retention = retention;
+        self
+    }
+
+    /// Longest a lock waiter sleeps before asking again when no release
+    /// notification arrives (default 1 s, jittered to 50–100 %). It only
+    /// matters when a notification is lost.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Checks the settings and builds the client. Does not connect.
+    pub fn build(self) -> Result<Client> {
+        let positive = |what: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(Error::invalid(what, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("connect timeout", self.connect_timeout)?;
+        positive("response timeout", self.response_timeout)?;
+        positive("poll interval", self.poll_interval)?;
+        positive("max ttl", self.max_ttl)?;
+        if self.max_connections == 0 {
+            return Err(Error::invalid("max connections", "must be at least 1"));
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(Error::invalid(
+                "key prefix",
+                "must not contain '{' or '}' (they are used as hash tags)",
+            ));
+        }
+        let redis = redis::Client::open(self.url.as_str())
+            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        let keyspace = Keyspace::new(self.key_prefix);
+        let store: Arc<dyn Store> = Arc::new(RedisStore::new(
+            redis,
+            PoolConfig {
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+                max_connections: self.max_connections,
+                health_check_after: self.health_check_after,
+            },
+            keyspace.channel(),
+        ));
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                watchdog: Watchdog::new(Arc::clone(&store)),
+                store,
+                keyspace,
+                settings: Settings {
+                    client_name: self.client_name,
+                    max_ttl: self.max_ttl,
+                    max_wait: self.max_wait,
+                    fence_retention: self.fence_retention,
+                    poll_interval: self.poll_interval,
+                },
+                held: Mutex::default(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// The result type of every fallible tollgate call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a tollgate call.
+///
+/// The variants say what the caller can do next: fix the argument
+/// ([`InvalidArgument`](Error::InvalidArgument)), try again later
+/// ([`Timeout`](Error::Timeout), [`Unavailable`](Error::Unavailable)), stop
+/// relying on a lock ([`NotHeld`](Error::NotHeld)), or treat a write as possibly
+/// applied ([`OutcomeUnknown`](Error::OutcomeUnknown)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument was rejected before anything was sent to Redis.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument: `"lock name"`, `"ttl"`, `"wait"`, `"redis url"`, ...
+        what: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The lock was not granted within the wait the caller allowed.
+    #[error("lock {name:?} was not granted within {waited:?}")]
+    Timeout {
+        /// The lock's name.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The guard no longer holds its lock: the TTL ran out (another holder may
+    /// have it now) or an operator force-unlocked it. Nothing was changed.
+    #[error("lock {name:?} is no longer held by this guard")]
+    NotHeld {
+        /// The lock's name.
+        name: String,
+    },
+    /// The calling thread already holds this lock through this client, so
+    /// waiting for it would wait for itself.
+    #[error("this thread already holds lock {name:?} through this client")]
+    WouldDeadlock {
+        /// The lock's name.
+        name: String,
+    },
+    /// No connection to Redis could be had in time. Nothing was sent, so the
+    /// call may be retried.
+    #[error("Redis is unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong while connecting.
+        reason: String,
+    },
+    /// The request was sent (or may have been) but no reply came: the response
+    /// timeout passed or the connection broke. A write may or may not have
+    /// taken effect; tollgate never resends it blindly.
+    #[error("no reply from Redis ({reason}); the request may or may not have taken effect")]
+    OutcomeUnknown {
+        /// What happened to the reply.
+        reason: String,
+        /// `true` when the response timeout passed (Redis slow or stopped),
+        /// `false` when the connection broke.
+        timed_out: bool,
+    },
+    /// A key that tollgate uses holds a value tollgate did not write.
+    /// Nothing was changed.
+    #[error("key {key:?} holds a value tollgate did not write: {detail}")]
+    WrongType {
+        /// The key, with its prefix.
+        key: String,
+        /// What Redis or tollgate found.
+        detail: String,
+    },
+    /// Redis refused the request (out of memory, read-only replica, missing
+    /// permission, ...). Nothing was changed.
+    #[error("Redis refused the request: {code}: {message}")]
+    Refused {
+        /// The error code Redis sent, such as `OOM` or `READONLY`.
+        code: String,
+        /// The rest of Redis's message.
+        message: String,
+    },
+    /// Redis answered with something tollgate did not expect.
+    #[error("unexpected reply from Redis: {0}")]
+    UnexpectedReply(String),
+}
+
+impl Error {
+    /// `true` for errors after which Redis's state is unknown to the caller
+    /// ([`OutcomeUnknown`](Error::OutcomeUnknown)).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
+    }
+
+    /// `true` when the call ran out of time: a lock wait that ended without a
+    /// grant, or a Redis reply that did not arrive within the response timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::OutcomeUnknown {
+                    timed_out: true,
+                    ..
+                }
+        )
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Where each object lives in Redis.
+//!
+//! Every key of one object carries the object's name as its hash tag
+//! (`{name}`), so all of them map to one Redis Cluster slot and one script can
+//! touch them together. The keys of different names never collide: every key
+//! of a name starts with `PREFIX + KIND + ":{" + name + "}"` and the suffixes
+//! after it (`""`, `":fence"`, `":waiters"`) are not suffixes of one another.
+
+/// The keys of one lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockKeys {
+    /// Hash `{owner, fence, holder}` with the lock's TTL; absent when free.
+    pub lock: String,
+    /// The last fencing token issued for the name.
+    pub fence: String,
+    /// Present while some client waits for the lock: release then publishes.
+    pub waiters: String,
+    /// Channel on which releases are announced (shared by all objects).
+    pub channel: String,
+}
+
+/// Builds key names under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keyspace {
+    prefix: String,
+}
+
+impl Keyspace {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Keyspace {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The channel that carries release notifications for this prefix.
+    pub fn channel(&self) -> String {
+        format!("{}notify", self.prefix)
+    }
+
+    pub fn lock(&self, name: &str) -> LockKeys {
+        let lock = format!("{}lock:{{{}}}", self.prefix, name);
+        LockKeys {
+            fence: format!("{lock}:fence"),
+            waiters: format!("{lock}:waiters"),
+            lock,
+            channel: self.channel(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_of_a_lock_share_its_hash_tag() {
+        let keys = Keyspace::new("tollgate:").lock("orders:42");
+        assert_eq!(keys.lock, "tollgate:lock:{orders:42}");
+        for key in [&keys.fence, &keys.waiters] {
+            assert!(key.starts_with(&keys.lock), "{key}");
+        }
+    }
+
+    #[test]
+    fn braces_in_a_name_cannot_make_two_names_share_a_key() {
+        let space = Keyspace::new("t:");
+        let a = space.lock("a");
+        let b = space.lock("a}:fence");
+        let all_a = [&a.lock, &a.fence, &a.waiters];
+        for key in [&b.lock, &b.fence, &b.waiters] {
+            assert!(!all_a.contains(&key), "{key} collides");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Distributed locks on Redis for synchronous Rust, done right: atomic grants,
+//! token-checked release and extend, fencing tokens, waits woken by the
+//! release, and a watchdog that renews locks while their guard lives.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # fn main() -> tollgate::Result<()> {
+//! let client = tollgate::Client::open("redis://127.0.0.1:6379/")?;
+//!
+//! let guard = client
+//!     .lock("orders:42")
+//!     .ttl(Duration::from_secs(10))
+//!     .wait(Duration::from_secs(3)) // Err(Timeout) if not granted in 3 s
+//!     .watchdog() // renewed while `guard` lives
+//!     .acquire()?;
+//! let token = guard.fencing_token(); // hand it to the resource you protect
+//! # let _ = token;
+//! guard.release()?; // or just drop the guard
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
+//! with a typed [`Error`]; nothing panics on I/O or bad input. What a lock
+//! guarantees, and which clock bounds what, is in the [`lock`] module.
+
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod keys;
+mod limits;
+pub mod lock;
+mod notify;
+mod store;
+mod watchdog;
+
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RESPONSE_TIMEOUT,
+};
+pub use error::{Error, Result};
+pub use limits::MAX_NAME_BYTES;
+pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};

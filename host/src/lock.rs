@@ -1,0 +1,566 @@
+//! Distributed locks: one holder at a time per name, with fencing tokens.
+//!
+//! # Guarantees
+//! - **Mutual exclusion** while the TTL runs: a grant is one atomic step
+//!   (`HGET` owner → `HSET` + `PEXPIRE`), and every later step (extend,
+//!   release, TTL query) checks the guard's random owner token in the same
+//!   script, so a guard whose lock expired can never touch the next holder's
+//!   lock.
+//! - **Fencing tokens** grow with every grant of a name, across all clients.
+//!   Pass the token to the resource you protect and have it refuse tokens
+//!   lower than the highest it has seen: that stops a holder whose lock
+//!   expired while it was paused. Tokens are `max(previous + 1, Redis server
+//!   time in µs)`. The per-name counter lives as long as the lock plus the
+//!   client's fence retention (default one hour); after that it is deleted
+//!   (no key leaks), and the next token is still larger than every earlier one
+//!   unless the Redis server's clock was set back by more than the retention.
+//! - **Waiting** is woken by the release itself (pub/sub on one connection
+//!   per client), by the holder's TTL running out (the refusal carries the
+//!   holder's remaining TTL), or at the latest by a jittered fallback poll, so
+//!   a lost notification costs latency, never correctness. Waiters are not
+//!   served in order.
+//! - **Same thread, same lock**: asking again for a lock that the calling
+//!   thread holds through the same client (its guard is still alive) fails at
+//!   once with [`Error::WouldDeadlock`] instead of waiting for itself. Locks
+//!   are not reentrant.
+//!
+//! # Clocks
+//! TTLs are counted by the Redis server (`PEXPIRE`, milliseconds). The
+//! watchdog and waits use this process's monotonic clock: a guard's local
+//! deadline is the start of its last successful grant or renewal plus the
+//! TTL, which is never later than the server's expiry.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::LockKeys;
+use crate::limits::{check_name, check_ttl, check_wait, millis};
+use crate::notify::Watch;
+use crate::store::{Acquired, LockRequest};
+use crate::watchdog::{Lease, LostCallback, Renewal};
+
+/// The TTL of a lock when none is given: 30 seconds.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// The shortest TTL the watchdog accepts (it renews at a third of the TTL).
+pub const MIN_WATCHDOG_TTL: Duration = Duration::from_millis(100);
+
+/// How a lock is taken: its TTL, how long to wait for it, and renewal.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::LockOptions;
+///
+/// let options = LockOptions::new()
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(3))
+///     .watchdog();
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct LockOptions {
+    ttl: Duration,
+    wait: Duration,
+    watchdog: bool,
+    on_lost: Option<LostCallback>,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            ttl: DEFAULT_LOCK_TTL,
+            wait: Duration::ZERO,
+            watchdog: false,
+            on_lost: None,
+        }
+    }
+}
+
+impl fmt::Debug for LockOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockOptions")
+            .field("ttl", &self.ttl)
+            .field("wait", &self.wait)
+            .field("watchdog", &self.watchdog)
+            .field("on_lost", &self.on_lost.is_some())
+            .finish()
+    }
+}
+
+impl LockOptions {
+    /// TTL 30 s, no waiting, no watchdog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the lock lives unless extended or renewed (server clock).
+    /// At least 1 ms and at most the client's `max_ttl`.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long `acquire` may block for a held lock (this process's monotonic
+    /// clock). Zero, the default, tries once.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Renews the lock at a third of its TTL for as long as the guard lives.
+    /// Needs a TTL of at least [`MIN_WATCHDOG_TTL`].
+    pub fn watchdog(mut self) -> Self {
+        self.watchdog = true;
+        self
+    }
+
+    /// Turns the watchdog on and calls `on_lost(name)` once, on the watchdog
+    /// thread, if it finds the lock lost (the guard's
+    /// [`is_lost`](LockGuard::is_lost) turns `true` just before). The
+    /// callback must return quickly; a panic in it is caught and logged.
+    pub fn on_lost(mut self, on_lost: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.watchdog = true;
+        self.on_lost = Some(Arc::new(on_lost));
+        self
+    }
+}
+
+/// A lock request being put together; finish it with
+/// [`acquire`](LockBuilder::acquire) or [`try_acquire`](LockBuilder::try_acquire).
+#[must_use = "a lock builder does nothing until acquire() or try_acquire()"]
+#[derive(Debug)]
+pub struct LockBuilder<'c> {
+    client: &'c Client,
+    name: String,
+    options: LockOptions,
+}
+
+impl<'c> LockBuilder<'c> {
+    pub(crate) fn new(client: &'c Client, name: String) -> Self {
+        LockBuilder {
+            client,
+            name,
+            options: LockOptions::default(),
+        }
+    }
+
+    /// See [`LockOptions::ttl`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.options = self.options.ttl(ttl);
+        self
+    }
+
+    /// See [`LockOptions::wait`].
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.options = self.options.wait(wait);
+        self
+    }
+
+    /// See [`LockOptions::watchdog`].
+    pub fn watchdog(mut self) -> Self {
+        self.options = self.options.watchdog();
+        self
+    }
+
+    /// See [`LockOptions::on_lost`].
+    pub fn on_lost(mut self, on_lost: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.options = self.options.on_lost(on_lost);
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: LockOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Takes the lock, blocking up to the wait. A lock still held by another
+    /// owner when the wait ends gives [`Error::Timeout`].
+    pub fn acquire(self) -> Result<LockGuard> {
+        let wait = self.options.wait;
+        let name = self.name.clone();
+        self.try_acquire()?
+            .ok_or(Error::Timeout { name, waited: wait })
+    }
+
+    /// Takes the lock, blocking up to the wait; `Ok(None)` when another owner
+    /// still holds it when the wait ends.
+    ///
+    /// If this fails with [`Error::OutcomeUnknown`] after a timeout, the lock
+    /// may have been granted without the reply arriving; it then stays taken
+    /// until its TTL runs out.
+    pub fn try_acquire(self) -> Result<Option<LockGuard>> {
+        acquire(self.client, self.name, self.options)
+    }
+}
+
+/// Proof of holding a lock. Dropping it releases the lock (best effort,
+/// failures are logged); [`release`](LockGuard::release) does the same and
+/// reports the outcome.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard {
+    client: Client,
+    name: String,
+    keys: LockKeys,
+    owner: String,
+    fence: u64,
+    lease: Arc<Lease>,
+    renewal: Option<u64>,
+    thread: ThreadId,
+    finished: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.name)
+            .field("fencing_token", &self.fence)
+            .field("watchdog", &self.renewal.is_some())
+            .field("lost", &self.lease.is_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockGuard {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This grant's fencing token: larger than every token issued before for
+    /// this name, by any client.
+    pub fn fencing_token(&self) -> u64 {
+        self.fence
+    }
+
+    /// `true` once the lock is known to be lost (found by the watchdog or by a
+    /// call on this guard). Asks nothing of Redis; [`is_held`](Self::is_held)
+    /// does.
+    pub fn is_lost(&self) -> bool {
+        self.lease.is_lost()
+    }
+
+    /// Asks Redis whether this guard still holds the lock.
+    pub fn is_held(&self) -> Result<bool> {
+        Ok(self.remaining_ttl()?.is_some())
+    }
+
+    /// The lock's remaining TTL on the Redis server, or `None` when this guard
+    /// no longer holds it.
+    pub fn remaining_ttl(&self) -> Result<Option<Duration>> {
+        if self.lease.is_lost() {
+            return Ok(None);
+        }
+        let store = &self.client.inner().store;
+        let ttl = resend_if_dropped(|| store.owned_ttl(&self.keys, &self.owner))?;
+        if ttl.is_none() {
+            self.lease.mark_lost();
+        }
+        Ok(ttl)
+    }
+
+    /// Sets the lock's remaining TTL to `ttl` (not added to what is left).
+    /// [`Error::NotHeld`] when the lock was lost; nothing is changed then.
+    pub fn extend(&self, ttl: Duration) -> Result<()> {
+        let inner = self.client.inner();
+        let ttl_ms = check_ttl("ttl", ttl, inner.settings.max_ttl)?;
+        if self.lease.is_lost() {
+            return Err(self.not_held());
+        }
+        let retention = millis(inner.settings.fence_retention);
+        let extended = resend_if_dropped(|| {
+            inner
+                .store
+                .extend_lock(&self.keys, &self.owner, ttl_ms, retention)
+        })?;
+        if extended {
+            Ok(())
+        } else {
+            self.lease.mark_lost();
+            Err(self.not_held())
+        }
+    }
+
+    /// Releases the lock. [`Error::NotHeld`] when it had already been lost
+    /// (its TTL ran out or it was force-unlocked); another holder's lock is
+    /// never touched.
+    pub fn release(mut self) -> Result<()> {
+        match self.finish()? {
+            true => Ok(()),
+            false => Err(self.not_held()),
+        }
+    }
+
+    fn not_held(&self) -> Error {
+        Error::NotHeld {
+            name: self.name.clone(),
+        }
+    }
+
+    /// Stops renewal, forgets the hold and deletes the lock if still ours.
+    fn finish(&mut self) -> Result<bool> {
+        self.finished = true;
+        let inner = self.client.inner();
+        if let Some(id) = self.renewal.take() {
+            inner.watchdog.unwatch(id);
+        }
+        inner.held.lock().remove(&(self.name.clone(), self.thread));
+        let released = inner.store.release_lock(&self.keys, &self.owner)?;
+        if !released {
+            self.lease.mark_lost();
+        }
+        Ok(released)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        match self.finish() {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(lock = %self.name, "tollgate: dropped guard had already lost its lock");
+            }
+            Err(error) => {
+                tracing::warn!(lock = %self.name, %error, "tollgate: releasing a dropped guard failed; the lock frees at its TTL");
+            }
+        }
+    }
+}
+
+/// Runs a step that is safe to repeat once more when the connection broke
+/// (not when it timed out: a stopped server would only make us wait twice).
+fn resend_if_dropped<T>(step: impl Fn() -> Result<T>) -> Result<T> {
+    match step() {
+        Err(Error::OutcomeUnknown {
+            timed_out: false, ..
+        }) => step(),
+        other => other,
+    }
+}
+
+/// A fraction in [0.5, 1.0) of `interval`, so waiters do not poll in step.
+fn jittered(interval: Duration) -> Duration {
+    let random = (Uuid::new_v4().as_u128() & 0xffff) as u32;
+    interval / 2 + interval * random / (2 * 0x1_0000)
+}
+
+fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option<LockGuard>> {
+    let inner = client.inner();
+    let settings = &inner.settings;
+    check_name("lock name", &name)?;
+    let ttl_ms = check_ttl("ttl", options.ttl, settings.max_ttl)?;
+    check_wait(options.wait, settings.max_wait)?;
+    if options.watchdog && options.ttl < MIN_WATCHDOG_TTL {
+        return Err(Error::invalid(
+            "ttl",
+            format!(
+                "{:?} is too short for the watchdog (at least {MIN_WATCHDOG_TTL:?})",
+                options.ttl
+            ),
+        ));
+    }
+    let thread = thread::current().id();
+    if inner.held.lock().contains(&(name.clone(), thread)) {
+        return Err(Error::WouldDeadlock { name });
+    }
+
+    let keys = inner.keyspace.lock(&name);
+    let owner = Uuid::new_v4().simple().to_string();
+    let holder = inner.holder_description();
+    let fence_retention_ms = millis(settings.fence_retention);
+    let deadline = Instant::now() + options.wait;
+    let mut watch: Option<Watch> = None;
+    loop {
+        // Read the generation before asking, so that a release between the
+        // refusal and the sleep still wakes us.
+        let seen = watch.as_ref().map(Watch::generation);
+        let sent = Instant::now();
+        let request = LockRequest {
+            keys: &keys,
+            owner: &owner,
+            holder: &holder,
+            ttl_ms,
+            waiting_ms: millis(deadline.saturating_duration_since(sent)),
+            fence_retention_ms,
+        };
+        // Resending is safe: a grant to this owner token is answered again.
+        let remaining = match resend_if_dropped(|| inner.store.acquire_lock(&request))? {
+            Acquired::Granted { fence } => {
+                return LockGuard::start(client, name, keys, owner, fence, &options, sent)
+                    .map(Some);
+            }
+            Acquired::Held { remaining } => remaining,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let Some(watch) = &watch else {
+            watch = Some(inner.store.watch(&keys.lock));
+            continue; // ask again, now that a release would wake us
+        };
+        let mut wake_at = now + jittered(settings.poll_interval);
+        if let Some(remaining) = remaining {
+            // Expiry sends no notification: wake when the holder's TTL ends.
+            wake_at = wake_at.min(now + remaining + Duration::from_millis(1));
+        }
+        watch.wait_for_change(seen.unwrap_or_default(), wake_at.min(deadline));
+    }
+}
+
+impl LockGuard {
+    fn start(
+        client: &Client,
+        name: String,
+        keys: LockKeys,
+        owner: String,
+        fence: u64,
+        options: &LockOptions,
+        granted_at: Instant,
+    ) -> Result<LockGuard> {
+        let inner = client.inner();
+        let thread = thread::current().id();
+        inner.held.lock().insert((name.clone(), thread));
+        let mut guard = LockGuard {
+            client: client.clone(),
+            name,
+            keys,
+            owner,
+            fence,
+            lease: Arc::default(),
+            renewal: None,
+            thread,
+            finished: false,
+        };
+        if options.watchdog {
+            let renewal = Renewal {
+                name: guard.name.clone(),
+                keys: guard.keys.clone(),
+                owner: guard.owner.clone(),
+                ttl: options.ttl,
+                fence_retention_ms: millis(inner.settings.fence_retention),
+                lease: Arc::clone(&guard.lease),
+                on_lost: options.on_lost.clone(),
+            };
+            // On failure the guard drops here and releases the lock.
+            guard.renewal = Some(inner.watchdog.watch(renewal, granted_at)?);
+        }
+        Ok(guard)
+    }
+}
+
+/// What an operator may see of a held lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockInfo {
+    /// The lock's name.
+    pub name: String,
+    /// The fencing token of the current grant.
+    pub fencing_token: u64,
+    /// Who holds it: the client name, process id and thread.
+    pub holder: String,
+    /// Time left on the Redis server; `None` if the key has no TTL.
+    pub remaining_ttl: Option<Duration>,
+}
+
+impl Client {
+    /// Starts a lock request for `name` (1 to 512 bytes, any text).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # fn main() -> tollgate::Result<()> {
+    /// let client = tollgate::Client::open("redis://127.0.0.1/")?;
+    /// let guard = client
+    ///     .lock("orders:42")
+    ///     .ttl(Duration::from_secs(10))
+    ///     .wait(Duration::from_secs(3))
+    ///     .acquire()?;
+    /// println!("fencing token {}", guard.fencing_token());
+    /// guard.release()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lock(&self, name: impl Into<String>) -> LockBuilder<'_> {
+        LockBuilder::new(self, name.into())
+    }
+
+    /// Runs `work` while holding the lock, then releases it. A panic in
+    /// `work` releases the lock too.
+    ///
+    /// Returns [`Error::NotHeld`] when the lock was lost before `work`
+    /// finished: `work` ran, but not alone for all of its run, and its value
+    /// is dropped. Use a watchdog (`LockOptions::watchdog`) for work of
+    /// unknown length, and the guard's fencing token for the resource.
+    ///
+    /// ```no_run
+    /// # fn main() -> tollgate::Result<()> {
+    /// use tollgate::LockOptions;
+    /// let client = tollgate::Client::open("redis://127.0.0.1/")?;
+    /// let total = client.with_lock("report", LockOptions::new().watchdog(), |guard| {
+    ///     // write with guard.fencing_token() so stale holders are refused
+    ///     guard.fencing_token()
+    /// })?;
+    /// # let _ = total;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_lock<T>(
+        &self,
+        name: &str,
+        options: LockOptions,
+        work: impl FnOnce(&LockGuard) -> T,
+    ) -> Result<T> {
+        let guard = self.lock(name).options(options).acquire()?;
+        let value = work(&guard);
+        guard.release()?;
+        Ok(value)
+    }
+
+    /// The current holder of `name`, or `None` when it is free. For
+    /// operators; never reveals the owner token.
+    pub fn lock_info(&self, name: &str) -> Result<Option<LockInfo>> {
+        check_name("lock name", name)?;
+        let inner = self.inner();
+        let keys = inner.keyspace.lock(name);
+        let record = resend_if_dropped(|| inner.store.lock_record(&keys))?;
+        Ok(record.map(|record| LockInfo {
+            name: name.to_owned(),
+            fencing_token: record.fence,
+            holder: record.holder,
+            remaining_ttl: record.remaining,
+        }))
+    }
+
+    /// Deletes the lock whoever holds it and wakes its waiters; `true` when
+    /// it was held. The holder's guard learns it on its next call
+    /// ([`Error::NotHeld`]). An operator's tool: it breaks mutual exclusion
+    /// for the holder that is still running.
+    pub fn force_unlock(&self, name: &str) -> Result<bool> {
+        check_name("lock name", name)?;
+        let inner = self.inner();
+        inner.store.force_unlock(&inner.keyspace.lock(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_whole_interval() {
+        let interval = Duration::from_millis(1000);
+        for _ in 0..1000 {
+            let d = jittered(interval);
+            assert!(d >= interval / 2 && d < interval, "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+-- Delete a lock if the caller still owns it, and wake its waiters.
+-- KEYS[1] lock hash   KEYS[2] waiters marker
+-- ARGV[1] owner token   ARGV[2] notification channel   ARGV[3] message
+-- Returns 1 when released, 0 when the caller no longer owned the lock.
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 1

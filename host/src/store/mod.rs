@@ -1,0 +1,84 @@
+//! The atomic steps tollgate needs from a backing store, one method each.
+//!
+//! Each method is one Redis command or one Lua script, so it either happens
+//! whole or not at all, whatever other clients do at the same time. Higher
+//! layers (locks, the watchdog) compose these steps and never read-modify-write
+//! across two of them.
+
+mod pool;
+mod redis;
+mod subscriber;
+
+use std::time::Duration;
+
+pub(crate) use self::pool::PoolConfig;
+pub(crate) use self::redis::RedisStore;
+use crate::error::Result;
+use crate::keys::LockKeys;
+use crate::notify::Watch;
+
+/// What a lock request asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockRequest<'a> {
+    pub keys: &'a LockKeys,
+    /// Random per acquisition; proves ownership in later steps.
+    pub owner: &'a str,
+    /// Free text for operators (`lock_info`).
+    pub holder: &'a str,
+    pub ttl_ms: u64,
+    /// How much longer the caller will wait if refused; zero when it will not.
+    pub waiting_ms: u64,
+    /// How long the fencing counter outlives the lock.
+    pub fence_retention_ms: u64,
+}
+
+/// The answer to a lock request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Granted, with the fencing token of this grant.
+    Granted { fence: u64 },
+    /// Held by another owner; `remaining` is its TTL when it has one.
+    Held { remaining: Option<Duration> },
+}
+
+/// What an operator may see of a held lock (never the owner token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockRecord {
+    pub fence: u64,
+    pub holder: String,
+    pub remaining: Option<Duration>,
+}
+
+/// The atomic steps behind locks. Implementations must make each method a
+/// single atomic step on the store.
+pub(crate) trait Store: Send + Sync + 'static {
+    /// Grants the lock if free (or already held by `owner`), issuing a fencing
+    /// token larger than every earlier one for the name.
+    fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired>;
+
+    /// Sets the lock's TTL to `ttl_ms` if `owner` still holds it.
+    fn extend_lock(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<bool>;
+
+    /// Deletes the lock if `owner` still holds it, waking waiters.
+    fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool>;
+
+    /// The remaining TTL if `owner` holds the lock, `None` if it does not.
+    fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>>;
+
+    /// The current holder's record, `None` when the lock is free.
+    fn lock_record(&self, keys: &LockKeys) -> Result<Option<LockRecord>>;
+
+    /// Deletes the lock whoever holds it, waking waiters.
+    fn force_unlock(&self, keys: &LockKeys) -> Result<bool>;
+
+    /// Starts listening for releases of the object whose notification key is
+    /// `key`. Returns once notifications are flowing, or after a bounded wait
+    /// when they cannot be had (the waiter then relies on polling alone).
+    fn watch(&self, key: &str) -> Watch;
+}

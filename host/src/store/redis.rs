@@ -1,0 +1,190 @@
+//! The store on a Redis server: every step is one Lua script, sent by SHA
+//! (`EVALSHA`) and loaded again by the `redis` crate when the server answers
+//! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+
+use std::time::{Duration, Instant};
+
+use redis::Script;
+
+use super::pool::{Pool, PoolConfig};
+use super::subscriber::Subscriber;
+use super::{Acquired, LockRecord, LockRequest, Store};
+use crate::error::{Error, Result};
+use crate::keys::LockKeys;
+use crate::notify::Watch;
+
+/// Locks (and later the other primitives) on one Redis server.
+pub(crate) struct RedisStore {
+    pool: Pool,
+    subscriber: Subscriber,
+    scripts: Scripts,
+    connect_timeout: Duration,
+}
+
+struct Scripts {
+    acquire: Script,
+    extend: Script,
+    release: Script,
+    owned_ttl: Script,
+    inspect: Script,
+    force_unlock: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            acquire: Script::new(include_str!("lock_acquire.lua")),
+            extend: Script::new(include_str!("lock_extend.lua")),
+            release: Script::new(include_str!("lock_release.lua")),
+            owned_ttl: Script::new(include_str!("lock_owned_ttl.lua")),
+            inspect: Script::new(include_str!("lock_inspect.lua")),
+            force_unlock: Script::new(include_str!("lock_force_unlock.lua")),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Builds the store without connecting; `channel` carries release
+    /// notifications.
+    pub fn new(client: redis::Client, config: PoolConfig, channel: String) -> Self {
+        let connect_timeout = config.connect_timeout;
+        RedisStore {
+            subscriber: Subscriber::new(client.clone(), channel, connect_timeout),
+            pool: Pool::new(client, config),
+            scripts: Scripts::new(),
+            connect_timeout,
+        }
+    }
+}
+
+/// A `PTTL` reply as a duration; negative replies mean "no TTL" or "no key".
+fn ttl_from_millis(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+fn token_from(value: i64) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| Error::UnexpectedReply(format!("negative fencing token {value}")))
+}
+
+impl Store for RedisStore {
+    fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
+        let keys = req.keys;
+        let (granted, value): (i64, i64) = self.pool.run(&keys.lock, |conn| {
+            self.scripts
+                .acquire
+                .key(&keys.lock)
+                .key(&keys.fence)
+                .key(&keys.waiters)
+                .arg(req.owner)
+                .arg(req.ttl_ms)
+                .arg(req.waiting_ms)
+                .arg(req.holder)
+                .arg(req.fence_retention_ms)
+                .invoke(conn)
+        })?;
+        Ok(if granted == 1 {
+            Acquired::Granted {
+                fence: token_from(value)?,
+            }
+        } else {
+            Acquired::Held {
+                remaining: ttl_from_millis(value),
+            }
+        })
+    }
+
+    fn extend_lock(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<bool> {
+        self.pool.run(&keys.lock, |conn| {
+            self.scripts
+                .extend
+                .key(&keys.lock)
+                .key(&keys.fence)
+                .arg(owner)
+                .arg(ttl_ms)
+                .arg(fence_retention_ms)
+                .invoke(conn)
+        })
+    }
+
+    fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
+        self.pool.run(&keys.lock, |conn| {
+            self.scripts
+                .release
+                .key(&keys.lock)
+                .key(&keys.waiters)
+                .arg(owner)
+                .arg(&keys.channel)
+                .arg(&keys.lock)
+                .invoke(conn)
+        })
+    }
+
+    fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>> {
+        let ms: i64 = self.pool.run(&keys.lock, |conn| {
+            self.scripts
+                .owned_ttl
+                .key(&keys.lock)
+                .arg(owner)
+                .invoke(conn)
+        })?;
+        Ok(match ms {
+            -2 => None,
+            // A lock tollgate wrote always has a TTL; -1 means somebody removed
+            // it by hand. Report the lock as held, with no expiry.
+            -1 => Some(Duration::MAX),
+            ms => ttl_from_millis(ms),
+        })
+    }
+
+    fn lock_record(&self, keys: &LockKeys) -> Result<Option<LockRecord>> {
+        let record: Option<(String, String, i64)> = self.pool.run(&keys.lock, |conn| {
+            self.scripts.inspect.key(&keys.lock).invoke(conn)
+        })?;
+        record
+            .map(|(fence, holder, pttl)| {
+                let fence = fence.parse().map_err(|_| Error::WrongType {
+                    key: keys.lock.clone(),
+                    detail: format!("fencing token {fence:?} is not a number"),
+                })?;
+                Ok(LockRecord {
+                    fence,
+                    holder,
+                    remaining: ttl_from_millis(pttl),
+                })
+            })
+            .transpose()
+    }
+
+    fn force_unlock(&self, keys: &LockKeys) -> Result<bool> {
+        self.pool.run(&keys.lock, |conn| {
+            self.scripts
+                .force_unlock
+                .key(&keys.lock)
+                .key(&keys.waiters)
+                .arg(&keys.channel)
+                .arg(&keys.lock)
+                .invoke(conn)
+        })
+    }
+
+    fn watch(&self, key: &str) -> Watch {
+        let watch = self.subscriber.board().watch(key);
+        if !self
+            .subscriber
+            .ensure_listening(Instant::now() + self.connect_timeout)
+        {
+            tracing::debug!(
+                key,
+                "tollgate: waiting without notifications (polling only)"
+            );
+        }
+        watch
+    }
+}

@@ -1,0 +1,224 @@
+//! One renewal thread per client that keeps watched locks alive.
+//!
+//! Each watched lock is renewed at a third of its TTL with a token-checked
+//! step, so a renewal can never revive a lock that another owner holds now.
+//! When a renewal finds the lock gone, or cannot reach Redis before the lock's
+//! local deadline (start of the last successful renewal + TTL, on the
+//! monotonic clock), the lease is marked lost for good and the owner's
+//! callback runs.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::keys::LockKeys;
+use crate::limits::millis;
+use crate::store::Store;
+
+/// Called once, on the watchdog thread, with the lock's name when the
+/// watchdog finds the lock lost. It must return quickly.
+pub(crate) type LostCallback = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Whether a lock is known to be lost; shared by a guard and the watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    lost: AtomicBool,
+}
+
+impl Lease {
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+}
+
+/// A lock to keep alive.
+pub(crate) struct Renewal {
+    pub name: String,
+    pub keys: LockKeys,
+    pub owner: String,
+    pub ttl: Duration,
+    pub fence_retention_ms: u64,
+    pub lease: Arc<Lease>,
+    pub on_lost: Option<LostCallback>,
+}
+
+struct Entry {
+    renewal: Arc<Renewal>,
+    due: Instant,
+    /// The lock is surely held until then (monotonic clock).
+    valid_until: Instant,
+    in_flight: bool,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<u64, Entry>,
+    next_id: u64,
+    started: bool,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// The renewal thread of one client; it starts with the first watched lock
+/// and stops when the client is dropped.
+pub(crate) struct Watchdog {
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+}
+
+impl Watchdog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Watchdog {
+            shared: Arc::default(),
+            store,
+        }
+    }
+
+    /// Starts renewing a lock granted at `granted_at`; returns the id to pass
+    /// to [`Watchdog::unwatch`].
+    pub fn watch(&self, renewal: Renewal, granted_at: Instant) -> Result<u64> {
+        let mut state = self.shared.state.lock();
+        if !state.started {
+            let shared = Arc::clone(&self.shared);
+            let store = Arc::clone(&self.store);
+            thread::Builder::new()
+                .name("tollgate-watchdog".into())
+                .spawn(move || run(&shared, store.as_ref()))
+                .map_err(|e| Error::Unavailable {
+                    reason: format!("cannot start the watchdog thread: {e}"),
+                })?;
+            state.started = true;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.entries.insert(
+            id,
+            Entry {
+                due: granted_at + renewal.ttl / 3,
+                valid_until: granted_at + renewal.ttl,
+                renewal: Arc::new(renewal),
+                in_flight: false,
+            },
+        );
+        drop(state);
+        self.shared.changed.notify_all();
+        Ok(id)
+    }
+
+    /// Stops renewing; a renewal already under way may still complete.
+    pub fn unwatch(&self, id: u64) {
+        self.shared.state.lock().entries.remove(&id);
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+enum Outcome {
+    Renewed { sent: Instant },
+    Lost,
+    Failed,
+}
+
+fn run(shared: &Shared, store: &dyn Store) {
+    let mut state = shared.state.lock();
+    while !state.shutdown {
+        let now = Instant::now();
+        let due: Vec<(u64, Arc<Renewal>)> = state
+            .entries
+            .iter_mut()
+            .filter(|(_, entry)| !entry.in_flight && entry.due <= now)
+            .map(|(id, entry)| {
+                entry.in_flight = true;
+                (*id, Arc::clone(&entry.renewal))
+            })
+            .collect();
+        if due.is_empty() {
+            match state.entries.values().map(|entry| entry.due).min() {
+                Some(next) => {
+                    shared.changed.wait_until(&mut state, next);
+                }
+                None => shared.changed.wait(&mut state),
+            }
+            continue;
+        }
+        let outcomes: Vec<(u64, Outcome)> = MutexGuard::unlocked(&mut state, || {
+            due.into_iter()
+                .map(|(id, renewal)| (id, renew(store, &renewal)))
+                .collect()
+        });
+        let mut lost = Vec::new();
+        for (id, outcome) in outcomes {
+            let Some(entry) = state.entries.get_mut(&id) else {
+                continue; // unwatched while renewing
+            };
+            entry.in_flight = false;
+            let ttl = entry.renewal.ttl;
+            match outcome {
+                Outcome::Renewed { sent } => {
+                    entry.valid_until = sent + ttl;
+                    entry.due = sent + ttl / 3;
+                }
+                Outcome::Failed if Instant::now() < entry.valid_until => {
+                    // Try again soon, while the lock is still surely ours.
+                    entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
+                }
+                Outcome::Lost | Outcome::Failed => {
+                    if let Some(entry) = state.entries.remove(&id) {
+                        lost.push(entry.renewal);
+                    }
+                }
+            }
+        }
+        if !lost.is_empty() {
+            MutexGuard::unlocked(&mut state, || lost.iter().for_each(|r| report_lost(r)));
+        }
+    }
+}
+
+fn renew(store: &dyn Store, renewal: &Renewal) -> Outcome {
+    let sent = Instant::now();
+    match store.extend_lock(
+        &renewal.keys,
+        &renewal.owner,
+        millis(renewal.ttl),
+        renewal.fence_retention_ms,
+    ) {
+        Ok(true) => Outcome::Renewed { sent },
+        Ok(false) => Outcome::Lost,
+        Err(error) => {
+            tracing::warn!(lock = %renewal.name, %error, "tollgate: lock renewal failed");
+            Outcome::Failed
+        }
+    }
+}
+
+fn report_lost(renewal: &Renewal) {
+    renewal.lease.mark_lost();
+    tracing::warn!(lock = %renewal.name, "tollgate: watched lock was lost");
+    if let Some(callback) = &renewal.on_lost {
+        let name = renewal.name.as_str();
+        if catch_unwind(AssertUnwindSafe(|| callback(name))).is_err() {
+            tracing::error!(lock = %renewal.name, "tollgate: on_lost callback panicked");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Real-Redis test kit for tollgate.
+//!
+//! [`RedisServer`] starts a private `redis-server` process on a free loopback
+//! port (persistence off, its own temp dir) and kills it on drop. Tests that
+//! need Redis fail — they never skip — when `redis-server` is not installed.
+#![deny(missing_docs)]
+
+mod redis_server;
+
+pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;

@@ -1,0 +1,142 @@
+//! The client under failure: restarts, a stopped server, bad settings.
+
+use std::time::{Duration, Instant};
+
+use tollgate::{Client, Error};
+use tollgate_tests::RedisServer;
+
+use crate::client;
+
+#[test]
+fn idle_client_works_again_after_redis_restarts() {
+    let mut server = RedisServer::start();
+    let client = client(&server);
+    client.lock("r").acquire().unwrap().release().unwrap();
+    server.restart();
+    let guard = client
+        .lock("r")
+        .acquire()
+        .expect("the next call reconnects");
+    assert!(guard.is_held().unwrap());
+}
+
+#[test]
+fn calls_while_redis_is_down_fail_with_unavailable_and_recover() {
+    let mut server = RedisServer::start();
+    let client = client(&server);
+    client.lock("d").acquire().unwrap().release().unwrap();
+    server.kill();
+    let start = Instant::now();
+    let err = client.lock("d").acquire().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    server.restart();
+    let guard = client
+        .lock("d")
+        .acquire()
+        .expect("works once Redis is back");
+    guard.release().unwrap();
+}
+
+#[test]
+fn a_call_to_a_stopped_redis_times_out_within_its_deadline() {
+    let server = RedisServer::start();
+    let client = Client::builder(server.url())
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let guard = client
+        .lock("p")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    server.pause();
+    let start = Instant::now();
+    let err = guard.is_held().unwrap_err();
+    let took = start.elapsed();
+    assert!(err.is_timeout() && err.is_outcome_unknown(), "{err:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+
+    // A call that needs a new connection is bounded by the connect timeout.
+    let start = Instant::now();
+    let err = client.lock("other").acquire().unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+
+    server.resume();
+    assert!(guard.is_held().expect("answers again after SIGCONT"));
+}
+
+#[test]
+fn bad_client_settings_get_a_typed_error() {
+    let invalid = |r: tollgate::Result<Client>, what: &str| match r {
+        Err(Error::InvalidArgument { what: w, .. }) => assert_eq!(w, what),
+        other => panic!("expected invalid {what}, got {other:?}"),
+    };
+    invalid(Client::open("http://example.com"), "redis url");
+    invalid(Client::open("not a url"), "redis url");
+    let url = "redis://127.0.0.1:1/";
+    invalid(
+        Client::builder(url).connect_timeout(Duration::ZERO).build(),
+        "connect timeout",
+    );
+    invalid(
+        Client::builder(url)
+            .response_timeout(Duration::ZERO)
+            .build(),
+        "response timeout",
+    );
+    invalid(
+        Client::builder(url).max_connections(0).build(),
+        "max connections",
+    );
+    invalid(
+        Client::builder(url).key_prefix("a{b}:").build(),
+        "key prefix",
+    );
+    invalid(
+        Client::builder(url).poll_interval(Duration::ZERO).build(),
+        "poll interval",
+    );
+}
+
+#[test]
+fn password_and_database_come_from_the_url() {
+    let server = RedisServer::builder().requirepass("s3cret").start();
+    let url = format!("{}3", server.url()); // .../3: database 3
+    let client = Client::open(&url).unwrap();
+    let _guard = client.lock("db").acquire().unwrap();
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut conn).unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("tollgate:lock:{db}")
+        .query(&mut conn)
+        .unwrap();
+    assert!(exists);
+
+    let wrong = server.url().replace("s3cret", "wrong");
+    let err = Client::open(&wrong)
+        .unwrap()
+        .lock("db")
+        .acquire()
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+}

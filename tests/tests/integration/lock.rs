@@ -1,0 +1,500 @@
+//! Locks: exclusion, ownership checks, expiry, fencing, watchdog, bad input.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tollgate::{Error, LockOptions, MAX_NAME_BYTES};
+use tollgate_tests::RedisServer;
+
+use crate::{client, raw_lock, raw_pttl};
+
+#[test]
+fn sixteen_threads_never_hold_the_lock_at_once() {
+    let server = RedisServer::start();
+    let clients: Vec<_> = (0..4).map(|_| client(&server)).collect();
+    let inside = Arc::new(AtomicBool::new(false));
+    // Updated with a separate load and store: exact only under exclusion.
+    let counter = Arc::new(AtomicU64::new(0));
+    let grants = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(2);
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let client = clients[i % 4].clone();
+            let (inside, counter, grants) = (inside.clone(), counter.clone(), grants.clone());
+            thread::spawn(move || {
+                while Instant::now() < end {
+                    let guard = client
+                        .lock("shared")
+                        .ttl(Duration::from_secs(10))
+                        .wait(Duration::from_secs(10))
+                        .acquire()
+                        .expect("granted within the wait");
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                    let seen = counter.load(Ordering::SeqCst);
+                    thread::yield_now();
+                    counter.store(seen + 1, Ordering::SeqCst);
+                    inside.store(false, Ordering::SeqCst);
+                    grants.fetch_add(1, Ordering::SeqCst);
+                    guard.release().expect("still held at release");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker thread");
+    }
+    let grants = grants.load(Ordering::SeqCst);
+    assert!(grants >= 16, "only {grants} grants in 2 s");
+    assert_eq!(counter.load(Ordering::SeqCst), grants);
+}
+
+#[test]
+fn expired_guard_cannot_extend_or_release_the_next_holders_lock() {
+    let server = RedisServer::start();
+    let (a, b) = (client(&server), client(&server));
+    let old = a
+        .lock("job")
+        .ttl(Duration::from_millis(200))
+        .acquire()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let new = b
+        .lock("job")
+        .ttl(Duration::from_secs(10))
+        .acquire()
+        .expect("free after the TTL");
+    let before = raw_lock(&server, "job");
+
+    assert!(matches!(
+        old.extend(Duration::from_secs(60)),
+        Err(Error::NotHeld { .. })
+    ));
+    assert!(matches!(old.release(), Err(Error::NotHeld { .. })));
+
+    assert_eq!(
+        raw_lock(&server, "job"),
+        before,
+        "new holder's record changed"
+    );
+    assert!(
+        raw_pttl(&server, "job") <= 10_000,
+        "new holder's TTL was extended"
+    );
+    assert!(new.is_held().unwrap());
+    assert!(new.fencing_token() > 0);
+    new.release().expect("new holder releases");
+}
+
+#[test]
+fn release_and_extend_by_a_non_owner_are_refused_and_change_nothing() {
+    let server = RedisServer::start();
+    let (a, b) = (client(&server), client(&server));
+    let stale = a
+        .lock("res")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    assert!(a.force_unlock("res").unwrap());
+    let owner = b.lock("res").ttl(Duration::from_secs(5)).acquire().unwrap();
+    let record = raw_lock(&server, "res");
+
+    assert!(!stale.is_held().unwrap());
+    assert_eq!(stale.remaining_ttl().unwrap(), None);
+    assert!(matches!(
+        stale.extend(Duration::from_secs(60)),
+        Err(Error::NotHeld { .. })
+    ));
+    assert!(stale.is_lost());
+    assert!(matches!(stale.release(), Err(Error::NotHeld { .. })));
+
+    assert_eq!(raw_lock(&server, "res"), record);
+    let pttl = raw_pttl(&server, "res");
+    assert!((1..=5_000).contains(&pttl), "owner's TTL became {pttl}");
+    assert!(owner.is_held().unwrap());
+}
+
+#[test]
+fn dropping_a_guard_frees_the_lock_at_once() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let guard = client.lock("drop").acquire().unwrap();
+    drop(guard);
+    assert!(raw_lock(&server, "drop").is_empty());
+    assert!(client.lock("drop").try_acquire().unwrap().is_some());
+}
+
+#[test]
+fn watchdog_keeps_a_one_second_lock_for_four_seconds() {
+    let server = RedisServer::start();
+    let (a, b) = (client(&server), client(&server));
+    let guard = a
+        .lock("long")
+        .ttl(Duration::from_secs(1))
+        .watchdog()
+        .acquire()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        assert!(
+            b.lock("long").try_acquire().unwrap().is_none(),
+            "lock lapsed"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(guard.is_held().unwrap());
+    assert!(!guard.is_lost());
+    drop(guard);
+    assert!(
+        b.lock("long").try_acquire().unwrap().is_some(),
+        "not freed on drop"
+    );
+}
+
+#[test]
+fn watchdog_reports_a_lock_taken_away() {
+    let server = RedisServer::start();
+    let (a, b) = (client(&server), client(&server));
+    let lost = Arc::new(Mutex::new(Vec::new()));
+    let seen = lost.clone();
+    let guard = a
+        .lock("taken")
+        .ttl(Duration::from_millis(300))
+        .on_lost(move |name| seen.lock().push(name.to_owned()))
+        .acquire()
+        .unwrap();
+    assert!(b.force_unlock("taken").unwrap());
+    let _thief = b
+        .lock("taken")
+        .ttl(Duration::from_secs(10))
+        .acquire()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !guard.is_lost() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(guard.is_lost(), "watchdog did not notice");
+    assert_eq!(*lost.lock(), vec!["taken".to_owned()]);
+    assert!(matches!(
+        guard.extend(Duration::from_secs(1)),
+        Err(Error::NotHeld { .. })
+    ));
+}
+
+#[test]
+fn lock_of_a_killed_holder_process_frees_after_its_ttl() {
+    let server = RedisServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
+        .args(["hold-lock", &server.url(), "crash", "1000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("helper starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("granted "), "helper said {line:?}");
+    let killed_at = Instant::now();
+    child.kill().unwrap(); // SIGKILL: no destructor runs
+    child.wait().unwrap();
+
+    let client = client(&server);
+    assert!(
+        client.lock("crash").try_acquire().unwrap().is_none(),
+        "freed without its TTL"
+    );
+    let guard = client
+        .lock("crash")
+        .wait(Duration::from_secs(5))
+        .acquire()
+        .expect("freed by TTL");
+    let waited = killed_at.elapsed();
+    assert!(
+        waited < Duration::from_millis(1900),
+        "took {waited:?} for a 1 s TTL"
+    );
+    let theirs: u64 = line.trim()["granted ".len()..].parse().unwrap();
+    assert!(guard.fencing_token() > theirs);
+}
+
+#[test]
+fn fencing_tokens_strictly_increase_over_1000_grants_by_4_clients() {
+    let server = RedisServer::start();
+    let tokens = Arc::new(Mutex::new(Vec::with_capacity(1000)));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client(&server);
+            let tokens = tokens.clone();
+            thread::spawn(move || {
+                for _ in 0..250 {
+                    let guard = client
+                        .lock("fenced")
+                        .wait(Duration::from_secs(10))
+                        .acquire()
+                        .unwrap();
+                    // Recorded inside the lock, so the list is in grant order.
+                    tokens.lock().push(guard.fencing_token());
+                    guard.release().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let tokens = tokens.lock();
+    assert_eq!(tokens.len(), 1000);
+    for pair in tokens.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "token went from {} to {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[test]
+fn fencing_token_keeps_growing_after_its_counter_expires() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let first = client.lock("f").acquire().unwrap();
+    let token = first.fencing_token();
+    first.release().unwrap();
+    // As if the retention had run out.
+    let mut conn = server.conn();
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("tollgate:lock:{f}:fence")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let second = client.lock("f").acquire().unwrap();
+    assert!(second.fencing_token() > token);
+}
+
+#[test]
+fn same_thread_asking_again_gets_would_deadlock() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let guard = client.lock("mine").acquire().unwrap();
+    let again = client.lock("mine").wait(Duration::from_secs(5)).acquire();
+    assert!(
+        matches!(again, Err(Error::WouldDeadlock { .. })),
+        "{again:?}"
+    );
+    // Another thread is an ordinary contender.
+    let other = client.clone();
+    let refused = thread::spawn(move || other.lock("mine").try_acquire().unwrap().is_none());
+    assert!(refused.join().unwrap());
+    guard.release().unwrap();
+    assert!(client.lock("mine").try_acquire().unwrap().is_some());
+}
+
+#[test]
+fn with_lock_releases_after_the_work_and_after_a_panic() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let token = client
+        .with_lock("w", LockOptions::new(), |g| g.fencing_token())
+        .unwrap();
+    assert!(token > 0);
+    assert!(raw_lock(&server, "w").is_empty());
+
+    let c = client.clone();
+    let panicked = thread::spawn(move || {
+        c.with_lock("w", LockOptions::new(), |_| panic!("work failed"))
+            .ok();
+    })
+    .join();
+    assert!(panicked.is_err());
+    assert!(
+        raw_lock(&server, "w").is_empty(),
+        "panic left the lock behind"
+    );
+}
+
+#[test]
+fn lock_info_shows_holder_token_and_ttl_but_not_the_owner_token() {
+    let server = RedisServer::start();
+    let client = tollgate::Client::builder(server.url())
+        .client_name("billing")
+        .build()
+        .unwrap();
+    assert_eq!(client.lock_info("inv").unwrap(), None);
+    let guard = client
+        .lock("inv")
+        .ttl(Duration::from_secs(20))
+        .acquire()
+        .unwrap();
+    let info = client.lock_info("inv").unwrap().expect("held");
+    assert_eq!(info.name, "inv");
+    assert_eq!(info.fencing_token, guard.fencing_token());
+    assert!(info.holder.starts_with("billing pid "), "{}", info.holder);
+    let ttl = info.remaining_ttl.expect("has a TTL");
+    assert!(ttl > Duration::from_secs(19) && ttl <= Duration::from_secs(20));
+    assert!(client.force_unlock("inv").unwrap());
+    assert!(!client.force_unlock("inv").unwrap());
+    assert!(!guard.is_held().unwrap());
+}
+
+#[test]
+fn every_key_a_lock_leaves_behind_expires() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let holder = client.lock("k").acquire().unwrap();
+    let c = client.clone();
+    // A waiter that gives up leaves its marker; it must expire too.
+    thread::spawn(move || {
+        c.lock("k")
+            .wait(Duration::from_millis(100))
+            .try_acquire()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    holder.release().unwrap();
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(pttl > 0, "{key} has no TTL ({pttl})");
+    }
+}
+
+#[test]
+fn bad_lock_input_gets_a_typed_error() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let invalid = |r: tollgate::Result<_>, what: &str| match r {
+        Err(Error::InvalidArgument { what: w, .. }) => assert_eq!(w, what),
+        other => panic!("expected invalid {what}, got {other:?}"),
+    };
+    invalid(client.lock("").acquire().map(drop), "lock name");
+    invalid(
+        client
+            .lock("x".repeat(MAX_NAME_BYTES + 1))
+            .acquire()
+            .map(drop),
+        "lock name",
+    );
+    invalid(
+        client.lock("n").ttl(Duration::ZERO).acquire().map(drop),
+        "ttl",
+    );
+    invalid(
+        client
+            .lock("n")
+            .ttl(Duration::from_micros(500))
+            .acquire()
+            .map(drop),
+        "ttl",
+    );
+    invalid(
+        client
+            .lock("n")
+            .ttl(Duration::from_secs(25 * 3600))
+            .acquire()
+            .map(drop),
+        "ttl",
+    );
+    invalid(
+        client
+            .lock("n")
+            .wait(Duration::from_secs(7200))
+            .acquire()
+            .map(drop),
+        "wait",
+    );
+    invalid(
+        client
+            .lock("n")
+            .ttl(Duration::from_millis(50))
+            .watchdog()
+            .acquire()
+            .map(drop),
+        "ttl",
+    );
+    invalid(client.lock_info("").map(drop), "lock name");
+    invalid(client.force_unlock("").map(drop), "lock name");
+    let guard = client.lock("n").acquire().unwrap();
+    invalid(guard.extend(Duration::ZERO), "ttl");
+    invalid(guard.extend(Duration::MAX), "ttl");
+    // The longest name is fine, and nothing above reached Redis.
+    assert!(
+        client
+            .lock("x".repeat(MAX_NAME_BYTES))
+            .try_acquire()
+            .unwrap()
+            .is_some()
+    );
+    assert!(guard.is_held().unwrap());
+}
+
+#[test]
+fn foreign_values_under_lock_keys_give_wrong_type_and_stay_untouched() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg("tollgate:lock:{str}")
+        .arg("hello")
+        .query(&mut conn)
+        .unwrap();
+    let err = client.lock("str").acquire().unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    let _: () = redis::cmd("HSET")
+        .arg("tollgate:lock:{hash}")
+        .arg("a")
+        .arg("b")
+        .query(&mut conn)
+        .unwrap();
+    let err = client.lock("hash").acquire().unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    let _: () = redis::cmd("SET")
+        .arg("tollgate:lock:{fence}:fence")
+        .arg("abc")
+        .query(&mut conn)
+        .unwrap();
+    let err = client.lock("fence").acquire().unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+
+    let value: String = redis::cmd("GET")
+        .arg("tollgate:lock:{str}")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(value, "hello");
+    let value: String = redis::cmd("GET")
+        .arg("tollgate:lock:{fence}:fence")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(value, "abc");
+    assert!(
+        raw_lock(&server, "fence").is_empty(),
+        "lock granted over a bad counter"
+    );
+}
+
+#[test]
+fn scripts_are_reloaded_after_script_flush() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    client.lock("s").acquire().unwrap().release().unwrap();
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    client.lock("s").acquire().unwrap().release().unwrap();
+}
+
+#[test]
+fn different_names_do_not_exclude_each_other() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let a = client.lock("user:1").acquire().unwrap();
+    let b = client.lock("user:2").try_acquire().unwrap();
+    assert!(b.is_some(), "user:2 refused while user:1 was held");
+    a.release().unwrap();
+}

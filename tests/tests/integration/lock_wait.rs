@@ -1,0 +1,165 @@
+//! Waiting for a held lock: woken by the release, by the holder's expiry, or
+//! (when a notification is lost) by the fallback poll.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tollgate::{Client, Error};
+use tollgate_tests::RedisServer;
+
+/// A client whose fallback poll is slow (2 s, jittered to 1–2 s), so a
+/// waiter granted well under a second after the release was woken by the
+/// notification or the holder's TTL, not by polling.
+fn slow_polling_client(server: &RedisServer) -> Client {
+    Client::builder(server.url())
+        .poll_interval(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+/// Starts a thread that waits up to `wait` for `name` and reports when it got it.
+fn waiter(client: &Client, name: &str, wait: Duration) -> thread::JoinHandle<Instant> {
+    let (client, name) = (client.clone(), name.to_owned());
+    thread::spawn(move || {
+        let guard = client
+            .lock(name)
+            .wait(wait)
+            .acquire()
+            .expect("granted within the wait");
+        let granted = Instant::now();
+        guard.release().unwrap();
+        granted
+    })
+}
+
+#[test]
+fn waiter_is_woken_by_the_release_not_by_polling() {
+    let server = RedisServer::start();
+    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+    let holder = a.lock("q").ttl(Duration::from_secs(30)).acquire().unwrap();
+    let waiting = waiter(&b, "q", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500)); // the waiter is asleep by now
+    let released = Instant::now();
+    holder.release().unwrap();
+    let latency = waiting.join().unwrap() - released;
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken {latency:?} after the release"
+    );
+}
+
+#[test]
+fn waiter_is_woken_when_the_holder_ttl_runs_out() {
+    let server = RedisServer::start();
+    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+    let _holder = a
+        .lock("t")
+        .ttl(Duration::from_millis(800))
+        .acquire()
+        .unwrap();
+    let start = Instant::now();
+    let granted = waiter(&b, "t", Duration::from_secs(5)).join().unwrap();
+    let waited = granted - start;
+    assert!(
+        waited < Duration::from_millis(1000),
+        "granted after {waited:?} for an 800 ms TTL"
+    );
+}
+
+#[test]
+fn waiter_is_woken_by_force_unlock() {
+    let server = RedisServer::start();
+    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+    let _holder = a.lock("f").ttl(Duration::from_secs(30)).acquire().unwrap();
+    let waiting = waiter(&b, "f", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    let unlocked = Instant::now();
+    assert!(a.force_unlock("f").unwrap());
+    let latency = waiting.join().unwrap() - unlocked;
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken {latency:?} after force_unlock"
+    );
+}
+
+#[test]
+fn a_lost_notification_costs_only_the_fallback_poll() {
+    let server = RedisServer::start();
+    let a = Client::open(&server.url()).unwrap();
+    let b = Client::builder(server.url())
+        .poll_interval(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let _holder = a
+        .lock("lost")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let waiting = waiter(&b, "lost", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(200));
+    // Free the lock behind tollgate's back: no notification is sent.
+    let mut conn = server.conn();
+    let _: () = redis::cmd("DEL")
+        .arg("tollgate:lock:{lost}")
+        .query(&mut conn)
+        .unwrap();
+    let freed = Instant::now();
+    let latency = waiting.join().unwrap() - freed;
+    assert!(
+        latency < Duration::from_millis(1000),
+        "polled after {latency:?}"
+    );
+}
+
+#[test]
+fn a_wait_that_ends_without_a_grant_is_a_timeout() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        Client::open(&server.url()).unwrap(),
+        Client::open(&server.url()).unwrap(),
+    );
+    let _holder = a
+        .lock("busy")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let start = Instant::now();
+    let err = b
+        .lock("busy")
+        .wait(Duration::from_millis(300))
+        .acquire()
+        .unwrap_err();
+    let waited = start.elapsed();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.is_timeout());
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(b.lock("busy").try_acquire().unwrap().is_none());
+}
+
+#[test]
+fn many_waiters_each_get_the_lock_once() {
+    let server = RedisServer::start();
+    let client = slow_polling_client(&server);
+    let holder = client
+        .lock("line")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let waiters: Vec<_> = (0..8)
+        .map(|_| waiter(&client, "line", Duration::from_secs(10)))
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let released = Instant::now();
+    holder.release().unwrap();
+    let mut grants: Vec<Instant> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    grants.sort();
+    // Each hand-over is woken by the previous release, not by polling.
+    let total = *grants.last().unwrap() - released;
+    assert!(
+        total < Duration::from_secs(1),
+        "8 hand-overs took {total:?}"
+    );
+}

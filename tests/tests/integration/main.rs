@@ -1,0 +1,39 @@
+//! Integration tests against real `redis-server` processes started by the kit.
+//! Each test starts its own server, so tests can pause, kill and restart it.
+
+mod client;
+mod kit;
+mod lock;
+mod lock_wait;
+
+use std::time::Duration;
+
+use tollgate::Client;
+use tollgate_tests::RedisServer;
+
+/// A client on `server` with timeouts short enough for tests.
+fn client(server: &RedisServer) -> Client {
+    Client::builder(server.url())
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .expect("client builds")
+}
+
+/// The raw hash of lock `name` as Redis stores it (empty when free).
+fn raw_lock(server: &RedisServer, name: &str) -> Vec<(String, String)> {
+    let mut conn = server.conn();
+    redis::cmd("HGETALL")
+        .arg(format!("tollgate:lock:{{{name}}}"))
+        .query(&mut conn)
+        .expect("HGETALL")
+}
+
+/// The remaining TTL in ms of lock `name` (-2: no key).
+fn raw_pttl(server: &RedisServer, name: &str) -> i64 {
+    let mut conn = server.conn();
+    redis::cmd("PTTL")
+        .arg(format!("tollgate:lock:{{{name}}}"))
+        .query(&mut conn)
+        .expect("PTTL")
+}
