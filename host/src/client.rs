@@ -135,6 +135,8 @@ pub struct ClientBuilder {
     max_wait: Duration,
     fence_retention: Duration,
     poll_interval: Duration,
+    #[cfg(feature = "tls")]
+    tls_root_certificates: Option<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -151,6 +153,8 @@ impl ClientBuilder {
             max_wait: Duration::from_secs(3600),
             fence_retention: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(1),
+            #[cfg(feature = "tls")]
+            tls_root_certificates: None,
         }
     }
 
@@ -223,6 +227,15 @@ impl ClientBuilder {
         self
     }
 
+    /// For `rediss://` URLs: trust only these root certificates (PEM) instead
+    /// of the system's, e.g. a private CA's. Needs the `tls` feature (on by
+    /// default).
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificates = Some(pem.into());
+        self
+    }
+
     /// Checks the settings and builds the client. Does not connect.
     pub fn build(self) -> Result<Client> {
         let positive = |what: &'static str, d: Duration| {
@@ -236,6 +249,26 @@ impl ClientBuilder {
         positive("response timeout", self.response_timeout)?;
         positive("poll interval", self.poll_interval)?;
         positive("max ttl", self.max_ttl)?;
+        // Upper bounds keep every deadline computable (`Instant + Duration`).
+        const HOUR: Duration = Duration::from_secs(3600);
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        let at_most = |what: &'static str, d: Duration, max: Duration| {
+            if d > max {
+                Err(Error::invalid(
+                    what,
+                    format!("{d:?} is above the limit of {max:?}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_most("connect timeout", self.connect_timeout, HOUR)?;
+        at_most("response timeout", self.response_timeout, HOUR)?;
+        at_most("poll interval", self.poll_interval, HOUR)?;
+        at_most("health check interval", self.health_check_after, YEAR)?;
+        at_most("max ttl", self.max_ttl, YEAR)?;
+        at_most("max wait", self.max_wait, YEAR)?;
+        at_most("fence retention", self.fence_retention, YEAR)?;
         if self.max_connections == 0 {
             return Err(Error::invalid("max connections", "must be at least 1"));
         }
@@ -245,8 +278,7 @@ impl ClientBuilder {
                 "must not contain '{' or '}' (they are used as hash tags)",
             ));
         }
-        let redis = redis::Client::open(self.url.as_str())
-            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        let redis = self.redis_client()?;
         let keyspace = Keyspace::new(self.key_prefix);
         let store: Arc<dyn Store> = Arc::new(RedisStore::new(
             redis,
@@ -273,5 +305,44 @@ impl ClientBuilder {
                 held: Mutex::default(),
             }),
         })
+    }
+
+    #[cfg(feature = "tls")]
+    fn redis_client(&self) -> Result<redis::Client> {
+        let tls = self.url.starts_with("rediss:");
+        if tls {
+            // rustls needs a process-wide crypto provider. This fails, harmlessly,
+            // when the embedding program installed its own first.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match (&self.tls_root_certificates, tls) {
+            (Some(pem), true) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "redis url",
+                    "TLS root certificates were given, but the URL is not rediss://",
+                ));
+            }
+            (None, _) => redis::Client::open(self.url.as_str()),
+        };
+        client.map_err(|e| Error::invalid("redis url", e.to_string()))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn redis_client(&self) -> Result<redis::Client> {
+        if self.url.starts_with("rediss:") {
+            return Err(Error::invalid(
+                "redis url",
+                "rediss:// needs tollgate's `tls` feature",
+            ));
+        }
+        redis::Client::open(self.url.as_str())
+            .map_err(|e| Error::invalid("redis url", e.to_string()))
     }
 }

@@ -22,7 +22,8 @@
 //! - **Same thread, same lock**: asking again for a lock that the calling
 //!   thread holds through the same client (its guard is still alive) fails at
 //!   once with [`Error::WouldDeadlock`] instead of waiting for itself. Locks
-//!   are not reentrant.
+//!   are not reentrant. The check keys on the thread that acquired the guard:
+//!   a guard moved to another thread still counts for the acquiring one.
 //!
 //! # Clocks
 //! TTLs are counted by the Redis server (`PEXPIRE`, milliseconds). The
@@ -222,7 +223,7 @@ impl fmt::Debug for LockGuard {
             .field("name", &self.name)
             .field("fencing_token", &self.fence)
             .field("watchdog", &self.renewal.is_some())
-            .field("lost", &self.lease.is_lost())
+            .field("lost", &self.lease.known_lost())
             .finish_non_exhaustive()
     }
 }
@@ -239,14 +240,16 @@ impl LockGuard {
         self.fence
     }
 
-    /// `true` once the lock is known to be lost (found by the watchdog or by a
-    /// call on this guard). Asks nothing of Redis; [`is_held`](Self::is_held)
-    /// does.
+    /// `true` once the lock may be gone: found lost (by the watchdog or a
+    /// call on this guard), or past its local deadline (the start of the last
+    /// grant, extend or renewal plus the TTL, on this process's monotonic
+    /// clock) without a renewal. Asks nothing of Redis.
     pub fn is_lost(&self) -> bool {
-        self.lease.is_lost()
+        self.lease.may_be_lost()
     }
 
-    /// Asks Redis whether this guard still holds the lock.
+    /// Whether this guard still holds the lock, asking Redis unless the lock
+    /// is already known to be lost for good.
     pub fn is_held(&self) -> Result<bool> {
         Ok(self.remaining_ttl()?.is_some())
     }
@@ -254,7 +257,7 @@ impl LockGuard {
     /// The lock's remaining TTL on the Redis server, or `None` when this guard
     /// no longer holds it.
     pub fn remaining_ttl(&self) -> Result<Option<Duration>> {
-        if self.lease.is_lost() {
+        if self.lease.known_lost() {
             return Ok(None);
         }
         let store = &self.client.inner().store;
@@ -266,20 +269,27 @@ impl LockGuard {
     }
 
     /// Sets the lock's remaining TTL to `ttl` (not added to what is left).
+    /// With a watchdog, later renewals use this TTL too.
     /// [`Error::NotHeld`] when the lock was lost; nothing is changed then.
     pub fn extend(&self, ttl: Duration) -> Result<()> {
         let inner = self.client.inner();
         let ttl_ms = check_ttl("ttl", ttl, inner.settings.max_ttl)?;
-        if self.lease.is_lost() {
+        if self.lease.known_lost() {
             return Err(self.not_held());
         }
         let retention = millis(inner.settings.fence_retention);
+        let sent = Instant::now();
         let extended = resend_if_dropped(|| {
             inner
                 .store
                 .extend_lock(&self.keys, &self.owner, ttl_ms, retention)
         })?;
         if extended {
+            let ttl = Duration::from_millis(ttl_ms);
+            self.lease.renewed(sent, ttl);
+            if let Some(id) = self.renewal {
+                inner.watchdog.retime(id, ttl, sent);
+            }
             Ok(())
         } else {
             self.lease.mark_lost();
@@ -395,7 +405,8 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         // Resending is safe: a grant to this owner token is answered again.
         let remaining = match resend_if_dropped(|| inner.store.acquire_lock(&request))? {
             Acquired::Granted { fence } => {
-                return LockGuard::start(client, name, keys, owner, fence, &options, sent)
+                let ttl = Duration::from_millis(ttl_ms); // what the server got
+                return LockGuard::start(client, name, keys, owner, fence, &options, ttl, sent)
                     .map(Some);
             }
             Acquired::Held { remaining } => remaining,
@@ -405,7 +416,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
             return Ok(None);
         }
         let Some(watch) = &watch else {
-            watch = Some(inner.store.watch(&keys.lock));
+            watch = Some(inner.store.watch(&keys.lock, deadline));
             continue; // ask again, now that a release would wake us
         };
         let mut wake_at = now + jittered(settings.poll_interval);
@@ -418,6 +429,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
 }
 
 impl LockGuard {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         client: &Client,
         name: String,
@@ -425,6 +437,7 @@ impl LockGuard {
         owner: String,
         fence: u64,
         options: &LockOptions,
+        ttl: Duration,
         granted_at: Instant,
     ) -> Result<LockGuard> {
         let inner = client.inner();
@@ -436,7 +449,7 @@ impl LockGuard {
             keys,
             owner,
             fence,
-            lease: Arc::default(),
+            lease: Arc::new(Lease::new(granted_at + ttl)),
             renewal: None,
             thread,
             finished: false,
@@ -446,13 +459,12 @@ impl LockGuard {
                 name: guard.name.clone(),
                 keys: guard.keys.clone(),
                 owner: guard.owner.clone(),
-                ttl: options.ttl,
                 fence_retention_ms: millis(inner.settings.fence_retention),
                 lease: Arc::clone(&guard.lease),
                 on_lost: options.on_lost.clone(),
             };
             // On failure the guard drops here and releases the lock.
-            guard.renewal = Some(inner.watchdog.watch(renewal, granted_at)?);
+            guard.renewal = Some(inner.watchdog.watch(renewal, ttl, granted_at)?);
         }
         Ok(guard)
     }

@@ -39,6 +39,8 @@ impl WakeBoard {
         let slot = match slots.get(key).and_then(Weak::upgrade) {
             Some(slot) => slot,
             None => {
+                // Drop entries whose last watch went while a wake-up held it.
+                slots.retain(|_, slot| slot.strong_count() > 0);
                 let slot = Arc::new(Slot::default());
                 slots.insert(key.to_owned(), Arc::downgrade(&slot));
                 slot

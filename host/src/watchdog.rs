@@ -25,19 +25,45 @@ use crate::store::Store;
 /// watchdog finds the lock lost. It must return quickly.
 pub(crate) type LostCallback = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Whether a lock is known to be lost; shared by a guard and the watchdog.
-#[derive(Debug, Default)]
+/// What a guard knows about its lock without asking Redis; shared by the
+/// guard and the watchdog.
+#[derive(Debug)]
 pub(crate) struct Lease {
     lost: AtomicBool,
+    /// The lock is surely held until then (monotonic clock): the start of the
+    /// last successful grant, extend or renewal, plus its TTL.
+    valid_until: Mutex<Instant>,
 }
 
 impl Lease {
-    pub fn is_lost(&self) -> bool {
+    pub fn new(valid_until: Instant) -> Self {
+        Lease {
+            lost: AtomicBool::new(false),
+            valid_until: Mutex::new(valid_until),
+        }
+    }
+
+    /// Lost for certain: found gone, or not renewed before its deadline.
+    pub fn known_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
+    }
+
+    /// Lost for certain, or past its local deadline (it may have expired).
+    pub fn may_be_lost(&self) -> bool {
+        self.known_lost() || Instant::now() >= self.deadline()
     }
 
     pub fn mark_lost(&self) {
         self.lost.store(true, Ordering::Release);
+    }
+
+    pub fn deadline(&self) -> Instant {
+        *self.valid_until.lock()
+    }
+
+    /// Records a successful grant, extend or renewal sent at `sent`.
+    pub fn renewed(&self, sent: Instant, ttl: Duration) {
+        *self.valid_until.lock() = sent + ttl;
     }
 }
 
@@ -46,7 +72,6 @@ pub(crate) struct Renewal {
     pub name: String,
     pub keys: LockKeys,
     pub owner: String,
-    pub ttl: Duration,
     pub fence_retention_ms: u64,
     pub lease: Arc<Lease>,
     pub on_lost: Option<LostCallback>,
@@ -54,9 +79,8 @@ pub(crate) struct Renewal {
 
 struct Entry {
     renewal: Arc<Renewal>,
+    ttl: Duration,
     due: Instant,
-    /// The lock is surely held until then (monotonic clock).
-    valid_until: Instant,
     in_flight: bool,
 }
 
@@ -89,9 +113,9 @@ impl Watchdog {
         }
     }
 
-    /// Starts renewing a lock granted at `granted_at`; returns the id to pass
-    /// to [`Watchdog::unwatch`].
-    pub fn watch(&self, renewal: Renewal, granted_at: Instant) -> Result<u64> {
+    /// Starts renewing with `ttl` a lock granted at `granted_at`; returns the
+    /// id to pass to [`Watchdog::unwatch`].
+    pub fn watch(&self, renewal: Renewal, ttl: Duration, granted_at: Instant) -> Result<u64> {
         let mut state = self.shared.state.lock();
         if !state.started {
             let shared = Arc::clone(&self.shared);
@@ -109,15 +133,25 @@ impl Watchdog {
         state.entries.insert(
             id,
             Entry {
-                due: granted_at + renewal.ttl / 3,
-                valid_until: granted_at + renewal.ttl,
                 renewal: Arc::new(renewal),
+                ttl,
+                due: granted_at + ttl / 3,
                 in_flight: false,
             },
         );
         drop(state);
         self.shared.changed.notify_all();
         Ok(id)
+    }
+
+    /// Renews with `ttl` from now on, after the owner extended the lock to
+    /// `ttl` at `sent`.
+    pub fn retime(&self, id: u64, ttl: Duration, sent: Instant) {
+        if let Some(entry) = self.shared.state.lock().entries.get_mut(&id) {
+            entry.ttl = ttl;
+            entry.due = sent + ttl / 3;
+        }
+        self.shared.changed.notify_all();
     }
 
     /// Stops renewing; a renewal already under way may still complete.
@@ -143,13 +177,13 @@ fn run(shared: &Shared, store: &dyn Store) {
     let mut state = shared.state.lock();
     while !state.shutdown {
         let now = Instant::now();
-        let due: Vec<(u64, Arc<Renewal>)> = state
+        let due: Vec<(u64, Arc<Renewal>, Duration)> = state
             .entries
             .iter_mut()
             .filter(|(_, entry)| !entry.in_flight && entry.due <= now)
             .map(|(id, entry)| {
                 entry.in_flight = true;
-                (*id, Arc::clone(&entry.renewal))
+                (*id, Arc::clone(&entry.renewal), entry.ttl)
             })
             .collect();
         if due.is_empty() {
@@ -163,7 +197,7 @@ fn run(shared: &Shared, store: &dyn Store) {
         }
         let outcomes: Vec<(u64, Outcome)> = MutexGuard::unlocked(&mut state, || {
             due.into_iter()
-                .map(|(id, renewal)| (id, renew(store, &renewal)))
+                .map(|(id, renewal, ttl)| (id, renew(store, &renewal, ttl)))
                 .collect()
         });
         let mut lost = Vec::new();
@@ -172,13 +206,13 @@ fn run(shared: &Shared, store: &dyn Store) {
                 continue; // unwatched while renewing
             };
             entry.in_flight = false;
-            let ttl = entry.renewal.ttl;
+            let ttl = entry.ttl;
             match outcome {
                 Outcome::Renewed { sent } => {
-                    entry.valid_until = sent + ttl;
+                    entry.renewal.lease.renewed(sent, ttl);
                     entry.due = sent + ttl / 3;
                 }
-                Outcome::Failed if Instant::now() < entry.valid_until => {
+                Outcome::Failed if Instant::now() < entry.renewal.lease.deadline() => {
                     // Try again soon, while the lock is still surely ours.
                     entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
                 }
@@ -195,12 +229,12 @@ fn run(shared: &Shared, store: &dyn Store) {
     }
 }
 
-fn renew(store: &dyn Store, renewal: &Renewal) -> Outcome {
+fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
     let sent = Instant::now();
     match store.extend_lock(
         &renewal.keys,
         &renewal.owner,
-        millis(renewal.ttl),
+        millis(ttl),
         renewal.fence_retention_ms,
     ) {
         Ok(true) => Outcome::Renewed { sent },

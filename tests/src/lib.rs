@@ -6,8 +6,10 @@
 #![deny(missing_docs)]
 
 mod redis_server;
+mod tls;
 
 pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
+pub use tls::TestCertificates;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

@@ -9,7 +9,7 @@ mod pool;
 mod redis;
 mod subscriber;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use self::pool::PoolConfig;
 pub(crate) use self::redis::RedisStore;
@@ -78,7 +78,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn force_unlock(&self, keys: &LockKeys) -> Result<bool>;
 
     /// Starts listening for releases of the object whose notification key is
-    /// `key`. Returns once notifications are flowing, or after a bounded wait
-    /// when they cannot be had (the waiter then relies on polling alone).
-    fn watch(&self, key: &str) -> Watch;
+    /// `key`. Returns once notifications are flowing, or by `until` (or
+    /// sooner) when they cannot be had: the waiter then relies on polling.
+    fn watch(&self, key: &str, until: Instant) -> Watch;
 }

@@ -1,9 +1,12 @@
 //! Pooled blocking connections with connect and response timeouts, and the
 //! mapping of `redis` errors onto [`Error`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
+use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::error::{Error, Result};
 
@@ -41,6 +44,9 @@ pub(crate) struct PooledConnection {
 struct Manager {
     client: redis::Client,
     config: PoolConfig,
+    /// When a health check last failed: while Redis is stalled, the other idle
+    /// connections are discarded at once instead of each waiting for its PING.
+    failed_check: Mutex<Option<Instant>>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -66,9 +72,26 @@ impl r2d2::ManageConnection for Manager {
         if conn.last_used.elapsed() < self.config.health_check_after {
             return Ok(());
         }
-        redis::cmd("PING").query::<()>(&mut conn.inner)?;
-        conn.last_used = Instant::now();
-        Ok(())
+        let failed_recently = self
+            .failed_check
+            .lock()
+            .is_some_and(|at| at.elapsed() < self.config.response_timeout);
+        if failed_recently {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "discarded: another idle connection just failed its health check",
+            )));
+        }
+        match redis::cmd("PING").query::<()>(&mut conn.inner) {
+            Ok(()) => {
+                conn.last_used = Instant::now();
+                Ok(())
+            }
+            Err(error) => {
+                *self.failed_check.lock() = Some(Instant::now());
+                Err(error)
+            }
+        }
     }
 
     fn has_broken(&self, conn: &mut PooledConnection) -> bool {
@@ -95,13 +118,24 @@ impl Pool {
     /// Builds the pool without connecting: the first call connects.
     pub fn new(client: redis::Client, config: PoolConfig) -> Pool {
         let response_timeout = config.response_timeout;
+        // r2d2 opens connections on these threads; they end with the pool.
+        let threads = ScheduledThreadPool::builder()
+            .num_threads(2)
+            .thread_name_pattern("tollgate-pool-{}")
+            .on_drop_behavior(OnPoolDropBehavior::DiscardPendingScheduled)
+            .build();
         let pool = r2d2::Pool::builder()
             .max_size(config.max_connections)
             .min_idle(Some(0))
             .connection_timeout(config.connect_timeout)
             .test_on_check_out(true)
             .error_handler(Box::new(LogPoolErrors))
-            .build_unchecked(Manager { client, config });
+            .thread_pool(Arc::new(threads))
+            .build_unchecked(Manager {
+                client,
+                config,
+                failed_check: Mutex::new(None),
+            });
         Pool {
             pool,
             response_timeout,

@@ -174,12 +174,10 @@ impl Store for RedisStore {
         })
     }
 
-    fn watch(&self, key: &str) -> Watch {
+    fn watch(&self, key: &str, until: Instant) -> Watch {
         let watch = self.subscriber.board().watch(key);
-        if !self
-            .subscriber
-            .ensure_listening(Instant::now() + self.connect_timeout)
-        {
+        let until = until.min(Instant::now() + self.connect_timeout);
+        if !self.subscriber.ensure_listening(until) {
             tracing::debug!(
                 key,
                 "tollgate: waiting without notifications (polling only)"

@@ -18,6 +18,9 @@ use crate::notify::WakeBoard;
 /// How often a listening thread looks up from its socket to see whether the
 /// client is gone.
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(250);
+/// After this many quiet [`SHUTDOWN_CHECK`]s the connection is pinged, so a
+/// half-open connection is noticed (about every 5 s).
+const PING_AFTER_QUIET_CHECKS: u32 = 20;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -39,6 +42,9 @@ struct Shared {
 struct Status {
     started: bool,
     subscribed: bool,
+    /// The last attempt to subscribe failed: waiters should not wait for the
+    /// next one.
+    failing: bool,
     shutdown: bool,
 }
 
@@ -61,7 +67,8 @@ impl Subscriber {
     }
 
     /// Starts listening if not yet started and waits until subscribed or
-    /// `until`. Returns whether notifications are flowing.
+    /// `until`, but not at all while reconnecting after a failure. Returns
+    /// whether notifications are flowing.
     pub fn ensure_listening(&self, until: Instant) -> bool {
         let mut status = self.shared.status.lock();
         if !status.started {
@@ -78,6 +85,9 @@ impl Subscriber {
             }
         }
         while !status.subscribed {
+            if status.failing {
+                return false;
+            }
             if self
                 .shared
                 .changed
@@ -100,7 +110,11 @@ impl Drop for Subscriber {
 
 impl Shared {
     fn set_subscribed(&self, subscribed: bool) {
-        self.status.lock().subscribed = subscribed;
+        {
+            let mut status = self.status.lock();
+            status.subscribed = subscribed;
+            status.failing = false;
+        }
         self.changed.notify_all();
         // Subscribed: releases may have been missed before. Unsubscribed:
         // waiters should fall back to polling now, not at their next timeout.
@@ -126,6 +140,10 @@ fn run(shared: &Shared) {
         if let Err(error) = listen(shared, &mut subscribed) {
             tracing::debug!(%error, "tollgate: notification connection lost; waiters poll until it is back");
         }
+        if !subscribed {
+            shared.status.lock().failing = true;
+            shared.changed.notify_all();
+        }
         if subscribed {
             shared.set_subscribed(false);
             backoff = MIN_BACKOFF;
@@ -146,18 +164,25 @@ fn listen(shared: &Shared, subscribed: &mut bool) -> RedisResult<()> {
     pubsub.set_read_timeout(Some(SHUTDOWN_CHECK))?;
     *subscribed = true;
     shared.set_subscribed(true);
+    let mut quiet_checks = 0;
     loop {
         match pubsub.get_message() {
             Ok(message) => {
                 let key = String::from_utf8_lossy(message.get_payload_bytes());
                 shared.board.wake(&key);
+                quiet_checks = 0;
             }
             Err(error) if error.is_timeout() => {
-                if shared.is_shutdown() {
-                    return Ok(());
+                quiet_checks += 1;
+                if quiet_checks >= PING_AFTER_QUIET_CHECKS {
+                    pubsub.ping::<redis::Value>()?;
+                    quiet_checks = 0;
                 }
             }
             Err(error) => return Err(error),
+        }
+        if shared.is_shutdown() {
+            return Ok(());
         }
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! `tollgate-test-helper hold-lock URL NAME TTL_MS`: takes the lock, prints
 //! `granted FENCE` on stdout, then sleeps until killed.
+//!
+//! `tollgate-test-helper thread-count-after-drop URL`: uses every background
+//! thread a client has (pool, notifications, watchdog), drops the client and
+//! prints how many `tollgate-*` threads are left a second later.
 
 use std::io::Write;
 use std::time::Duration;
@@ -24,9 +28,44 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        ["thread-count-after-drop", url] => {
+            let client = tollgate::Client::open(url).expect("client opens");
+            let holder = client
+                .lock("t")
+                .ttl(Duration::from_secs(1))
+                .watchdog()
+                .acquire()
+                .expect("granted");
+            let other = client.clone();
+            let waiter = std::thread::spawn(move || {
+                other
+                    .lock("t")
+                    .wait(Duration::from_secs(5))
+                    .acquire()
+                    .expect("granted after release")
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            println!("running {}", tollgate_threads());
+            drop(holder);
+            drop(waiter.join().expect("waiter thread"));
+            drop(client);
+            std::thread::sleep(Duration::from_secs(1));
+            println!("left {}", tollgate_threads());
+        }
         _ => {
             eprintln!("usage: tollgate-test-helper hold-lock URL NAME TTL_MS");
+            eprintln!("       tollgate-test-helper thread-count-after-drop URL");
             std::process::exit(2);
         }
     }
+}
+
+/// Threads of this process whose name starts with `tollgate-`, not counting
+/// this program's own (named after the binary, `tollgate-test-h…`).
+fn tollgate_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task is readable")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tollgate-") && !name.starts_with("tollgate-test"))
+        .count()
 }

@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use tollgate::{Client, Error};
-use tollgate_tests::RedisServer;
+use tollgate_tests::{RedisServer, TestCertificates};
 
-use crate::client;
+use crate::{client, raw_lock};
 
 #[test]
 fn idle_client_works_again_after_redis_restarts() {
@@ -138,5 +138,46 @@ fn password_and_database_come_from_the_url() {
         .lock("db")
         .acquire()
         .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+}
+
+#[test]
+fn rediss_url_connects_over_tls_and_checks_the_certificate() {
+    let certs = TestCertificates::generate();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let server = RedisServer::builder()
+        .args([
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .args(["--tls-cert-file", &path(certs.server_cert())])
+        .args(["--tls-key-file", &path(certs.server_key())])
+        .args(["--tls-ca-cert-file", &path(certs.ca_cert())])
+        .start();
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let ca = std::fs::read(certs.ca_cert()).unwrap();
+    let client = Client::builder(&url)
+        .tls_root_certificates(ca)
+        .build()
+        .unwrap();
+    let guard = client.lock("tls").acquire().expect("lock over TLS");
+    assert!(
+        !raw_lock(&server, "tls").is_empty(),
+        "not visible on the server"
+    );
+    guard.release().unwrap();
+
+    // A client that does not trust the private CA is refused, with a typed error.
+    let untrusting = Client::builder(&url)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = untrusting.lock("tls").acquire().unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
 }

@@ -498,3 +498,72 @@ fn different_names_do_not_exclude_each_other() {
     assert!(b.is_some(), "user:2 refused while user:1 was held");
     a.release().unwrap();
 }
+
+#[test]
+fn extend_on_a_watched_guard_sets_the_ttl_the_watchdog_renews_with() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let guard = client
+        .lock("ext")
+        .ttl(Duration::from_millis(300))
+        .watchdog()
+        .acquire()
+        .unwrap();
+    guard.extend(Duration::from_secs(6)).unwrap();
+    thread::sleep(Duration::from_millis(2500)); // past the first renewal at 2 s
+    let left = guard.remaining_ttl().unwrap().expect("held");
+    assert!(
+        left > Duration::from_secs(3),
+        "watchdog renewed with the old TTL: {left:?} left"
+    );
+}
+
+#[test]
+fn is_lost_turns_true_at_the_local_deadline_without_asking_redis() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let guard = client
+        .lock("dl")
+        .ttl(Duration::from_millis(200))
+        .acquire()
+        .unwrap();
+    assert!(!guard.is_lost());
+    thread::sleep(Duration::from_millis(250));
+    assert!(guard.is_lost());
+    assert!(!guard.is_held().unwrap());
+}
+
+#[test]
+fn a_dropped_client_leaves_no_threads_behind() {
+    let server = RedisServer::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
+        .args(["thread-count-after-drop", &server.url()])
+        .output()
+        .expect("helper runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "helper failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let running: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("running "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("left "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        running >= 3,
+        "expected pool, notify and watchdog threads, saw {running}"
+    );
+    assert_eq!(
+        left, 0,
+        "threads still running after the client was dropped"
+    );
+}
