@@ -440,39 +440,25 @@ fn foreign_values_under_lock_keys_give_wrong_type_and_stay_untouched() {
     let server = RedisServer::start();
     let client = client(&server);
     let mut conn = server.conn();
-    let _: () = redis::cmd("SET")
-        .arg("tollgate:lock:{str}")
-        .arg("hello")
-        .query(&mut conn)
-        .unwrap();
-    let err = client.lock("str").acquire().unwrap_err();
-    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
-    let _: () = redis::cmd("HSET")
-        .arg("tollgate:lock:{hash}")
-        .arg("a")
-        .arg("b")
-        .query(&mut conn)
-        .unwrap();
-    let err = client.lock("hash").acquire().unwrap_err();
-    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
-    let _: () = redis::cmd("SET")
-        .arg("tollgate:lock:{fence}:fence")
-        .arg("abc")
-        .query(&mut conn)
-        .unwrap();
-    let err = client.lock("fence").acquire().unwrap_err();
-    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
-
-    let value: String = redis::cmd("GET")
-        .arg("tollgate:lock:{str}")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(value, "hello");
-    let value: String = redis::cmd("GET")
-        .arg("tollgate:lock:{fence}:fence")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(value, "abc");
+    let cases: [(&str, &[&str]); 3] = [
+        ("str", &["SET", "tollgate:lock:{str}", "hello"]),
+        ("hash", &["HSET", "tollgate:lock:{hash}", "a", "b"]),
+        ("fence", &["SET", "tollgate:lock:{fence}:fence", "abc"]),
+    ];
+    for (name, plant) in cases {
+        let mut cmd = redis::cmd(plant[0]);
+        for arg in &plant[1..] {
+            cmd.arg(*arg);
+        }
+        let _: () = cmd.query(&mut conn).unwrap();
+        let dump = |conn: &mut redis::Connection| -> Vec<u8> {
+            redis::cmd("DUMP").arg(plant[1]).query(conn).unwrap()
+        };
+        let before = dump(&mut conn);
+        let err = client.lock(name).acquire().unwrap_err();
+        assert!(matches!(err, Error::WrongType { .. }), "{name}: {err:?}");
+        assert_eq!(dump(&mut conn), before, "{name}: the foreign value changed");
+    }
     assert!(
         raw_lock(&server, "fence").is_empty(),
         "lock granted over a bad counter"
