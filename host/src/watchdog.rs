@@ -195,13 +195,13 @@ fn run(shared: &Shared, store: &dyn Store) {
             }
             continue;
         }
-        let outcomes: Vec<(u64, Outcome)> = MutexGuard::unlocked(&mut state, || {
+        let outcomes: Vec<(u64, Duration, Outcome)> = MutexGuard::unlocked(&mut state, || {
             due.into_iter()
-                .map(|(id, renewal, ttl)| (id, renew(store, &renewal, ttl)))
+                .map(|(id, renewal, ttl)| (id, ttl, renew(store, &renewal, ttl)))
                 .collect()
         });
         let mut lost = Vec::new();
-        for (id, outcome) in outcomes {
+        for (id, sent_ttl, outcome) in outcomes {
             let Some(entry) = state.entries.get_mut(&id) else {
                 continue; // unwatched while renewing
             };
@@ -209,8 +209,15 @@ fn run(shared: &Shared, store: &dyn Store) {
             let ttl = entry.ttl;
             match outcome {
                 Outcome::Renewed { sent } => {
-                    entry.renewal.lease.renewed(sent, ttl);
-                    entry.due = sent + ttl / 3;
+                    // The server now has the TTL this renewal sent.
+                    entry.renewal.lease.renewed(sent, sent_ttl);
+                    entry.due = if sent_ttl == ttl {
+                        sent + ttl / 3
+                    } else {
+                        // extend() changed the TTL while this renewal was under
+                        // way and this renewal overwrote it: renew again now.
+                        Instant::now()
+                    };
                 }
                 Outcome::Failed if Instant::now() < entry.renewal.lease.deadline() => {
                     // Try again soon, while the lock is still surely ours.
