@@ -3,6 +3,9 @@
 //! `tollgate-test-helper hold-lock URL NAME TTL_MS`: takes the lock, prints
 //! `granted FENCE` on stdout, then sleeps until killed.
 //!
+//! `tollgate-test-helper from-env`: opens a client from `$REDIS_URL` and
+//! takes a lock, or prints the error.
+//!
 //! `tollgate-test-helper thread-count-after-drop URL`: uses every background
 //! thread a client has (pool, notifications, watchdog), drops the client and
 //! prints how many `tollgate-*` threads are left a second later.
@@ -28,6 +31,16 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        ["from-env"] => match tollgate::Client::from_env() {
+            Ok(client) => {
+                let guard = client.lock("env").acquire().expect("lock granted");
+                println!("granted {}", guard.fencing_token());
+            }
+            Err(error) => {
+                println!("error {error}");
+                std::process::exit(1);
+            }
+        },
         ["thread-count-after-drop", url] => {
             let client = tollgate::Client::open(url).expect("client opens");
             let holder = client
@@ -55,6 +68,7 @@ fn main() {
         _ => {
             eprintln!("usage: tollgate-test-helper hold-lock URL NAME TTL_MS");
             eprintln!("       tollgate-test-helper thread-count-after-drop URL");
+            eprintln!("       tollgate-test-helper from-env   (uses $REDIS_URL)");
             std::process::exit(2);
         }
     }

@@ -181,3 +181,37 @@ fn rediss_url_connects_over_tls_and_checks_the_certificate() {
     let err = untrusting.lock("tls").acquire().unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
 }
+
+#[test]
+fn from_env_reads_redis_url_and_says_what_is_missing() {
+    let server = RedisServer::start();
+    let helper = env!("CARGO_BIN_EXE_tollgate-test-helper");
+    let with_url = std::process::Command::new(helper)
+        .arg("from-env")
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&with_url.stdout);
+    assert!(
+        with_url.status.success() && stdout.starts_with("granted "),
+        "{stdout}"
+    );
+
+    let without = std::process::Command::new(helper)
+        .arg("from-env")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&without.stdout);
+    assert!(!without.status.success());
+    assert!(stdout.contains("invalid REDIS_URL"), "{stdout}");
+}
+
+#[test]
+fn client_and_guard_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    fn sendable<T: Send>() {}
+    shareable::<Client>();
+    sendable::<tollgate::LockGuard>();
+    sendable::<Error>();
+}
