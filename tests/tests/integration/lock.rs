@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tollgate::{Error, LockOptions, MAX_NAME_BYTES};
+use tollgate::{Error, LockGuard, LockOptions, MAX_NAME_BYTES};
 use tollgate_tests::RedisServer;
 
 use crate::{client, raw_lock, raw_pttl};
@@ -53,6 +53,33 @@ fn sixteen_threads_never_hold_the_lock_at_once() {
     assert_eq!(counter.load(Ordering::SeqCst), grants);
 }
 
+/// A guard that lost its lock is refused on extend and release, and the
+/// current holder's record and TTL (at most `holder_ttl_ms`) stay as they were.
+fn assert_stale_guard_changes_nothing(
+    server: &RedisServer,
+    stale: LockGuard,
+    name: &str,
+    holder_ttl_ms: i64,
+) {
+    let record = raw_lock(server, name);
+    assert!(!record.is_empty(), "nobody holds {name}");
+    let refused = stale.extend(Duration::from_secs(60));
+    assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    assert!(stale.is_lost());
+    let refused = stale.release();
+    assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    assert_eq!(
+        raw_lock(server, name),
+        record,
+        "the holder's record changed"
+    );
+    let pttl = raw_pttl(server, name);
+    assert!(
+        (1..=holder_ttl_ms).contains(&pttl),
+        "the holder's TTL became {pttl}"
+    );
+}
+
 #[test]
 fn expired_guard_cannot_extend_or_release_the_next_holders_lock() {
     let server = RedisServer::start();
@@ -68,25 +95,9 @@ fn expired_guard_cannot_extend_or_release_the_next_holders_lock() {
         .ttl(Duration::from_secs(10))
         .acquire()
         .expect("free after the TTL");
-    let before = raw_lock(&server, "job");
-
-    assert!(matches!(
-        old.extend(Duration::from_secs(60)),
-        Err(Error::NotHeld { .. })
-    ));
-    assert!(matches!(old.release(), Err(Error::NotHeld { .. })));
-
-    assert_eq!(
-        raw_lock(&server, "job"),
-        before,
-        "new holder's record changed"
-    );
-    assert!(
-        raw_pttl(&server, "job") <= 10_000,
-        "new holder's TTL was extended"
-    );
+    assert!(new.fencing_token() > old.fencing_token());
+    assert_stale_guard_changes_nothing(&server, old, "job", 10_000);
     assert!(new.is_held().unwrap());
-    assert!(new.fencing_token() > 0);
     new.release().expect("new holder releases");
 }
 
@@ -101,20 +112,9 @@ fn release_and_extend_by_a_non_owner_are_refused_and_change_nothing() {
         .unwrap();
     assert!(a.force_unlock("res").unwrap());
     let owner = b.lock("res").ttl(Duration::from_secs(5)).acquire().unwrap();
-    let record = raw_lock(&server, "res");
-
     assert!(!stale.is_held().unwrap());
     assert_eq!(stale.remaining_ttl().unwrap(), None);
-    assert!(matches!(
-        stale.extend(Duration::from_secs(60)),
-        Err(Error::NotHeld { .. })
-    ));
-    assert!(stale.is_lost());
-    assert!(matches!(stale.release(), Err(Error::NotHeld { .. })));
-
-    assert_eq!(raw_lock(&server, "res"), record);
-    let pttl = raw_pttl(&server, "res");
-    assert!((1..=5_000).contains(&pttl), "owner's TTL became {pttl}");
+    assert_stale_guard_changes_nothing(&server, stale, "res", 5_000);
     assert!(owner.is_held().unwrap());
 }
 
