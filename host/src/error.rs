@@ -31,11 +31,12 @@ pub enum Error {
         /// How long the caller waited.
         waited: Duration,
     },
-    /// The guard no longer holds its lock: the TTL ran out (another holder may
-    /// have it now) or an operator force-unlocked it. Nothing was changed.
-    #[error("lock {name:?} is no longer held by this guard")]
+    /// The guard no longer holds its lock or claim: the TTL or lease ran out
+    /// (another holder may have it now) or an operator force-unlocked it.
+    /// Nothing was changed.
+    #[error("{name:?} is no longer held by this guard")]
     NotHeld {
-        /// The lock's name.
+        /// The lock's name or the idempotency key.
         name: String,
     },
     /// The calling thread already holds this lock through this client, so
@@ -84,6 +85,29 @@ pub enum Error {
     /// Redis answered with something tollgate did not expect.
     #[error("unexpected reply from Redis: {0}")]
     UnexpectedReply(String),
+    /// Another caller is running the action for this idempotency key now.
+    #[error("idempotency key {key:?} is in progress elsewhere")]
+    InProgress {
+        /// The idempotency key.
+        key: String,
+    },
+    /// The idempotency key was used before with a different payload; the
+    /// earlier result is not returned for it.
+    #[error("idempotency key {key:?} was used with a different payload")]
+    PayloadMismatch {
+        /// The idempotency key.
+        key: String,
+    },
+    /// A value is larger than its limit; nothing was stored.
+    #[error("{what} is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// What was too large, such as `"result"`.
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl Error {

@@ -19,6 +19,18 @@ pub(crate) struct LockKeys {
     pub channel: String,
 }
 
+/// The keys of one idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimKeys {
+    /// Hash `{state, owner, fp, result}`: the lease while running, the
+    /// result (or cached failure) once finished.
+    pub record: String,
+    /// Present while some duplicate waits: finishing then publishes.
+    pub waiters: String,
+    /// Channel on which finished or abandoned claims are announced.
+    pub channel: String,
+}
+
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Keyspace {
@@ -35,6 +47,27 @@ impl Keyspace {
     /// The channel that carries release notifications for this prefix.
     pub fn channel(&self) -> String {
         format!("{}notify", self.prefix)
+    }
+
+    /// The record of `key` in `namespace`. The hash tag is
+    /// `{LEN:namespace:key}` with `LEN` the namespace's length in bytes, so
+    /// that no two (namespace, key) pairs share a tag.
+    pub fn claim(&self, namespace: &str, key: &str) -> ClaimKeys {
+        let record = format!(
+            "{}idem:{{{}:{namespace}:{key}}}",
+            self.prefix,
+            namespace.len()
+        );
+        ClaimKeys {
+            waiters: format!("{record}:waiters"),
+            record,
+            channel: self.channel(),
+        }
+    }
+
+    /// The marker of a once-per-window submission.
+    pub fn once(&self, key: &str) -> String {
+        format!("{}once:{{{key}}}", self.prefix)
     }
 
     pub fn lock(&self, name: &str) -> LockKeys {
@@ -59,6 +92,16 @@ mod tests {
         for key in [&keys.fence, &keys.waiters] {
             assert!(key.starts_with(&keys.lock), "{key}");
         }
+    }
+
+    #[test]
+    fn namespace_and_key_cannot_be_confused() {
+        let space = Keyspace::new("t:");
+        assert_ne!(
+            space.claim("a:b", "c").record,
+            space.claim("a", "b:c").record
+        );
+        assert_eq!(space.claim("pay", "1").record, "t:idem:{3:pay:1}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Distributed locks on Redis for synchronous Rust, done right: atomic grants,
-//! token-checked release and extend, fencing tokens, waits woken by the
-//! release, and a watchdog that renews locks while their guard lives.
+//! Distributed locks and idempotent actions on Redis for synchronous Rust,
+//! done right: atomic grants, token-checked release and extend, fencing
+//! tokens, waits woken by the release, a watchdog that renews locks and
+//! in-progress leases while their owner lives, and repeats that get the first
+//! run's result.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -21,19 +23,45 @@
 //! # }
 //! ```
 //!
+//! Run an action at most once per request id, and stop double submissions:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tollgate::Duplicate;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let client = tollgate::Client::open("redis://127.0.0.1:6379/")?;
+//! let payments = client.idempotency("payments");
+//! let out = payments
+//!     .key("pay-123")
+//!     .fingerprint(b"amount=4200")
+//!     .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+//!     .run(|| Ok::<_, std::io::Error>(b"charge ch_1".to_vec()))?;
+//! assert!(!out.replayed || out.value == b"charge ch_1");
+//!
+//! if client.once("submit:user42:9f2c", Duration::from_secs(10))? {
+//!     // first submission in the window: process it
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
-//! with a typed [`Error`]; nothing panics on I/O or bad input. What a lock
-//! guarantees, and which clock bounds what, is in the [`lock`] module.
+//! with a typed [`Error`]; nothing panics on I/O or bad input. What locks
+//! and idempotent actions guarantee, and which clock bounds what, is in the
+//! [`lock`] and [`idempotency`] modules.
 
 #![deny(missing_docs)]
 
 mod client;
 mod error;
+pub mod idempotency;
 mod keys;
 mod limits;
 pub mod lock;
 mod notify;
 mod store;
+mod wait;
 mod watchdog;
 
 pub use client::{
@@ -41,5 +69,6 @@ pub use client::{
     DEFAULT_RESPONSE_TIMEOUT,
 };
 pub use error::{Error, Result};
+pub use idempotency::{Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outcome, RunError};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};

@@ -42,9 +42,9 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
-use crate::notify::Watch;
 use crate::store::{Acquired, LockRequest};
-use crate::watchdog::{Lease, LostCallback, Renewal};
+use crate::wait::{Attempt, retry_until};
+use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
 
 /// The TTL of a lock when none is given: 30 seconds.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
@@ -348,19 +348,13 @@ impl Drop for LockGuard {
 
 /// Runs a step that is safe to repeat once more when the connection broke
 /// (not when it timed out: a stopped server would only make us wait twice).
-fn resend_if_dropped<T>(step: impl Fn() -> Result<T>) -> Result<T> {
+pub(crate) fn resend_if_dropped<T>(step: impl Fn() -> Result<T>) -> Result<T> {
     match step() {
         Err(Error::OutcomeUnknown {
             timed_out: false, ..
         }) => step(),
         other => other,
     }
-}
-
-/// A fraction in [0.5, 1.0) of `interval`, so waiters do not poll in step.
-fn jittered(interval: Duration) -> Duration {
-    let random = (Uuid::new_v4().as_u128() & 0xffff) as u32;
-    interval / 2 + interval * random / (2 * 0x1_0000)
 }
 
 fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option<LockGuard>> {
@@ -388,44 +382,34 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
     let holder = inner.holder_description();
     let fence_retention_ms = millis(settings.fence_retention);
     let deadline = Instant::now() + options.wait;
-    let mut watch: Option<Watch> = None;
-    loop {
-        // Read the generation before asking, so that a release between the
-        // refusal and the sleep still wakes us.
-        let seen = watch.as_ref().map(Watch::generation);
-        let sent = Instant::now();
-        let request = LockRequest {
-            keys: &keys,
-            owner: &owner,
-            holder: &holder,
-            ttl_ms,
-            waiting_ms: millis(deadline.saturating_duration_since(sent)),
-            fence_retention_ms,
-        };
-        // Resending is safe: a grant to this owner token is answered again.
-        let remaining = match resend_if_dropped(|| inner.store.acquire_lock(&request))? {
-            Acquired::Granted { fence } => {
-                let ttl = Duration::from_millis(ttl_ms); // what the server got
-                return LockGuard::start(client, name, keys, owner, fence, &options, ttl, sent)
-                    .map(Some);
-            }
-            Acquired::Held { remaining } => remaining,
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        let Some(watch) = &watch else {
-            watch = Some(inner.store.watch(&keys.lock, deadline));
-            continue; // ask again, now that a release would wake us
-        };
-        let mut wake_at = now + jittered(settings.poll_interval);
-        if let Some(remaining) = remaining {
-            // Expiry sends no notification: wake when the holder's TTL ends.
-            wake_at = wake_at.min(now + remaining + Duration::from_millis(1));
-        }
-        watch.wait_for_change(seen.unwrap_or_default(), wake_at.min(deadline));
-    }
+    let store = inner.store.as_ref();
+    let granted = retry_until(
+        store,
+        &keys.lock,
+        deadline,
+        settings.poll_interval,
+        |waiting| {
+            let sent = Instant::now();
+            let request = LockRequest {
+                keys: &keys,
+                owner: &owner,
+                holder: &holder,
+                ttl_ms,
+                waiting_ms: millis(waiting),
+                fence_retention_ms,
+            };
+            // Resending is safe: a grant to this owner token is answered again.
+            Ok(match resend_if_dropped(|| store.acquire_lock(&request))? {
+                Acquired::Granted { fence } => Attempt::Done((fence, sent)),
+                Acquired::Held { remaining } => Attempt::Busy { remaining },
+            })
+        },
+    )?;
+    let Some((fence, granted_at)) = granted else {
+        return Ok(None);
+    };
+    let ttl = Duration::from_millis(ttl_ms); // what the server got
+    LockGuard::start(client, name, keys, owner, fence, &options, ttl, granted_at).map(Some)
 }
 
 impl LockGuard {
@@ -457,9 +441,11 @@ impl LockGuard {
         if options.watchdog {
             let renewal = Renewal {
                 name: guard.name.clone(),
-                keys: guard.keys.clone(),
+                target: LeaseTarget::Lock {
+                    keys: guard.keys.clone(),
+                    fence_retention_ms: millis(inner.settings.fence_retention),
+                },
                 owner: guard.owner.clone(),
-                fence_retention_ms: millis(inner.settings.fence_retention),
                 lease: Arc::clone(&guard.lease),
                 on_lost: options.on_lost.clone(),
             };
@@ -560,19 +546,5 @@ impl Client {
         check_name("lock name", name)?;
         let inner = self.inner();
         inner.store.force_unlock(&inner.keyspace.lock(name))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_half_and_whole_interval() {
-        let interval = Duration::from_millis(1000);
-        for _ in 0..1000 {
-            let d = jittered(interval);
-            assert!(d >= interval / 2 && d < interval, "{d:?}");
-        }
     }
 }

@@ -1,6 +1,7 @@
-//! One renewal thread per client that keeps watched locks alive.
+//! One renewal thread per client that keeps watched locks and idempotency
+//! leases alive.
 //!
-//! Each watched lock is renewed at a third of its TTL with a token-checked
+//! Each watched lease is renewed at a third of its TTL with a token-checked
 //! step, so a renewal can never revive a lock that another owner holds now.
 //! When a renewal finds the lock gone, or cannot reach Redis before the lock's
 //! local deadline (start of the last successful renewal + TTL, on the
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::keys::LockKeys;
+use crate::keys::{ClaimKeys, LockKeys};
 use crate::limits::millis;
 use crate::store::Store;
 
@@ -67,12 +68,22 @@ impl Lease {
     }
 }
 
-/// A lock to keep alive.
+/// What a renewal extends.
+pub(crate) enum LeaseTarget {
+    /// A lock; its fencing counter is kept alive with it.
+    Lock {
+        keys: LockKeys,
+        fence_retention_ms: u64,
+    },
+    /// The in-progress lease of an idempotent action.
+    Claim { keys: ClaimKeys },
+}
+
+/// A lock or claim to keep alive.
 pub(crate) struct Renewal {
     pub name: String,
-    pub keys: LockKeys,
+    pub target: LeaseTarget,
     pub owner: String,
-    pub fence_retention_ms: u64,
     pub lease: Arc<Lease>,
     pub on_lost: Option<LostCallback>,
 }
@@ -238,16 +249,18 @@ fn run(shared: &Shared, store: &dyn Store) {
 
 fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
     let sent = Instant::now();
-    match store.extend_lock(
-        &renewal.keys,
-        &renewal.owner,
-        millis(ttl),
-        renewal.fence_retention_ms,
-    ) {
+    let extended = match &renewal.target {
+        LeaseTarget::Lock {
+            keys,
+            fence_retention_ms,
+        } => store.extend_lock(keys, &renewal.owner, millis(ttl), *fence_retention_ms),
+        LeaseTarget::Claim { keys } => store.extend_claim(keys, &renewal.owner, millis(ttl)),
+    };
+    match extended {
         Ok(true) => Outcome::Renewed { sent },
         Ok(false) => Outcome::Lost,
         Err(error) => {
-            tracing::warn!(lock = %renewal.name, %error, "tollgate: lock renewal failed");
+            tracing::warn!(name = %renewal.name, %error, "tollgate: lease renewal failed");
             Outcome::Failed
         }
     }
@@ -255,11 +268,11 @@ fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
 
 fn report_lost(renewal: &Renewal) {
     renewal.lease.mark_lost();
-    tracing::warn!(lock = %renewal.name, "tollgate: watched lock was lost");
+    tracing::warn!(name = %renewal.name, "tollgate: watched lease was lost");
     if let Some(callback) = &renewal.on_lost {
         let name = renewal.name.as_str();
         if catch_unwind(AssertUnwindSafe(|| callback(name))).is_err() {
-            tracing::error!(lock = %renewal.name, "tollgate: on_lost callback panicked");
+            tracing::error!(name = %renewal.name, "tollgate: on_lost callback panicked");
         }
     }
 }

@@ -93,6 +93,54 @@ fn main() -> Result<(), Error> {
         info.remaining_ttl.unwrap_or_default()
     );
     guard.release()?;
+
+    println!("\n4. one payment, three identical requests at once: charged once");
+    let charges = std::sync::atomic::AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for n in 1..=3 {
+            let (client, charges) = (&client, &charges);
+            scope.spawn(move || {
+                let out = client
+                    .idempotency("payments")
+                    .key("pay-123")
+                    .fingerprint(b"amount=4200&currency=eur")
+                    .on_duplicate(tollgate::Duplicate::Wait(Duration::from_secs(5)))
+                    .run(|| {
+                        charges.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(200)); // talk to the bank
+                        Ok::<_, Error>(b"charge ch_42".to_vec())
+                    })
+                    .expect("idempotent run");
+                println!(
+                    "   request {n}: {} (replayed: {})",
+                    String::from_utf8_lossy(&out.value),
+                    out.replayed
+                );
+            });
+        }
+    });
+    println!("   the card was charged {} time(s)", charges.into_inner());
+    let again = client
+        .idempotency("payments")
+        .key("pay-123")
+        .fingerprint(b"amount=9900&currency=eur")
+        .run(|| Ok::<_, Error>(b"charge ch_43".to_vec()));
+    if let Err(e) = again {
+        println!("   same id, other amount: {e}");
+    }
+
+    println!("\n5. a double click: only the first submission in 10 s passes");
+    for click in 1..=2 {
+        let first = client.once("submit:user42:form-9f2c", Duration::from_secs(10))?;
+        println!(
+            "   click {click}: {}",
+            if first {
+                "processed"
+            } else {
+                "ignored (duplicate)"
+            }
+        );
+    }
     println!("\ndone");
     Ok(())
 }

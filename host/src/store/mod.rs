@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub(crate) use self::pool::PoolConfig;
 pub(crate) use self::redis::RedisStore;
 use crate::error::Result;
-use crate::keys::LockKeys;
+use crate::keys::{ClaimKeys, LockKeys};
 use crate::notify::Watch;
 
 /// What a lock request asks for.
@@ -49,6 +49,41 @@ pub(crate) struct LockRecord {
     pub remaining: Option<Duration>,
 }
 
+/// What a claim on an idempotency key asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimRequest<'a> {
+    pub keys: &'a ClaimKeys,
+    /// Random per claim; proves ownership in later steps.
+    pub owner: &'a str,
+    /// Digest of the payload; empty when the caller gave none.
+    pub fingerprint: &'a [u8],
+    pub lease_ms: u64,
+    /// How much longer the caller will wait if refused; zero when it will not.
+    pub waiting_ms: u64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimState {
+    /// The caller holds the claim now and runs the action.
+    Fresh,
+    /// An earlier run finished; its result.
+    Done(Vec<u8>),
+    /// An earlier run failed and its failure was cached.
+    Failed(Vec<u8>),
+    /// Another caller runs it; `remaining` is its lease's TTL.
+    Running { remaining: Option<Duration> },
+    /// The key was used with another payload.
+    Mismatch,
+}
+
+/// How a claimed action ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Finish<'a> {
+    Done(&'a [u8]),
+    Failed(&'a [u8]),
+}
+
 /// The atomic steps behind locks. Implementations must make each method a
 /// single atomic step on the store.
 pub(crate) trait Store: Send + Sync + 'static {
@@ -76,6 +111,28 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Deletes the lock whoever holds it, waking waiters.
     fn force_unlock(&self, keys: &LockKeys) -> Result<bool>;
+
+    /// Claims an idempotency key if nobody ran or runs it (or `owner` holds
+    /// it already), else reports what is there.
+    fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState>;
+
+    /// Renews the lease of a running claim that `owner` holds.
+    fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool>;
+
+    /// Stores the outcome if `owner` still holds the claim, waking waiters.
+    fn finish_claim(
+        &self,
+        keys: &ClaimKeys,
+        owner: &str,
+        finish: Finish<'_>,
+        result_ttl_ms: u64,
+    ) -> Result<bool>;
+
+    /// Deletes the claim if `owner` still holds it, waking waiters.
+    fn abandon_claim(&self, keys: &ClaimKeys, owner: &str) -> Result<bool>;
+
+    /// Sets `key` for `window_ms` unless it exists; `true` when it was set.
+    fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool>;
 
     /// Starts listening for releases of the object whose notification key is
     /// `key`. Returns once notifications are flowing, or by `until` (or

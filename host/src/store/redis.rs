@@ -8,9 +8,9 @@ use redis::Script;
 
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::Subscriber;
-use super::{Acquired, LockRecord, LockRequest, Store};
+use super::{Acquired, ClaimRequest, ClaimState, Finish, LockRecord, LockRequest, Store};
 use crate::error::{Error, Result};
-use crate::keys::LockKeys;
+use crate::keys::{ClaimKeys, LockKeys};
 use crate::notify::Watch;
 
 /// Locks (and later the other primitives) on one Redis server.
@@ -28,6 +28,10 @@ struct Scripts {
     owned_ttl: Script,
     inspect: Script,
     force_unlock: Script,
+    claim_begin: Script,
+    claim_extend: Script,
+    claim_finish: Script,
+    claim_abandon: Script,
 }
 
 impl Scripts {
@@ -39,6 +43,10 @@ impl Scripts {
             owned_ttl: Script::new(include_str!("lock_owned_ttl.lua")),
             inspect: Script::new(include_str!("lock_inspect.lua")),
             force_unlock: Script::new(include_str!("lock_force_unlock.lua")),
+            claim_begin: Script::new(include_str!("claim_begin.lua")),
+            claim_extend: Script::new(include_str!("claim_extend.lua")),
+            claim_finish: Script::new(include_str!("claim_finish.lua")),
+            claim_abandon: Script::new(include_str!("claim_abandon.lua")),
         }
     }
 }
@@ -172,6 +180,99 @@ impl Store for RedisStore {
                 .arg(&keys.lock)
                 .invoke(conn)
         })
+    }
+
+    fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState> {
+        let keys = req.keys;
+        let (tag, payload, pttl): (String, Vec<u8>, i64) = self.pool.run(&keys.record, |conn| {
+            self.scripts
+                .claim_begin
+                .key(&keys.record)
+                .key(&keys.waiters)
+                .arg(req.owner)
+                .arg(req.fingerprint)
+                .arg(req.lease_ms)
+                .arg(req.waiting_ms)
+                .invoke(conn)
+        })?;
+        Ok(match tag.as_str() {
+            "fresh" => ClaimState::Fresh,
+            "done" => ClaimState::Done(payload),
+            "failed" => ClaimState::Failed(payload),
+            "running" => ClaimState::Running {
+                remaining: ttl_from_millis(pttl),
+            },
+            "mismatch" => ClaimState::Mismatch,
+            other => {
+                return Err(Error::WrongType {
+                    key: keys.record.clone(),
+                    detail: format!("unknown claim state {other:?}"),
+                });
+            }
+        })
+    }
+
+    fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool> {
+        self.pool.run(&keys.record, |conn| {
+            self.scripts
+                .claim_extend
+                .key(&keys.record)
+                .arg(owner)
+                .arg(lease_ms)
+                .invoke(conn)
+        })
+    }
+
+    fn finish_claim(
+        &self,
+        keys: &ClaimKeys,
+        owner: &str,
+        finish: Finish<'_>,
+        result_ttl_ms: u64,
+    ) -> Result<bool> {
+        let (state, result) = match finish {
+            Finish::Done(result) => ("done", result),
+            Finish::Failed(failure) => ("failed", failure),
+        };
+        self.pool.run(&keys.record, |conn| {
+            self.scripts
+                .claim_finish
+                .key(&keys.record)
+                .key(&keys.waiters)
+                .arg(owner)
+                .arg(state)
+                .arg(result)
+                .arg(result_ttl_ms)
+                .arg(&keys.channel)
+                .arg(&keys.record)
+                .invoke(conn)
+        })
+    }
+
+    fn abandon_claim(&self, keys: &ClaimKeys, owner: &str) -> Result<bool> {
+        self.pool.run(&keys.record, |conn| {
+            self.scripts
+                .claim_abandon
+                .key(&keys.record)
+                .key(&keys.waiters)
+                .arg(owner)
+                .arg(&keys.channel)
+                .arg(&keys.record)
+                .invoke(conn)
+        })
+    }
+
+    fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool> {
+        let set: Option<String> = self.pool.run(key, |conn| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(window_ms)
+                .query(conn)
+        })?;
+        Ok(set.is_some())
     }
 
     fn watch(&self, key: &str, until: Instant) -> Watch {

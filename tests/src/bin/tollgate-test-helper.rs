@@ -3,6 +3,10 @@
 //! `tollgate-test-helper hold-lock URL NAME TTL_MS`: takes the lock, prints
 //! `granted FENCE` on stdout, then sleeps until killed.
 //!
+//! `tollgate-test-helper claim-and-hang URL NAMESPACE KEY LEASE_MS`: claims
+//! an idempotency key (its lease renewed by the watchdog), prints `claimed`,
+//! then sleeps until killed.
+//!
 //! `tollgate-test-helper from-env`: opens a client from `$REDIS_URL` and
 //! takes a lock, or prints the error.
 //!
@@ -29,6 +33,20 @@ fn main() {
             std::io::stdout().flush().expect("stdout flushes");
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        ["claim-and-hang", url, namespace, key, lease_ms] => {
+            let lease = Duration::from_millis(lease_ms.parse().expect("LEASE_MS is a number"));
+            let client = tollgate::Client::open(url).expect("client opens");
+            let payments = client.idempotency(*namespace).lease(lease);
+            match payments.key(*key).begin().expect("begin") {
+                tollgate::Begin::Fresh(claim) => {
+                    println!("claimed");
+                    std::io::stdout().flush().expect("stdout flushes");
+                    std::thread::sleep(Duration::from_secs(3600));
+                    drop(claim);
+                }
+                other => panic!("expected a fresh claim, got {other:?}"),
             }
         }
         ["from-env"] => match tollgate::Client::from_env() {
@@ -69,6 +87,7 @@ fn main() {
             eprintln!("usage: tollgate-test-helper hold-lock URL NAME TTL_MS");
             eprintln!("       tollgate-test-helper thread-count-after-drop URL");
             eprintln!("       tollgate-test-helper from-env   (uses $REDIS_URL)");
+            eprintln!("       tollgate-test-helper claim-and-hang URL NAMESPACE KEY LEASE_MS");
             std::process::exit(2);
         }
     }

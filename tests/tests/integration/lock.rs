@@ -1,7 +1,6 @@
 //! Locks: exclusion, ownership checks, expiry, fencing, watchdog, bad input.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -11,7 +10,7 @@ use parking_lot::Mutex;
 use tollgate::{Error, LockGuard, LockOptions, MAX_NAME_BYTES};
 use tollgate_tests::RedisServer;
 
-use crate::{client, raw_lock, raw_pttl};
+use crate::{client, raw_lock, raw_pttl, spawn_helper};
 
 #[test]
 fn sixteen_threads_never_hold_the_lock_at_once() {
@@ -188,15 +187,7 @@ fn watchdog_reports_a_lock_taken_away() {
 #[test]
 fn lock_of_a_killed_holder_process_frees_after_its_ttl() {
     let server = RedisServer::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
-        .args(["hold-lock", &server.url(), "crash", "1000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("helper starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_helper(&["hold-lock", &server.url(), "crash", "1000"]);
     assert!(line.starts_with("granted "), "helper said {line:?}");
     let killed_at = Instant::now();
     child.kill().unwrap(); // SIGKILL: no destructor runs
@@ -217,7 +208,7 @@ fn lock_of_a_killed_holder_process_frees_after_its_ttl() {
         waited < Duration::from_millis(1900),
         "took {waited:?} for a 1 s TTL"
     );
-    let theirs: u64 = line.trim()["granted ".len()..].parse().unwrap();
+    let theirs: u64 = line["granted ".len()..].parse().unwrap();
     assert!(guard.fencing_token() > theirs);
 }
 

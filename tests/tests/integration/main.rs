@@ -2,6 +2,7 @@
 //! Each test starts its own server, so tests can pause, kill and restart it.
 
 mod client;
+mod idempotency;
 mod kit;
 mod lock;
 mod lock_wait;
@@ -36,4 +37,20 @@ fn raw_pttl(server: &RedisServer, name: &str) -> i64 {
         .arg(format!("tollgate:lock:{{{name}}}"))
         .query(&mut conn)
         .expect("PTTL")
+}
+
+/// Starts the test helper binary with `args` and returns it with the first
+/// line it printed (once it is holding what it was asked to hold).
+fn spawn_helper(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("helper starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("helper prints a line");
+    (child, line.trim().to_owned())
 }

@@ -1,0 +1,507 @@
+//! Idempotent execution: an action runs at most once per key, and every
+//! repeat gets the first run's result back.
+//!
+//! # Guarantees
+//! - **One claim per key.** Claiming is one script: it finds the stored
+//!   result, or a run in progress (owner token and lease), or claims the key
+//!   for the caller, never two of these at once. Two callers cannot both
+//!   see "missing" and both run.
+//! - **The lease follows the action.** A claim holds an in-progress lease
+//!   (default 30 s) that the client's watchdog renews at a third of its
+//!   length while the action runs, so a long action is not run twice. A
+//!   caller that crashes stops renewing; its lease expires and the next
+//!   caller runs the action.
+//! - **Only the owner stores a result.** Completing is a token-checked
+//!   script. A caller whose lease expired and whose key was claimed again
+//!   gets [`Error::NotHeld`]: the newer owner's result stands.
+//! - **Repeats get the first result**, marked `replayed`, for the result
+//!   TTL (default 24 h); after it the key is free again. A repeat with a
+//!   different payload fingerprint gets [`Error::PayloadMismatch`], never the
+//!   old result.
+//! - **Duplicates choose**: [`Duplicate::Fail`] returns
+//!   [`Error::InProgress`] at once; [`Duplicate::Wait`] blocks, woken by the
+//!   first caller's completion, and returns its result.
+//! - **Failures** remove the claim so that a retry may run, unless
+//!   [`Idempotency::cache_failures`] asks to store them (Stripe style).
+//!
+//! # Where "exactly once" stops
+//! tollgate decides who runs the action and stores what it returned. It
+//! cannot undo the action's side effects: if a process dies after charging a
+//! card but before `complete`, its lease expires and the next caller charges
+//! again. Make the action itself idempotent downstream (pass the key on to
+//! the payment provider) where that matters. A waiting duplicate whose first
+//! caller failed without cached failures claims the key and runs the action
+//! itself.
+//!
+//! # Clocks
+//! Leases and result TTLs are counted by the Redis server in milliseconds;
+//! waits and the watchdog use this process's monotonic clock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::ClaimKeys;
+use crate::limits::{check_name, check_ttl, check_wait, millis};
+use crate::lock::{MIN_WATCHDOG_TTL, resend_if_dropped};
+use crate::store::{ClaimRequest, ClaimState, Finish};
+use crate::wait::{Attempt, retry_until};
+use crate::watchdog::{Lease, LeaseTarget, Renewal};
+
+/// How long a result is kept when none is given: 24 hours.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The in-progress lease when none is given: 30 seconds.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The largest result stored when no limit is given: 1 MiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 20;
+
+/// What a call does when another caller is running the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicate {
+    /// Return [`Error::InProgress`] at once.
+    #[default]
+    Fail,
+    /// Wait up to this long (this process's monotonic clock) for the first
+    /// caller's result, then return [`Error::InProgress`].
+    Wait(Duration),
+}
+
+/// Idempotent actions in one namespace, with their settings. Cheap to clone.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tollgate::Duplicate;
+/// # fn charge_card() -> Result<Vec<u8>, std::io::Error> { Ok(b"ch_1".to_vec()) }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = tollgate::Client::open("redis://127.0.0.1/")?;
+/// let payments = client.idempotency("payments").lease(Duration::from_secs(30));
+/// let out = payments
+///     .key("pay-123")
+///     .fingerprint(b"amount=4200&currency=eur")
+///     .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+///     .run(charge_card)?;
+/// println!("charge {:?}, replayed: {}", out.value, out.replayed);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    client: Client,
+    namespace: String,
+    result_ttl: Duration,
+    lease: Duration,
+    max_result_bytes: usize,
+    cache_failures: bool,
+}
+
+impl Client {
+    /// Idempotent actions under `namespace` (1 to 512 bytes), with default
+    /// settings: result TTL 24 h, lease 30 s, results up to 1 MiB, failures
+    /// not cached.
+    pub fn idempotency(&self, namespace: impl Into<String>) -> Idempotency {
+        Idempotency {
+            client: self.clone(),
+            namespace: namespace.into(),
+            result_ttl: DEFAULT_RESULT_TTL,
+            lease: DEFAULT_LEASE,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            cache_failures: false,
+        }
+    }
+
+    /// `true` for the first call with `key` in a window of `window` (server
+    /// clock), `false` for every repeat until the window ends, whatever
+    /// happened to the first submission. One atomic `SET NX PX`; nothing
+    /// releases it early. Build the key from the submitter and a fingerprint
+    /// of the payload (`"submit:user42:9f2c…"`), not one key for everybody.
+    ///
+    /// A lost reply gives [`Error::OutcomeUnknown`] and is never resent (a
+    /// resend would answer `false` to the first caller).
+    pub fn once(&self, key: &str, window: Duration) -> Result<bool> {
+        check_name("once key", key)?;
+        let inner = self.inner();
+        let window_ms = check_ttl("window", window, inner.settings.max_ttl)?;
+        inner.store.mark_once(&inner.keyspace.once(key), window_ms)
+    }
+}
+
+impl Idempotency {
+    /// How long a finished action's result (or cached failure) is kept; after
+    /// it the key may run again.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.result_ttl = ttl;
+        self
+    }
+
+    /// The in-progress lease, renewed while the action runs (at least
+    /// [`MIN_WATCHDOG_TTL`]). A crashed caller blocks its key this long.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The largest result (or failure text) stored; larger ones get
+    /// [`Error::TooLarge`] before anything is stored.
+    pub fn max_result_size(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
+    }
+
+    /// Stores a failed action's error text like a result, so repeats get
+    /// [`RunError::EarlierFailure`] instead of running again.
+    pub fn cache_failures(mut self) -> Self {
+        self.cache_failures = true;
+        self
+    }
+
+    /// Starts a call for `key` (1 to 512 bytes) in this namespace.
+    pub fn key(&self, key: impl Into<String>) -> IdempotentCall<'_> {
+        IdempotentCall {
+            idempotency: self,
+            key: key.into(),
+            fingerprint: Vec::new(),
+            on_duplicate: Duplicate::default(),
+        }
+    }
+}
+
+/// One idempotent call being put together; finish it with
+/// [`run`](IdempotentCall::run) or, for manual control, [`begin`](IdempotentCall::begin).
+#[must_use = "an idempotent call does nothing until run() or begin()"]
+#[derive(Debug)]
+pub struct IdempotentCall<'i> {
+    idempotency: &'i Idempotency,
+    key: String,
+    fingerprint: Vec<u8>,
+    on_duplicate: Duplicate,
+}
+
+/// The result of an idempotent action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// What the action returned, now or in the earlier run.
+    pub value: Vec<u8>,
+    /// `true` when the value comes from an earlier run.
+    pub replayed: bool,
+}
+
+/// Why [`IdempotentCall::run`] did not return a value.
+#[derive(Debug)]
+pub enum RunError<E> {
+    /// This call ran the action and it failed.
+    Action(E),
+    /// An earlier run failed and its failure was cached; its error text.
+    EarlierFailure(String),
+    /// tollgate itself failed: in progress elsewhere, payload mismatch,
+    /// claim lost, Redis unavailable, ...
+    Tollgate(Error),
+}
+
+impl<E> From<Error> for RunError<E> {
+    fn from(error: Error) -> Self {
+        RunError::Tollgate(error)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RunError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Action(error) => write!(f, "the action failed: {error}"),
+            RunError::EarlierFailure(text) => write!(f, "an earlier run failed: {text}"),
+            RunError::Tollgate(error) => error.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RunError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Action(error) => Some(error),
+            RunError::EarlierFailure(_) => None,
+            RunError::Tollgate(error) => Some(error),
+        }
+    }
+}
+
+/// What [`IdempotentCall::begin`] found.
+#[derive(Debug)]
+pub enum Begin {
+    /// The caller holds the claim and runs the action now.
+    Fresh(Claim),
+    /// An earlier run completed; its result.
+    Completed(Vec<u8>),
+    /// An earlier run failed and its failure was cached; its error text.
+    Failed(String),
+    /// Another caller is running the action (after waiting, if asked to).
+    InProgress,
+}
+
+impl IdempotentCall<'_> {
+    /// Ties the key to this payload: a later call with the same key and
+    /// another payload gets [`Error::PayloadMismatch`]. Only a SHA-256
+    /// digest of the payload is stored.
+    pub fn fingerprint(mut self, payload: &[u8]) -> Self {
+        self.fingerprint = Sha256::digest(payload).to_vec();
+        self
+    }
+
+    /// What to do when another caller runs the same key (default
+    /// [`Duplicate::Fail`]).
+    pub fn on_duplicate(mut self, duplicate: Duplicate) -> Self {
+        self.on_duplicate = duplicate;
+        self
+    }
+
+    /// Runs `action` unless an earlier run's result is stored, and stores its
+    /// result for repeats. A panic in `action` abandons the claim.
+    pub fn run<E: fmt::Display>(
+        self,
+        action: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Outcome, RunError<E>> {
+        let cache_failures = self.idempotency.cache_failures;
+        let name = self.display_name();
+        let claim = match self.begin()? {
+            Begin::Fresh(claim) => claim,
+            Begin::Completed(value) => {
+                return Ok(Outcome {
+                    value,
+                    replayed: true,
+                });
+            }
+            Begin::Failed(text) => return Err(RunError::EarlierFailure(text)),
+            Begin::InProgress => return Err(Error::InProgress { key: name }.into()),
+        };
+        match action() {
+            Ok(value) => {
+                claim.complete(&value)?;
+                Ok(Outcome {
+                    value,
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                let ended = if cache_failures {
+                    claim.fail(&error.to_string())
+                } else {
+                    claim.abandon()
+                };
+                if let Err(end_error) = ended {
+                    tracing::warn!(key = %name, error = %end_error, "tollgate: could not record a failed action; its claim frees when the lease ends");
+                }
+                Err(RunError::Action(error))
+            }
+        }
+    }
+
+    /// Claims the key, or reports what an earlier call left. With
+    /// [`Duplicate::Wait`] it blocks while another caller runs the action.
+    /// The returned [`Claim`] must be completed, failed or abandoned;
+    /// dropping it abandons it.
+    pub fn begin(self) -> Result<Begin> {
+        let idem = self.idempotency;
+        let inner = idem.client.inner();
+        let settings = &inner.settings;
+        check_name("idempotency namespace", &idem.namespace)?;
+        check_name("idempotency key", &self.key)?;
+        let lease_ms = check_ttl("lease", idem.lease, settings.max_ttl)?;
+        if idem.lease < MIN_WATCHDOG_TTL {
+            return Err(Error::invalid(
+                "lease",
+                format!("{:?} is below the {MIN_WATCHDOG_TTL:?} minimum", idem.lease),
+            ));
+        }
+        check_ttl("result ttl", idem.result_ttl, settings.max_ttl)?;
+        let wait = match self.on_duplicate {
+            Duplicate::Fail => Duration::ZERO,
+            Duplicate::Wait(wait) => wait,
+        };
+        check_wait(wait, settings.max_wait)?;
+
+        let name = self.display_name();
+        let keys = inner.keyspace.claim(&idem.namespace, &self.key);
+        let owner = Uuid::new_v4().simple().to_string();
+        let store = inner.store.as_ref();
+        let deadline = Instant::now() + wait;
+        let found = retry_until(
+            store,
+            &keys.record,
+            deadline,
+            settings.poll_interval,
+            |waiting| {
+                let request = ClaimRequest {
+                    keys: &keys,
+                    owner: &owner,
+                    fingerprint: &self.fingerprint,
+                    lease_ms,
+                    waiting_ms: millis(waiting),
+                };
+                let sent = Instant::now();
+                // Resending is safe: a claim by this owner token is answered again.
+                Ok(match resend_if_dropped(|| store.begin_claim(&request))? {
+                    ClaimState::Running { remaining } => Attempt::Busy { remaining },
+                    state => Attempt::Done((state, sent)),
+                })
+            },
+        )?;
+        let Some((state, sent)) = found else {
+            return Ok(Begin::InProgress);
+        };
+        Ok(match state {
+            ClaimState::Fresh => {
+                let lease = Duration::from_millis(lease_ms);
+                Begin::Fresh(Claim::start(idem, name, keys, owner, lease, sent)?)
+            }
+            ClaimState::Done(value) => Begin::Completed(value),
+            ClaimState::Failed(text) => Begin::Failed(String::from_utf8_lossy(&text).into_owned()),
+            ClaimState::Mismatch => return Err(Error::PayloadMismatch { key: name }),
+            ClaimState::Running { .. } => Begin::InProgress,
+        })
+    }
+
+    fn display_name(&self) -> String {
+        format!("{}/{}", self.idempotency.namespace, self.key)
+    }
+}
+
+/// The right to run an idempotent action, held while it runs. Its lease is
+/// renewed until it is completed, failed, abandoned or dropped; dropping
+/// abandons it (best effort), so the next caller may run the action.
+#[must_use = "dropping a claim abandons it at once"]
+pub struct Claim {
+    client: Client,
+    name: String,
+    keys: ClaimKeys,
+    owner: String,
+    lease: Arc<Lease>,
+    renewal: Option<u64>,
+    result_ttl_ms: u64,
+    max_result_bytes: usize,
+    finished: bool,
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("key", &self.name)
+            .field("lost", &self.lease.known_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Claim {
+    fn start(
+        idem: &Idempotency,
+        name: String,
+        keys: ClaimKeys,
+        owner: String,
+        lease: Duration,
+        sent: Instant,
+    ) -> Result<Claim> {
+        let mut claim = Claim {
+            client: idem.client.clone(),
+            name,
+            keys,
+            owner,
+            lease: Arc::new(Lease::new(sent + lease)),
+            renewal: None,
+            result_ttl_ms: millis(idem.result_ttl),
+            max_result_bytes: idem.max_result_bytes,
+            finished: false,
+        };
+        let renewal = Renewal {
+            name: claim.name.clone(),
+            target: LeaseTarget::Claim {
+                keys: claim.keys.clone(),
+            },
+            owner: claim.owner.clone(),
+            lease: Arc::clone(&claim.lease),
+            on_lost: None,
+        };
+        // On failure the claim drops here and is abandoned.
+        claim.renewal = Some(claim.client.inner().watchdog.watch(renewal, lease, sent)?);
+        Ok(claim)
+    }
+
+    /// `namespace/key` of this claim.
+    pub fn key(&self) -> &str {
+        &self.name
+    }
+
+    /// `true` once the lease may be gone (renewal found it lost, or its local
+    /// deadline passed). Asks nothing of Redis.
+    pub fn is_lost(&self) -> bool {
+        self.lease.may_be_lost()
+    }
+
+    /// Stores the action's result for repeats. [`Error::TooLarge`] (and the
+    /// claim abandoned) when it exceeds the limit; [`Error::NotHeld`] when
+    /// the lease had run out and the key was taken over.
+    pub fn complete(mut self, result: &[u8]) -> Result<()> {
+        self.check_size("result", result)?;
+        self.finish(Some(Finish::Done(result)))
+    }
+
+    /// Caches a failure: repeats get `text` back as an earlier failure
+    /// instead of running. Same errors as [`complete`](Self::complete).
+    pub fn fail(mut self, text: &str) -> Result<()> {
+        self.check_size("failure", text.as_bytes())?;
+        self.finish(Some(Finish::Failed(text.as_bytes())))
+    }
+
+    /// Gives the claim up so that the next caller runs the action.
+    pub fn abandon(mut self) -> Result<()> {
+        self.finish(None)
+    }
+
+    fn check_size(&self, what: &'static str, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.max_result_bytes {
+            return Err(Error::TooLarge {
+                what,
+                size: bytes.len(),
+                limit: self.max_result_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: Option<Finish<'_>>) -> Result<()> {
+        self.finished = true;
+        let inner = self.client.inner();
+        if let Some(id) = self.renewal.take() {
+            inner.watchdog.unwatch(id);
+        }
+        let held = match outcome {
+            Some(finish) => {
+                inner
+                    .store
+                    .finish_claim(&self.keys, &self.owner, finish, self.result_ttl_ms)?
+            }
+            None => inner.store.abandon_claim(&self.keys, &self.owner)?,
+        };
+        if held {
+            Ok(())
+        } else {
+            self.lease.mark_lost();
+            Err(Error::NotHeld {
+                name: self.name.clone(),
+            })
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Err(error) = self.finish(None) {
+            tracing::warn!(key = %self.name, %error, "tollgate: abandoning a dropped claim failed; it frees when its lease ends");
+        }
+    }
+}

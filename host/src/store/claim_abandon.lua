@@ -1,0 +1,14 @@
+-- Give a claim up so that the next caller may run the action, and wake
+-- waiting duplicates.
+-- KEYS[1] record hash   KEYS[2] waiters marker
+-- ARGV[1] owner token   ARGV[2] notification channel   ARGV[3] message
+-- Returns 1 when abandoned, 0 when the caller no longer held the claim.
+if redis.call('HGET', KEYS[1], 'state') ~= 'running'
+    or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 1

@@ -1,0 +1,34 @@
+-- Claim an idempotency key in one step, or report what an earlier call left.
+-- KEYS[1] record hash {state, owner, fp, result}   KEYS[2] waiters marker
+-- ARGV[1] owner token   ARGV[2] payload fingerprint ('' when none)
+-- ARGV[3] lease ms   ARGV[4] caller's remaining wait ms (0: none)
+-- Returns {tag, payload, pttl}; tag is one of
+--   'fresh'    the caller now runs the action (also when it holds the claim
+--              already: a request resent after a lost reply),
+--   'done'     payload is the stored result,
+--   'failed'   payload is the cached failure,
+--   'running'  another caller runs it; pttl is its lease's remaining TTL,
+--   'mismatch' the key was used with another payload.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.error_reply('WRONGTYPE idempotency record without a state')
+  end
+  redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'fp', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'fresh', '', 0}
+end
+if (redis.call('HGET', KEYS[1], 'fp') or '') ~= ARGV[2] then
+  return {'mismatch', '', 0}
+end
+if state == 'done' or state == 'failed' then
+  return {state, redis.call('HGET', KEYS[1], 'result') or '', 0}
+end
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  return {'fresh', '', 0}
+end
+local wait = tonumber(ARGV[4])
+if wait > 0 and redis.call('PTTL', KEYS[2]) < wait then
+  redis.call('SET', KEYS[2], '1', 'PX', wait)
+end
+return {'running', '', redis.call('PTTL', KEYS[1])}

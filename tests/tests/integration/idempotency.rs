@@ -1,0 +1,498 @@
+//! Idempotent execution and the duplicate-submission guard (SCENARIOS jobs 1
+//! and 4): each test names the naive version's bug it rules out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tollgate::{Begin, Duplicate, Error, MAX_NAME_BYTES, RunError};
+use tollgate_tests::RedisServer;
+
+use crate::{client, spawn_helper};
+
+type Never = std::convert::Infallible;
+
+fn ok(bytes: &[u8]) -> Result<Vec<u8>, Never> {
+    Ok(bytes.to_vec())
+}
+
+#[test]
+fn thirty_two_threads_over_200_keys_run_each_action_once_and_agree() {
+    let server = RedisServer::start();
+    let clients: Vec<_> = (0..4).map(|_| client(&server)).collect();
+    let runs: Arc<Mutex<HashMap<usize, usize>>> = Arc::default();
+    let answers: Arc<Mutex<HashMap<usize, Vec<Vec<u8>>>>> = Arc::default();
+    let start = Arc::new(Barrier::new(32));
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let orders = clients[t % 4].idempotency("orders");
+            let (runs, answers, start) = (runs.clone(), answers.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..200 {
+                    let key = (i * 7 + t * 13) % 200; // each thread its own order
+                    let out = orders
+                        .key(format!("order-{key}"))
+                        .on_duplicate(Duplicate::Wait(Duration::from_secs(30)))
+                        .run(|| {
+                            *runs.lock().entry(key).or_default() += 1;
+                            ok(format!("result of {key} by thread {t}").as_bytes())
+                        })
+                        .unwrap_or_else(|e| panic!("key {key}: {e}"));
+                    answers.lock().entry(key).or_default().push(out.value);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker thread");
+    }
+    let runs = runs.lock();
+    assert_eq!(runs.len(), 200);
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "some action ran twice: {runs:?}"
+    );
+    for (key, values) in answers.lock().iter() {
+        assert_eq!(values.len(), 32);
+        assert!(
+            values.iter().all(|v| v == &values[0]),
+            "callers of {key} disagree"
+        );
+    }
+}
+
+#[test]
+fn a_repeat_gets_the_first_result_marked_replayed() {
+    let server = RedisServer::start();
+    let payments = client(&server).idempotency("payments");
+    let first = payments.key("pay-1").run(|| ok(b"ch_1")).unwrap();
+    assert_eq!(
+        (first.value.as_slice(), first.replayed),
+        (&b"ch_1"[..], false)
+    );
+    let again = payments.key("pay-1").run(|| ok(b"ch_2")).unwrap();
+    assert_eq!(
+        (again.value.as_slice(), again.replayed),
+        (&b"ch_1"[..], true)
+    );
+}
+
+#[test]
+fn a_crashed_caller_blocks_its_key_only_until_the_lease_ends() {
+    let server = RedisServer::start();
+    let (mut child, line) =
+        spawn_helper(&["claim-and-hang", &server.url(), "payments", "pay-9", "600"]);
+    assert_eq!(line, "claimed");
+    thread::sleep(Duration::from_millis(900)); // its watchdog keeps the lease alive
+    let payments = client(&server).idempotency("payments");
+    let busy = payments.key("pay-9").run(|| ok(b"too early"));
+    assert!(
+        matches!(busy, Err(RunError::Tollgate(Error::InProgress { .. }))),
+        "{busy:?}"
+    );
+
+    let killed = Instant::now();
+    child.kill().unwrap(); // SIGKILL: no abandon, no renewal
+    child.wait().unwrap();
+    let runs = AtomicUsize::new(0);
+    let out = payments
+        .key("pay-9")
+        .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+        .run(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            ok(b"charged once")
+        })
+        .unwrap();
+    assert!(!out.replayed);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(
+        killed.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn an_action_three_times_longer_than_its_lease_runs_once() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let jobs = client.idempotency("jobs").lease(Duration::from_millis(300));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let long = {
+        let (jobs, runs) = (jobs.clone(), runs.clone());
+        thread::spawn(move || {
+            jobs.key("rebuild")
+                .run(|| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(900));
+                    ok(b"built")
+                })
+                .unwrap()
+        })
+    };
+    thread::sleep(Duration::from_millis(600)); // twice the lease
+    let duplicate = jobs.key("rebuild").run(|| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        ok(b"second build")
+    });
+    assert!(
+        matches!(duplicate, Err(RunError::Tollgate(Error::InProgress { .. }))),
+        "{duplicate:?}"
+    );
+    assert!(!long.join().unwrap().replayed);
+    let after = jobs.key("rebuild").run(|| ok(b"third build")).unwrap();
+    assert_eq!(
+        (after.value.as_slice(), after.replayed),
+        (&b"built"[..], true)
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_same_key_with_another_payload_is_a_mismatch_not_the_old_result() {
+    let server = RedisServer::start();
+    let payments = client(&server).idempotency("payments");
+    payments
+        .key("pay-2")
+        .fingerprint(b"amount=10")
+        .run(|| ok(b"ch_10"))
+        .unwrap();
+    let other = payments
+        .key("pay-2")
+        .fingerprint(b"amount=99")
+        .run(|| ok(b"ch_99"));
+    assert!(
+        matches!(
+            other,
+            Err(RunError::Tollgate(Error::PayloadMismatch { .. }))
+        ),
+        "{other:?}"
+    );
+    let none = payments.key("pay-2").run(|| ok(b"no fingerprint"));
+    assert!(
+        matches!(none, Err(RunError::Tollgate(Error::PayloadMismatch { .. }))),
+        "{none:?}"
+    );
+    let same = payments
+        .key("pay-2")
+        .fingerprint(b"amount=10")
+        .run(|| ok(b"x"))
+        .unwrap();
+    assert_eq!(
+        (same.value.as_slice(), same.replayed),
+        (&b"ch_10"[..], true)
+    );
+}
+
+#[test]
+fn a_failure_frees_the_key_unless_failures_are_cached() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plain = client.idempotency("plain");
+    let failed = plain.key("k").run(|| Err::<Vec<u8>, _>("card declined"));
+    assert!(matches!(failed, Err(RunError::Action("card declined"))));
+    let retried = plain.key("k").run(|| ok(b"approved")).unwrap();
+    assert_eq!(
+        (retried.value.as_slice(), retried.replayed),
+        (&b"approved"[..], false)
+    );
+
+    let cached = client.idempotency("cached").cache_failures();
+    let failed = cached.key("k").run(|| Err::<Vec<u8>, _>("card declined"));
+    assert!(matches!(failed, Err(RunError::Action(_))));
+    let repeat = cached.key("k").run(|| ok(b"approved"));
+    match repeat {
+        Err(RunError::EarlierFailure(text)) => assert_eq!(text, "card declined"),
+        other => panic!("expected the cached failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panicking_action_leaves_neither_a_lock_nor_a_result() {
+    let server = RedisServer::start();
+    let jobs = client(&server).idempotency("jobs");
+    let j = jobs.clone();
+    let panicked = thread::spawn(move || {
+        j.key("p")
+            .run(|| -> Result<Vec<u8>, Never> { panic!("boom") })
+    })
+    .join();
+    assert!(panicked.is_err());
+    let out = jobs.key("p").run(|| ok(b"ran after the panic")).unwrap();
+    assert!(!out.replayed);
+}
+
+#[test]
+fn after_the_result_ttl_the_action_runs_again() {
+    let server = RedisServer::start();
+    let jobs = client(&server)
+        .idempotency("jobs")
+        .result_ttl(Duration::from_millis(200));
+    assert!(!jobs.key("t").run(|| ok(b"one")).unwrap().replayed);
+    assert!(jobs.key("t").run(|| ok(b"two")).unwrap().replayed);
+    thread::sleep(Duration::from_millis(300));
+    let out = jobs.key("t").run(|| ok(b"three")).unwrap();
+    assert_eq!((out.value.as_slice(), out.replayed), (&b"three"[..], false));
+}
+
+/// Starts a first caller whose action blocks until `go` receives.
+fn blocked_first_caller(
+    idem: &tollgate::Idempotency,
+    key: &'static str,
+) -> (thread::JoinHandle<tollgate::Outcome>, mpsc::Sender<()>) {
+    let (go, wait) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let idem = idem.clone();
+    let first = thread::spawn(move || {
+        idem.key(key)
+            .run(|| {
+                started_tx.send(()).unwrap();
+                wait.recv().unwrap();
+                ok(b"first result")
+            })
+            .unwrap()
+    });
+    started.recv().unwrap();
+    (first, go)
+}
+
+#[test]
+fn duplicate_fail_returns_in_progress_at_once() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("dup");
+    let (first, go) = blocked_first_caller(&idem, "k");
+    let start = Instant::now();
+    let duplicate = idem
+        .key("k")
+        .on_duplicate(Duplicate::Fail)
+        .run(|| ok(b"second"));
+    assert!(
+        matches!(duplicate, Err(RunError::Tollgate(Error::InProgress { .. }))),
+        "{duplicate:?}"
+    );
+    assert!(start.elapsed() < Duration::from_millis(200));
+    go.send(()).unwrap();
+    assert!(!first.join().unwrap().replayed);
+}
+
+#[test]
+fn duplicate_wait_gets_the_first_callers_result_when_it_lands() {
+    let server = RedisServer::start();
+    let first_client = client(&server);
+    // The duplicate polls rarely, so only the completion notification can
+    // wake it quickly.
+    let second_client = tollgate::Client::builder(server.url())
+        .poll_interval(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let (first, go) = blocked_first_caller(&first_client.idempotency("dup"), "k");
+    let waiter = thread::spawn(move || {
+        let out = second_client
+            .idempotency("dup")
+            .key("k")
+            .on_duplicate(Duplicate::Wait(Duration::from_secs(10)))
+            .run(|| ok(b"second"))
+            .unwrap();
+        (out, Instant::now())
+    });
+    thread::sleep(Duration::from_millis(300));
+    let released = Instant::now();
+    go.send(()).unwrap();
+    let (out, got) = waiter.join().unwrap();
+    assert_eq!(
+        (out.value.as_slice(), out.replayed),
+        (&b"first result"[..], true)
+    );
+    assert!(
+        got - released < Duration::from_millis(500),
+        "woken {:?} after completion",
+        got - released
+    );
+    first.join().unwrap();
+}
+
+#[test]
+fn a_caller_whose_lease_was_taken_over_cannot_overwrite_the_newer_result() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let idem = client.idempotency("slow").lease(Duration::from_millis(200));
+    let Begin::Fresh(stale) = idem.key("k").begin().unwrap() else {
+        panic!("expected a fresh claim")
+    };
+    // Simulate a frozen process: its lease runs out without renewal.
+    let mut conn = server.conn();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg("tollgate:idem:{4:slow:k}")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    thread::sleep(Duration::from_millis(20));
+    let newer = idem.key("k").run(|| ok(b"newer")).unwrap();
+    assert!(!newer.replayed);
+    let err = stale.complete(b"stale").unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err:?}");
+    let seen = idem.key("k").run(|| ok(b"again")).unwrap();
+    assert_eq!(seen.value, b"newer");
+}
+
+#[test]
+fn a_result_over_the_size_limit_is_refused_before_anything_is_stored() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("big").max_result_size(1024);
+    let big = idem.key("k").run(|| ok(&[7u8; 1025]));
+    assert!(
+        matches!(
+            big,
+            Err(RunError::Tollgate(Error::TooLarge {
+                size: 1025,
+                limit: 1024,
+                ..
+            }))
+        ),
+        "{big:?}"
+    );
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tollgate:idem:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.is_empty(), "left behind: {keys:?}");
+    assert!(!idem.key("k").run(|| ok(b"small")).unwrap().replayed);
+}
+
+#[test]
+fn foreign_data_under_an_idempotency_key_is_wrong_type_and_untouched() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("x");
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg("tollgate:idem:{1:x:k}")
+        .arg("text")
+        .query(&mut conn)
+        .unwrap();
+    let err = idem.key("k").run(|| ok(b"v"));
+    assert!(
+        matches!(err, Err(RunError::Tollgate(Error::WrongType { .. }))),
+        "{err:?}"
+    );
+    let value: String = redis::cmd("GET")
+        .arg("tollgate:idem:{1:x:k}")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(value, "text");
+}
+
+#[test]
+fn bad_idempotency_input_gets_a_typed_error() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let invalid = |r: Result<Begin, Error>, what: &str| match r {
+        Err(Error::InvalidArgument { what: w, .. }) => assert_eq!(w, what),
+        other => panic!("expected invalid {what}, got {other:?}"),
+    };
+    invalid(
+        client.idempotency("").key("k").begin(),
+        "idempotency namespace",
+    );
+    invalid(client.idempotency("n").key("").begin(), "idempotency key");
+    invalid(
+        client
+            .idempotency("n")
+            .key("k".repeat(MAX_NAME_BYTES + 1))
+            .begin(),
+        "idempotency key",
+    );
+    invalid(
+        client
+            .idempotency("n")
+            .lease(Duration::ZERO)
+            .key("k")
+            .begin(),
+        "lease",
+    );
+    invalid(
+        client
+            .idempotency("n")
+            .lease(Duration::from_millis(10))
+            .key("k")
+            .begin(),
+        "lease",
+    );
+    invalid(
+        client
+            .idempotency("n")
+            .result_ttl(Duration::ZERO)
+            .key("k")
+            .begin(),
+        "result ttl",
+    );
+    let far = Duplicate::Wait(Duration::from_secs(7200));
+    invalid(
+        client.idempotency("n").key("k").on_duplicate(far).begin(),
+        "wait",
+    );
+    assert!(matches!(
+        client.once("", Duration::from_secs(1)),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        client.once("k", Duration::ZERO),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn once_is_true_for_the_first_submission_only_for_the_whole_window() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let window = Duration::from_millis(500);
+    assert!(client.once("submit:user42:9f2c", window).unwrap());
+    // The first submission has finished; the window still holds.
+    assert!(!client.once("submit:user42:9f2c", window).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    assert!(!client.once("submit:user42:9f2c", window).unwrap());
+    // Other users and other payloads are not held up.
+    assert!(client.once("submit:user43:9f2c", window).unwrap());
+    assert!(client.once("submit:user42:aa01", window).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    assert!(client.once("submit:user42:9f2c", window).unwrap());
+}
+
+#[test]
+fn once_under_a_burst_of_double_clicks_admits_exactly_one() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, admitted, start) = (client.clone(), admitted.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                if client
+                    .once("submit:u1:form", Duration::from_secs(10))
+                    .unwrap()
+                {
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::SeqCst), 1);
+    let mut conn = server.conn();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("tollgate:once:{submit:u1:form}")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        pttl > 0 && pttl <= 10_000,
+        "the marker must carry its window atomically: {pttl}"
+    );
+}
