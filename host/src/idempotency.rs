@@ -23,13 +23,18 @@
 //!   first caller's completion, and returns its result.
 //! - **Failures** remove the claim so that a retry may run, unless
 //!   [`Idempotency::cache_failures`] asks to store them (Stripe style).
+//! - **A result that cannot be stored** (too large, lease lost, Redis gone)
+//!   comes back to the caller in [`RunError::NotStored`] with the value.
 //!
 //! # Where "exactly once" stops
 //! tollgate decides who runs the action and stores what it returned. It
 //! cannot undo the action's side effects: if a process dies after charging a
 //! card but before `complete`, its lease expires and the next caller charges
-//! again. Make the action itself idempotent downstream (pass the key on to
-//! the payment provider) where that matters. A waiting duplicate whose first
+//! again. The same holds when Redis cannot be reached for longer than the
+//! lease while the action runs (the watchdog keeps trying, token-checked,
+//! but the lease may run out meanwhile). Make the action itself idempotent
+//! downstream (pass the key on to the payment provider) where that matters.
+//! A waiting duplicate whose first
 //! caller failed without cached failures claims the key and runs the action
 //! itself.
 //!
@@ -145,8 +150,10 @@ impl Idempotency {
         self
     }
 
-    /// The largest result (or failure text) stored; larger ones get
-    /// [`Error::TooLarge`] before anything is stored.
+    /// The largest result stored. A larger result is not stored (the action
+    /// has run by then): the call gets [`RunError::NotStored`] with
+    /// [`Error::TooLarge`], and repeats get a failure saying so instead of
+    /// running again. Cached failure texts are cut to this size.
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_bytes = bytes;
         self
@@ -183,7 +190,6 @@ pub struct IdempotentCall<'i> {
 
 /// The result of an idempotent action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Outcome {
     /// What the action returned, now or in the earlier run.
     pub value: Vec<u8>,
@@ -193,14 +199,45 @@ pub struct Outcome {
 
 /// Why [`IdempotentCall::run`] did not return a value.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RunError<E> {
     /// This call ran the action and it failed.
     Action(E),
     /// An earlier run failed and its failure was cached; its error text.
     EarlierFailure(String),
-    /// tollgate itself failed: in progress elsewhere, payload mismatch,
-    /// claim lost, Redis unavailable, ...
+    /// This call ran the action and it succeeded, but its result could not
+    /// be stored: too large (a failure record saying so is stored instead,
+    /// so repeats do not run it again), the lease was lost, or Redis did not
+    /// answer. `value` is what the action returned.
+    NotStored {
+        /// What the action returned.
+        value: Vec<u8>,
+        /// Why it was not stored.
+        error: Error,
+    },
+    /// tollgate failed before the action ran: in progress elsewhere, payload
+    /// mismatch, Redis unavailable, ...
     Tollgate(Error),
+}
+
+impl<E> RunError<E> {
+    /// The action's own error, if that is what this is.
+    pub fn into_action(self) -> Option<E> {
+        match self {
+            RunError::Action(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Converts the action's error, keeping the other cases.
+    pub fn map_action<F>(self, convert: impl FnOnce(E) -> F) -> RunError<F> {
+        match self {
+            RunError::Action(error) => RunError::Action(convert(error)),
+            RunError::EarlierFailure(text) => RunError::EarlierFailure(text),
+            RunError::NotStored { value, error } => RunError::NotStored { value, error },
+            RunError::Tollgate(error) => RunError::Tollgate(error),
+        }
+    }
 }
 
 impl<E> From<Error> for RunError<E> {
@@ -214,23 +251,22 @@ impl<E: fmt::Display> fmt::Display for RunError<E> {
         match self {
             RunError::Action(error) => write!(f, "the action failed: {error}"),
             RunError::EarlierFailure(text) => write!(f, "an earlier run failed: {text}"),
+            RunError::NotStored { error, .. } => {
+                write!(f, "the action ran but its result was not stored: {error}")
+            }
             RunError::Tollgate(error) => error.fmt(f),
         }
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for RunError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RunError::Action(error) => Some(error),
-            RunError::EarlierFailure(_) => None,
-            RunError::Tollgate(error) => Some(error),
-        }
-    }
-}
+/// Every message is in `Display`, so `source` is `None`; this keeps
+/// `RunError<&str>` and `RunError<String>` usable with `?` into
+/// `Box<dyn Error>`.
+impl<E: fmt::Display + fmt::Debug> std::error::Error for RunError<E> {}
 
 /// What [`IdempotentCall::begin`] found.
 #[derive(Debug)]
+#[must_use = "dropping a fresh claim abandons it at once"]
 pub enum Begin {
     /// The caller holds the claim and runs the action now.
     Fresh(Claim),
@@ -259,7 +295,9 @@ impl IdempotentCall<'_> {
     }
 
     /// Runs `action` unless an earlier run's result is stored, and stores its
-    /// result for repeats. A panic in `action` abandons the claim.
+    /// result for repeats. A panic in `action` abandons the claim. Calling
+    /// `run` for the same key from inside `action` waits for itself: it ends
+    /// with [`Error::InProgress`].
     pub fn run<E: fmt::Display>(
         self,
         action: impl FnOnce() -> Result<Vec<u8>, E>,
@@ -278,13 +316,13 @@ impl IdempotentCall<'_> {
             Begin::InProgress => return Err(Error::InProgress { key: name }.into()),
         };
         match action() {
-            Ok(value) => {
-                claim.complete(&value)?;
-                Ok(Outcome {
+            Ok(value) => match claim.complete(&value) {
+                Ok(()) => Ok(Outcome {
                     value,
                     replayed: false,
-                })
-            }
+                }),
+                Err(error) => Err(RunError::NotStored { value, error }),
+            },
             Err(error) => {
                 let ended = if cache_failures {
                     claim.fail(&error.to_string())
@@ -439,18 +477,33 @@ impl Claim {
         self.lease.may_be_lost()
     }
 
-    /// Stores the action's result for repeats. [`Error::TooLarge`] (and the
-    /// claim abandoned) when it exceeds the limit; [`Error::NotHeld`] when
-    /// the lease had run out and the key was taken over.
+    /// Stores the action's result for repeats.
+    ///
+    /// A result over the size limit is not stored: a failure record saying so
+    /// is stored instead (the action ran; repeats must not run it again), and
+    /// the call returns [`Error::TooLarge`]. [`Error::NotHeld`] when the
+    /// lease had run out and the key was taken over: the newer owner's
+    /// outcome stands. While Redis does not answer, storing is retried (it is
+    /// safe to repeat) and the lease renewed, until the lease's local
+    /// deadline.
     pub fn complete(mut self, result: &[u8]) -> Result<()> {
-        self.check_size("result", result)?;
+        if result.len() > self.max_result_bytes {
+            let too_large = Error::TooLarge {
+                what: "result",
+                size: result.len(),
+                limit: self.max_result_bytes,
+            };
+            self.finish(Some(Finish::Failed(too_large.to_string().as_bytes())))?;
+            return Err(too_large);
+        }
         self.finish(Some(Finish::Done(result)))
     }
 
     /// Caches a failure: repeats get `text` back as an earlier failure
-    /// instead of running. Same errors as [`complete`](Self::complete).
+    /// instead of running. A text over the size limit is cut to fit. Errors
+    /// and retries as for [`complete`](Self::complete).
     pub fn fail(mut self, text: &str) -> Result<()> {
-        self.check_size("failure", text.as_bytes())?;
+        let text = truncate_at_char(text, self.max_result_bytes);
         self.finish(Some(Finish::Failed(text.as_bytes())))
     }
 
@@ -459,32 +512,19 @@ impl Claim {
         self.finish(None)
     }
 
-    fn check_size(&self, what: &'static str, bytes: &[u8]) -> Result<()> {
-        if bytes.len() > self.max_result_bytes {
-            return Err(Error::TooLarge {
-                what,
-                size: bytes.len(),
-                limit: self.max_result_bytes,
-            });
-        }
-        Ok(())
-    }
-
     fn finish(&mut self, outcome: Option<Finish<'_>>) -> Result<()> {
         self.finished = true;
-        let inner = self.client.inner();
-        if let Some(id) = self.renewal.take() {
-            inner.watchdog.unwatch(id);
-        }
         let held = match outcome {
-            Some(finish) => {
-                inner
-                    .store
-                    .finish_claim(&self.keys, &self.owner, finish, self.result_ttl_ms)?
+            // The watchdog keeps renewing until the outcome is stored.
+            Some(finish) => self.store_outcome(finish),
+            None => {
+                self.stop_renewal();
+                let inner = self.client.inner();
+                inner.store.abandon_claim(&self.keys, &self.owner)
             }
-            None => inner.store.abandon_claim(&self.keys, &self.owner)?,
         };
-        if held {
+        self.stop_renewal();
+        if held? {
             Ok(())
         } else {
             self.lease.mark_lost();
@@ -493,6 +533,45 @@ impl Claim {
             })
         }
     }
+
+    /// Stores the outcome, resending while Redis does not answer and the
+    /// lease may still be ours (the step is safe to repeat).
+    fn store_outcome(&self, finish: Finish<'_>) -> Result<bool> {
+        let store = &self.client.inner().store;
+        // At most until the lease's deadline as it stands now, even if
+        // renewals keep moving it.
+        let give_up = self.lease.deadline();
+        loop {
+            match store.finish_claim(&self.keys, &self.owner, finish, self.result_ttl_ms) {
+                Err(error @ (Error::Unavailable { .. } | Error::OutcomeUnknown { .. }))
+                    if !self.lease.may_be_lost() && Instant::now() < give_up =>
+                {
+                    tracing::debug!(key = %self.name, %error, "tollgate: storing an outcome again");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn stop_renewal(&mut self) {
+        if let Some(id) = self.renewal.take() {
+            self.client.inner().watchdog.unwatch(id);
+        }
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl Drop for Claim {

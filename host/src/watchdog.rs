@@ -234,6 +234,13 @@ fn run(shared: &Shared, store: &dyn Store) {
                     // Try again soon, while the lock is still surely ours.
                     entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
                 }
+                Outcome::Failed if matches!(entry.renewal.target, LeaseTarget::Claim { .. }) => {
+                    // Past its deadline the claim may be lost (the owner sees
+                    // it in `is_lost`), but its action still runs: renewing
+                    // is token-checked, so keep trying rather than invite a
+                    // second run once Redis answers again.
+                    entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
+                }
                 Outcome::Lost | Outcome::Failed => {
                     if let Some(entry) = state.entries.remove(&id) {
                         lost.push(entry.renewal);

@@ -3,14 +3,16 @@
 -- KEYS[1] record hash   KEYS[2] waiters marker
 -- ARGV[1] owner token   ARGV[2] 'done' or 'failed'   ARGV[3] result or failure
 -- ARGV[4] result ttl ms   ARGV[5] notification channel   ARGV[6] message
--- Returns 1 when stored, 0 when the claim was lost (its lease ran out; a newer
--- owner's outcome, if any, stands).
-if redis.call('HGET', KEYS[1], 'state') ~= 'running'
-    or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+-- Returns 1 when stored (also when this owner stored it already: a request
+-- resent after a lost reply), 0 when the claim was lost (its lease ran out; a
+-- newer owner's outcome, if any, stands).
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
   return 0
 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return 1
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3])
-redis.call('HDEL', KEYS[1], 'owner')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('PUBLISH', ARGV[5], ARGV[6])

@@ -32,13 +32,15 @@ fn thirty_two_threads_over_200_keys_run_each_action_once_and_agree() {
             let (runs, answers, start) = (runs.clone(), answers.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                for i in 0..200 {
-                    let key = (i * 7 + t * 13) % 200; // each thread its own order
+                // Every thread takes the keys in the same order, so for each
+                // key 32 callers arrive together and race to claim it.
+                for key in 0..200 {
                     let out = orders
                         .key(format!("order-{key}"))
                         .on_duplicate(Duplicate::Wait(Duration::from_secs(30)))
                         .run(|| {
                             *runs.lock().entry(key).or_default() += 1;
+                            thread::sleep(Duration::from_millis(2)); // keep the race open
                             ok(format!("result of {key} by thread {t}").as_bytes())
                         })
                         .unwrap_or_else(|e| panic!("key {key}: {e}"));
@@ -319,18 +321,16 @@ fn duplicate_wait_gets_the_first_callers_result_when_it_lands() {
 fn a_caller_whose_lease_was_taken_over_cannot_overwrite_the_newer_result() {
     let server = RedisServer::start();
     let client = client(&server);
-    let idem = client.idempotency("slow").lease(Duration::from_millis(200));
+    let idem = client.idempotency("slow");
     let Begin::Fresh(stale) = idem.key("k").begin().unwrap() else {
         panic!("expected a fresh claim")
     };
-    // Simulate a frozen process: its lease runs out without renewal.
+    // As if the stale caller froze past its lease: the record expires.
     let mut conn = server.conn();
-    let _: () = redis::cmd("PEXPIRE")
+    let _: () = redis::cmd("DEL")
         .arg("tollgate:idem:{4:slow:k}")
-        .arg(1)
         .query(&mut conn)
         .unwrap();
-    thread::sleep(Duration::from_millis(20));
     let newer = idem.key("k").run(|| ok(b"newer")).unwrap();
     assert!(!newer.replayed);
     let err = stale.complete(b"stale").unwrap_err();
@@ -340,28 +340,160 @@ fn a_caller_whose_lease_was_taken_over_cannot_overwrite_the_newer_result() {
 }
 
 #[test]
-fn a_result_over_the_size_limit_is_refused_before_anything_is_stored() {
+fn a_stale_claim_abandoned_or_dropped_does_not_free_the_newer_claim() {
     let server = RedisServer::start();
-    let idem = client(&server).idempotency("big").max_result_size(1024);
-    let big = idem.key("k").run(|| ok(&[7u8; 1025]));
+    let client = client(&server);
+    let idem = client.idempotency("slow");
+    let mut conn = server.conn();
+    for abandon_explicitly in [true, false] {
+        let key = format!("k{abandon_explicitly}");
+        let record = format!("tollgate:idem:{{4:slow:{key}}}");
+        let Begin::Fresh(stale) = idem.key(&key).begin().unwrap() else {
+            panic!("expected a fresh claim")
+        };
+        let _: () = redis::cmd("DEL").arg(&record).query(&mut conn).unwrap();
+        let Begin::Fresh(newer) = idem.key(&key).begin().unwrap() else {
+            panic!("expected the key to be free after the stale lease ended")
+        };
+        if abandon_explicitly {
+            assert!(matches!(stale.abandon(), Err(Error::NotHeld { .. })));
+        } else {
+            drop(stale);
+        }
+        let busy = idem.key(&key).run(|| ok(b"third"));
+        assert!(
+            matches!(busy, Err(RunError::Tollgate(Error::InProgress { .. }))),
+            "{busy:?}"
+        );
+        newer.complete(b"newer").unwrap();
+    }
+}
+
+#[test]
+fn results_are_stored_byte_for_byte() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("bytes");
+    let value: Vec<u8> = (0..=255u8).chain([0, 0, 0xff, 0xfe]).collect();
+    let first = idem.key("k").run(|| Ok::<_, Never>(value.clone())).unwrap();
+    let again = idem.key("k").run(|| ok(b"other")).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.value, value);
+    assert_eq!(first.value, value);
+    let empty = idem.key("empty").run(|| ok(b"")).unwrap();
+    assert!(empty.value.is_empty());
+    assert!(idem.key("empty").run(|| ok(b"x")).unwrap().replayed);
+}
+
+#[test]
+fn another_payload_while_the_first_still_runs_is_a_mismatch() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("pay");
+    let Begin::Fresh(claim) = idem.key("k").fingerprint(b"amount=1").begin().unwrap() else {
+        panic!("expected a fresh claim")
+    };
+    let other = idem
+        .key("k")
+        .fingerprint(b"amount=2")
+        .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+        .run(|| ok(b"x"));
     assert!(
         matches!(
-            big,
-            Err(RunError::Tollgate(Error::TooLarge {
-                size: 1025,
-                limit: 1024,
-                ..
-            }))
+            other,
+            Err(RunError::Tollgate(Error::PayloadMismatch { .. }))
         ),
-        "{big:?}"
+        "{other:?}"
     );
-    let mut conn = server.conn();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("tollgate:idem:*")
-        .query(&mut conn)
-        .unwrap();
-    assert!(keys.is_empty(), "left behind: {keys:?}");
-    assert!(!idem.key("k").run(|| ok(b"small")).unwrap().replayed);
+    claim.complete(b"one").unwrap();
+}
+
+#[test]
+fn a_waiting_duplicate_gets_a_cached_failure_or_runs_after_an_uncached_one() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    for cached in [true, false] {
+        let idem = if cached {
+            client.idempotency("f").cache_failures()
+        } else {
+            client.idempotency("f")
+        };
+        let key = format!("k{cached}");
+        let Begin::Fresh(first) = idem.key(&key).begin().unwrap() else {
+            panic!("expected a fresh claim")
+        };
+        let waiter = {
+            let (idem, key) = (idem.clone(), key.clone());
+            thread::spawn(move || {
+                idem.key(key)
+                    .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+                    .run(|| ok(b"ran after the failure"))
+            })
+        };
+        thread::sleep(Duration::from_millis(200));
+        if cached {
+            first.fail("declined").unwrap();
+        } else {
+            first.abandon().unwrap();
+        }
+        match (cached, waiter.join().unwrap()) {
+            (true, Err(RunError::EarlierFailure(text))) => assert_eq!(text, "declined"),
+            (false, Ok(out)) => assert_eq!(
+                (out.value.as_slice(), out.replayed),
+                (&b"ran after the failure"[..], false)
+            ),
+            (cached, other) => panic!("cached={cached}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_result_over_the_size_limit_is_not_stored_and_not_run_again() {
+    let server = RedisServer::start();
+    let idem = client(&server).idempotency("big").max_result_size(1024);
+    let runs = AtomicUsize::new(0);
+    let big = idem.key("k").run(|| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        ok(&[7u8; 1025])
+    });
+    match big {
+        Err(RunError::NotStored { value, error }) => {
+            assert_eq!(value.len(), 1025, "the caller keeps the value");
+            assert!(
+                matches!(
+                    error,
+                    Error::TooLarge {
+                        size: 1025,
+                        limit: 1024,
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected NotStored, got {other:?}"),
+    }
+    let repeat = idem.key("k").run(|| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        ok(b"small")
+    });
+    assert!(
+        matches!(repeat, Err(RunError::EarlierFailure(ref t)) if t.contains("1025 bytes")),
+        "{repeat:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the action ran again");
+    // A cached failure text over the limit is cut to fit, not refused.
+    let cached = client(&server)
+        .idempotency("big2")
+        .max_result_size(8)
+        .cache_failures();
+    let failed = cached
+        .key("k")
+        .run(|| Err::<Vec<u8>, _>("a very long error text"));
+    assert!(matches!(failed, Err(RunError::Action(_))));
+    let repeat = cached.key("k").run(|| ok(b"x"));
+    assert!(
+        matches!(repeat, Err(RunError::EarlierFailure(ref t)) if t == "a very l"),
+        "{repeat:?}"
+    );
 }
 
 #[test]
