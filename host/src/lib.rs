@@ -1,6 +1,8 @@
-//! Distributed locks on Redis for synchronous Rust, done right: atomic grants,
-//! token-checked release and extend, fencing tokens, waits woken by the
-//! release, and a watchdog that renews locks while their guard lives.
+//! Distributed locks and counters on Redis for synchronous Rust, done right:
+//! atomic grants, token-checked release and extend, fencing tokens, waits
+//! woken by the release, and a watchdog that renews locks while their guard
+//! lives; counters changed in one atomic step (with bounds, and exactly-once
+//! increments).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -17,17 +19,22 @@
 //! let token = guard.fencing_token(); // hand it to the resource you protect
 //! # let _ = token;
 //! guard.release()?; // or just drop the guard
+//!
+//! let views = client.counter("page_views");
+//! views.incr(1)?;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
 //! with a typed [`Error`]; nothing panics on I/O or bad input. What a lock
-//! guarantees, and which clock bounds what, is in the [`lock`] module.
+//! guarantees, and which clock bounds what, is in the [`lock`] module;
+//! counters are described in [`counter`].
 
 #![deny(missing_docs)]
 
 mod client;
+pub mod counter;
 mod error;
 mod keys;
 mod limits;
@@ -40,6 +47,7 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RESPONSE_TIMEOUT,
 };
+pub use counter::{Counter, OnceOutcome};
 pub use error::{Error, Result};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};

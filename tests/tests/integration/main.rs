@@ -2,6 +2,7 @@
 //! Each test starts its own server, so tests can pause, kill and restart it.
 
 mod client;
+mod counter;
 mod kit;
 mod lock;
 mod lock_wait;
@@ -36,4 +37,27 @@ fn raw_pttl(server: &RedisServer, name: &str) -> i64 {
         .arg(format!("tollgate:lock:{{{name}}}"))
         .query(&mut conn)
         .expect("PTTL")
+}
+
+/// How many times the server ran `command` since its stats were last reset
+/// (`CONFIG RESETSTAT`), counting commands run inside scripts.
+fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let mut conn = server.conn();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("calls is a number"))
+}
+
+/// Resets the server's command statistics.
+fn reset_stats(server: &RedisServer) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut server.conn())
+        .expect("CONFIG RESETSTAT");
 }
