@@ -4,7 +4,7 @@
 //! (`{name}`), so all of them map to one Redis Cluster slot and one script can
 //! touch them together. The keys of different names never collide: every key
 //! of a name starts with `PREFIX + KIND + ":{" + name + "}"` and the suffixes
-//! after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`)
+//! after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`; `":YYYYMMDD"`)
 //! contain no `}`, so a brace inside a name cannot make its keys another
 //! name's.
 
@@ -66,6 +66,12 @@ impl Keyspace {
         }
         key
     }
+
+    /// The key of sequence `name`; a daily sequence uses this key plus
+    /// `:YYYYMMDD`, built by the script from the server's day.
+    pub fn sequence(&self, name: &str) -> String {
+        format!("{}seq:{{{}}}", self.prefix, name)
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -84,13 +90,14 @@ mod tests {
     }
 
     #[test]
-    fn counter_keys_share_their_hash_tag() {
+    fn counter_and_sequence_keys_share_their_hash_tag() {
         let space = Keyspace::new("tollgate:");
         assert_eq!(space.counter("views"), "tollgate:counter:{views}");
         assert_eq!(
             space.counter_op("views", "a}{"),
             "tollgate:counter:{views}:op:617d7b"
         );
+        assert_eq!(space.sequence("orders"), "tollgate:seq:{orders}");
     }
 
     #[test]

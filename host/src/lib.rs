@@ -1,8 +1,9 @@
-//! Distributed locks and counters on Redis for synchronous Rust, done right:
-//! atomic grants, token-checked release and extend, fencing tokens, waits
-//! woken by the release, and a watchdog that renews locks while their guard
-//! lives; counters changed in one atomic step (with bounds, and exactly-once
-//! increments).
+//! Distributed locks, counters and serial numbers on Redis for synchronous
+//! Rust, done right: atomic grants, token-checked release and extend, fencing
+//! tokens, waits woken by the release, and a watchdog that renews locks while
+//! their guard lives; counters changed in one atomic step (with bounds, and
+//! exactly-once increments); serial numbers that restart each server day and
+//! can be reserved in blocks.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,6 +23,12 @@
 //!
 //! let views = client.counter("page_views");
 //! views.incr(1)?;
+//! let orders = client
+//!     .sequence("orders")
+//!     .format("ORD-{date}-{seq:06}")?
+//!     .reset(tollgate::Reset::Daily);
+//! let number = orders.next()?; // "ORD-20261122-000042"
+//! # let _ = number;
 //! # Ok(())
 //! # }
 //! ```
@@ -29,7 +36,8 @@
 //! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
 //! with a typed [`Error`]; nothing panics on I/O or bad input. What a lock
 //! guarantees, and which clock bounds what, is in the [`lock`] module;
-//! counters are described in [`counter`].
+//! counters and serial numbers are described in [`counter`] and
+//! [`sequence`].
 
 #![deny(missing_docs)]
 
@@ -40,6 +48,7 @@ mod keys;
 mod limits;
 pub mod lock;
 mod notify;
+pub mod sequence;
 mod store;
 mod watchdog;
 
@@ -51,3 +60,4 @@ pub use counter::{Counter, OnceOutcome};
 pub use error::{Error, Result};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
+pub use sequence::{Reset, Sequence};

@@ -2,7 +2,7 @@
 //!
 //! Each method is one Redis command or one Lua script, so it either happens
 //! whole or not at all, whatever other clients do at the same time. Higher
-//! layers (locks, the watchdog, counters) compose these steps and
+//! layers (locks, the watchdog, counters, sequences) compose these steps and
 //! never read-modify-write across two of them.
 
 mod pool;
@@ -71,7 +71,18 @@ pub(crate) enum Changed {
     OutOfBounds(i64),
 }
 
-/// The atomic steps behind locks and counters. Implementations
+/// Serial numbers reserved in one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reserved {
+    /// The last number reserved; the block ends here.
+    pub last: u64,
+    /// The server's day (UTC) when they were reserved, `YYYYMMDD`.
+    pub day: String,
+    /// How long until the server's next midnight (UTC), as it answered.
+    pub to_midnight: Duration,
+}
+
+/// The atomic steps behind locks, counters and sequences. Implementations
 /// must make each method a single atomic step on the store.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Grants the lock if free (or already held by `owner`), issuing a fencing
@@ -104,7 +115,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// sooner) when they cannot be had: the waiter then relies on polling.
     fn watch(&self, key: &str, until: Instant) -> Watch;
 
-    // ---- counters ----
+    // ---- counters and sequences ----
 
     /// The counter's value, `None` when the key is absent.
     fn counter_get(&self, key: &str) -> Result<Option<i64>>;
@@ -117,4 +128,16 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Adds within bounds and/or once per operation id (one script).
     fn counter_change(&self, change: &CounterChange<'_>) -> Result<Changed>;
+
+    /// Reserves `count` numbers of the sequence at `key`; with `daily`, in
+    /// the key of the server's current day, which expires `day_ttl_secs`
+    /// after its first number. `now` replaces the server's clock (tests).
+    fn sequence_reserve(
+        &self,
+        key: &str,
+        count: u64,
+        daily: bool,
+        day_ttl_secs: u64,
+        now: Option<u64>,
+    ) -> Result<Reserved>;
 }

@@ -8,7 +8,7 @@ use redis::Script;
 
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::Subscriber;
-use super::{Acquired, Changed, CounterChange, LockRecord, LockRequest, Store};
+use super::{Acquired, Changed, CounterChange, LockRecord, LockRequest, Reserved, Store};
 use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::notify::Watch;
@@ -30,6 +30,7 @@ struct Scripts {
     force_unlock: Script,
     counter_change: Script,
     counter_set: Script,
+    sequence_reserve: Script,
 }
 
 impl Scripts {
@@ -43,6 +44,7 @@ impl Scripts {
             force_unlock: Script::new(include_str!("lock_force_unlock.lua")),
             counter_change: Script::new(include_str!("counter_incr.lua")),
             counter_set: Script::new(include_str!("counter_set.lua")),
+            sequence_reserve: Script::new(include_str!("sequence_reserve.lua")),
         }
     }
 }
@@ -190,7 +192,7 @@ impl Store for RedisStore {
         watch
     }
 
-    // ---- counters ----
+    // ---- counters and sequences ----
 
     fn counter_get(&self, key: &str) -> Result<Option<i64>> {
         let text: Option<String> = self
@@ -245,6 +247,39 @@ impl Store for RedisStore {
                 "counter script answered {other:?}"
             ))),
         }
+    }
+
+    fn sequence_reserve(
+        &self,
+        key: &str,
+        count: u64,
+        daily: bool,
+        day_ttl_secs: u64,
+        now: Option<u64>,
+    ) -> Result<Reserved> {
+        let (last, day, to_midnight_ms): (String, String, u64) = self
+            .pool
+            .run(key, |conn| {
+                self.scripts
+                    .sequence_reserve
+                    .key(key)
+                    .arg(count)
+                    .arg(if daily { "1" } else { "0" })
+                    .arg(day_ttl_secs)
+                    .arg(now.map(|n| n.to_string()).unwrap_or_default())
+                    .invoke(conn)
+            })
+            .map_err(|e| counter_error(e, key))?;
+        let last = integer_at(key, &last)?;
+        let last = u64::try_from(last).map_err(|_| Error::WrongType {
+            key: key.to_owned(),
+            detail: format!("sequence is at {last}, below zero"),
+        })?;
+        Ok(Reserved {
+            last,
+            day,
+            to_midnight: Duration::from_millis(to_midnight_ms),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ mod counter;
 mod kit;
 mod lock;
 mod lock_wait;
+mod sequence;
 
 use std::time::Duration;
 
