@@ -10,8 +10,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The variants say what the caller can do next: fix the argument
 /// ([`InvalidArgument`](Error::InvalidArgument)), try again later
 /// ([`Timeout`](Error::Timeout), [`Unavailable`](Error::Unavailable)), stop
-/// relying on a lock ([`NotHeld`](Error::NotHeld)), or treat a write as possibly
-/// applied ([`OutcomeUnknown`](Error::OutcomeUnknown)).
+/// relying on a lock ([`NotHeld`](Error::NotHeld)), treat a write as possibly
+/// applied ([`OutcomeUnknown`](Error::OutcomeUnknown)), or accept that a
+/// counter refused a change ([`OutOfBounds`](Error::OutOfBounds)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -107,6 +108,40 @@ pub enum Error {
         size: usize,
         /// The limit in bytes.
         limit: usize,
+    },
+    /// A bounded counter refused a change that would have taken it outside
+    /// `min..=max`. Nothing was changed; `value` is the counter's value when
+    /// the change was refused.
+    #[error("counter {name:?} is at {value}; the change would leave {min}..={max}")]
+    OutOfBounds {
+        /// The counter's name.
+        name: String,
+        /// The counter's value, unchanged.
+        value: i64,
+        /// The lower bound (`i64::MIN` when there is none).
+        min: i64,
+        /// The upper bound (`i64::MAX` when there is none).
+        max: i64,
+    },
+    /// The change would take a counter or sequence beyond the 64-bit signed
+    /// integer range. Nothing was changed.
+    #[error("key {key:?}: the change would overflow a 64-bit integer")]
+    Overflow {
+        /// The key, with its prefix.
+        key: String,
+    },
+    /// An operation id was used again on a counter with a different change
+    /// than the first time, inside the id's window. Nothing was changed.
+    #[error(
+        "operation id {op_id:?} was already applied to counter {name:?} with delta {first_delta}"
+    )]
+    OpIdConflict {
+        /// The counter's name.
+        name: String,
+        /// The operation id.
+        op_id: String,
+        /// The delta applied the first time.
+        first_delta: i64,
     },
 }
 

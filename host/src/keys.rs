@@ -4,7 +4,9 @@
 //! (`{name}`), so all of them map to one Redis Cluster slot and one script can
 //! touch them together. The keys of different names never collide: every key
 //! of a name starts with `PREFIX + KIND + ":{" + name + "}"` and the suffixes
-//! after it (`""`, `":fence"`, `":waiters"`) are not suffixes of one another.
+//! after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`; `":YYYYMMDD"`)
+//! contain no `}`, so a brace inside a name cannot make its keys another
+//! name's.
 
 /// The keys of one lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +81,33 @@ impl Keyspace {
             channel: self.channel(),
         }
     }
+
+    /// The key of counter `name`: an integer as text, no TTL.
+    pub fn counter(&self, name: &str) -> String {
+        format!("{}counter:{{{}}}", self.prefix, name)
+    }
+
+    /// The record of operation `op_id` on counter `name`: a hash
+    /// `{delta, value}` that expires with the op id's window. The op id is
+    /// hex-encoded, so no op id (and no brace in it) can produce another
+    /// object's key.
+    pub fn counter_op(&self, name: &str, op_id: &str) -> String {
+        let mut key = format!("{}:op:", self.counter(name));
+        for byte in op_id.bytes() {
+            key.push(char::from(HEX[usize::from(byte >> 4)]));
+            key.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        key
+    }
+
+    /// The key of sequence `name`; a daily sequence uses this key plus
+    /// `:YYYYMMDD`, built by the script from the server's day.
+    pub fn sequence(&self, name: &str) -> String {
+        format!("{}seq:{{{}}}", self.prefix, name)
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
@@ -102,6 +130,25 @@ mod tests {
             space.claim("a", "b:c").record
         );
         assert_eq!(space.claim("pay", "1").record, "t:idem:{3:pay:1}");
+    }
+
+    #[test]
+    fn counter_and_sequence_keys_share_their_hash_tag() {
+        let space = Keyspace::new("tollgate:");
+        assert_eq!(space.counter("views"), "tollgate:counter:{views}");
+        assert_eq!(
+            space.counter_op("views", "a}{"),
+            "tollgate:counter:{views}:op:617d7b"
+        );
+        assert_eq!(space.sequence("orders"), "tollgate:seq:{orders}");
+    }
+
+    #[test]
+    fn an_op_id_cannot_produce_another_counters_key() {
+        let space = Keyspace::new("t:");
+        // Name "a}:op:61" vs. name "a" with op id "a" (hex 61).
+        assert_ne!(space.counter("a}:op:61"), space.counter_op("a", "a"));
+        assert_ne!(space.counter_op("a}", "x"), space.counter_op("a", "}x"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Distributed locks and idempotent actions on Redis for synchronous Rust,
-//! done right: atomic grants, token-checked release and extend, fencing
-//! tokens, waits woken by the release, a watchdog that renews locks and
-//! in-progress leases while their owner lives, and repeats that get the first
-//! run's result.
+//! Distributed locks, idempotent actions, counters and serial numbers on
+//! Redis for synchronous Rust, done right: atomic grants, token-checked
+//! release and extend, fencing tokens, waits woken by the release, a watchdog
+//! that renews locks and in-progress leases while their owner lives, repeats
+//! that get the first run's result, counters changed in one atomic step (with
+//! bounds, and exactly-once increments), and serial numbers that restart each
+//! server day and can be reserved in blocks.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -19,6 +21,15 @@
 //! let token = guard.fencing_token(); // hand it to the resource you protect
 //! # let _ = token;
 //! guard.release()?; // or just drop the guard
+//!
+//! let views = client.counter("page_views");
+//! views.incr(1)?;
+//! let orders = client
+//!     .sequence("orders")
+//!     .format("ORD-{date}-{seq:06}")?
+//!     .reset(tollgate::Reset::Daily);
+//! let number = orders.next()?; // "ORD-20261122-000042"
+//! # let _ = number;
 //! # Ok(())
 //! # }
 //! ```
@@ -49,17 +60,20 @@
 //! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
 //! with a typed [`Error`]; nothing panics on I/O or bad input. What locks
 //! and idempotent actions guarantee, and which clock bounds what, is in the
-//! [`lock`] and [`idempotency`] modules.
+//! [`lock`] and [`idempotency`] modules; counters and serial numbers are
+//! described in [`counter`] and [`sequence`].
 
 #![deny(missing_docs)]
 
 mod client;
+pub mod counter;
 mod error;
 pub mod idempotency;
 mod keys;
 mod limits;
 pub mod lock;
 mod notify;
+pub mod sequence;
 mod store;
 mod wait;
 mod watchdog;
@@ -68,7 +82,9 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RESPONSE_TIMEOUT,
 };
+pub use counter::{Counter, OnceOutcome};
 pub use error::{Error, Result};
 pub use idempotency::{Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outcome, RunError};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
+pub use sequence::{Reset, Sequence};

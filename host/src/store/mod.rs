@@ -2,8 +2,8 @@
 //!
 //! Each method is one Redis command or one Lua script, so it either happens
 //! whole or not at all, whatever other clients do at the same time. Higher
-//! layers (locks, the watchdog) compose these steps and never read-modify-write
-//! across two of them.
+//! layers (locks, the watchdog, counters, sequences) compose these steps and
+//! never read-modify-write across two of them.
 
 mod pool;
 mod redis;
@@ -84,8 +84,41 @@ pub(crate) enum Finish<'a> {
     Failed(&'a [u8]),
 }
 
-/// The atomic steps behind locks. Implementations must make each method a
-/// single atomic step on the store.
+/// A change to a counter that needs a script: bounds, an operation id, or both.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CounterChange<'a> {
+    pub key: &'a str,
+    pub delta: i64,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    /// The operation's record key and how long it is kept, for `incr_once`.
+    pub once: Option<(&'a str, u64)>,
+}
+
+/// The answer to a [`CounterChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Changed {
+    /// Applied; the counter's new value.
+    Applied(i64),
+    /// The operation id was seen before: nothing was applied this time.
+    Repeated { value: i64, delta: i64 },
+    /// Refused by the bounds; the counter's unchanged value.
+    OutOfBounds(i64),
+}
+
+/// Serial numbers reserved in one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reserved {
+    /// The last number reserved; the block ends here.
+    pub last: u64,
+    /// The server's day (UTC) when they were reserved, `YYYYMMDD`.
+    pub day: String,
+    /// How long until the server's next midnight (UTC), as it answered.
+    pub to_midnight: Duration,
+}
+
+/// The atomic steps behind locks, idempotency, counters and sequences. Implementations
+/// must make each method a single atomic step on the store.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Grants the lock if free (or already held by `owner`), issuing a fencing
     /// token larger than every earlier one for the name.
@@ -138,4 +171,30 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// `key`. Returns once notifications are flowing, or by `until` (or
     /// sooner) when they cannot be had: the waiter then relies on polling.
     fn watch(&self, key: &str, until: Instant) -> Watch;
+
+    // ---- counters and sequences ----
+
+    /// The counter's value, `None` when the key is absent.
+    fn counter_get(&self, key: &str) -> Result<Option<i64>>;
+
+    /// Sets the counter if the key is absent or holds an integer.
+    fn counter_set(&self, key: &str, value: i64) -> Result<()>;
+
+    /// Adds `delta` (`INCRBY`) and returns the new value.
+    fn counter_incr(&self, key: &str, delta: i64) -> Result<i64>;
+
+    /// Adds within bounds and/or once per operation id (one script).
+    fn counter_change(&self, change: &CounterChange<'_>) -> Result<Changed>;
+
+    /// Reserves `count` numbers of the sequence at `key`; with `daily`, in
+    /// the key of the server's current day, which expires `day_ttl_secs`
+    /// after its first number. `now` replaces the server's clock (tests).
+    fn sequence_reserve(
+        &self,
+        key: &str,
+        count: u64,
+        daily: bool,
+        day_ttl_secs: u64,
+        now: Option<u64>,
+    ) -> Result<Reserved>;
 }

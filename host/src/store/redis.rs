@@ -8,7 +8,10 @@ use redis::Script;
 
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::Subscriber;
-use super::{Acquired, ClaimRequest, ClaimState, Finish, LockRecord, LockRequest, Store};
+use super::{
+    Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
+    Reserved, Store,
+};
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
 use crate::notify::Watch;
@@ -32,6 +35,9 @@ struct Scripts {
     claim_extend: Script,
     claim_finish: Script,
     claim_abandon: Script,
+    counter_change: Script,
+    counter_set: Script,
+    sequence_reserve: Script,
 }
 
 impl Scripts {
@@ -47,6 +53,9 @@ impl Scripts {
             claim_extend: Script::new(include_str!("claim_extend.lua")),
             claim_finish: Script::new(include_str!("claim_finish.lua")),
             claim_abandon: Script::new(include_str!("claim_abandon.lua")),
+            counter_change: Script::new(include_str!("counter_incr.lua")),
+            counter_set: Script::new(include_str!("counter_set.lua")),
+            sequence_reserve: Script::new(include_str!("sequence_reserve.lua")),
         }
     }
 }
@@ -285,5 +294,125 @@ impl Store for RedisStore {
             );
         }
         watch
+    }
+
+    // ---- counters and sequences ----
+
+    fn counter_get(&self, key: &str) -> Result<Option<i64>> {
+        let text: Option<String> = self
+            .pool
+            .run(key, |conn| redis::cmd("GET").arg(key).query(conn))?;
+        text.map(|text| integer_at(key, &text)).transpose()
+    }
+
+    fn counter_set(&self, key: &str, value: i64) -> Result<()> {
+        let _: i64 = self
+            .pool
+            .run(key, |conn| {
+                self.scripts.counter_set.key(key).arg(value).invoke(conn)
+            })
+            .map_err(|e| counter_error(e, key))?;
+        Ok(())
+    }
+
+    fn counter_incr(&self, key: &str, delta: i64) -> Result<i64> {
+        self.pool
+            .run(key, |conn| {
+                redis::cmd("INCRBY").arg(key).arg(delta).query(conn)
+            })
+            .map_err(|e| counter_error(e, key))
+    }
+
+    fn counter_change(&self, change: &CounterChange<'_>) -> Result<Changed> {
+        let key = change.key;
+        let bound = |b: Option<i64>| b.map(|b| b.to_string()).unwrap_or_default();
+        let reply: Vec<String> = self
+            .pool
+            .run(key, |conn| {
+                let mut call = self.scripts.counter_change.key(key);
+                if let Some((op_key, _)) = change.once {
+                    call.key(op_key);
+                }
+                call.arg(change.delta)
+                    .arg(bound(change.min))
+                    .arg(bound(change.max))
+                    .arg(change.once.map_or(0, |(_, window_ms)| window_ms))
+                    .invoke(conn)
+            })
+            .map_err(|e| counter_error(e, key))?;
+        match reply.as_slice() {
+            [status, value] if status == "1" => Ok(Changed::Applied(integer_at(key, value)?)),
+            [status, value] if status == "0" => Ok(Changed::OutOfBounds(integer_at(key, value)?)),
+            [status, value, delta] if status == "2" => Ok(Changed::Repeated {
+                value: integer_at(key, value)?,
+                delta: integer_at(key, delta)?,
+            }),
+            other => Err(Error::UnexpectedReply(format!(
+                "counter script answered {other:?}"
+            ))),
+        }
+    }
+
+    fn sequence_reserve(
+        &self,
+        key: &str,
+        count: u64,
+        daily: bool,
+        day_ttl_secs: u64,
+        now: Option<u64>,
+    ) -> Result<Reserved> {
+        let (last, day, to_midnight_ms): (String, String, u64) = self
+            .pool
+            .run(key, |conn| {
+                self.scripts
+                    .sequence_reserve
+                    .key(key)
+                    .arg(count)
+                    .arg(if daily { "1" } else { "0" })
+                    .arg(day_ttl_secs)
+                    .arg(now.map(|n| n.to_string()).unwrap_or_default())
+                    .invoke(conn)
+            })
+            .map_err(|e| counter_error(e, key))?;
+        let last = integer_at(key, &last)?;
+        let last = u64::try_from(last).map_err(|_| Error::WrongType {
+            key: key.to_owned(),
+            detail: format!("sequence is at {last}, below zero"),
+        })?;
+        Ok(Reserved {
+            last,
+            day,
+            to_midnight: Duration::from_millis(to_midnight_ms),
+        })
+    }
+}
+
+/// Parses a counter stored as text; anything but an integer is not ours.
+fn integer_at(key: &str, text: &str) -> Result<i64> {
+    text.parse().map_err(|_| Error::WrongType {
+        key: key.to_owned(),
+        detail: format!("{text:?} is not a 64-bit integer"),
+    })
+}
+
+/// Gives `INCRBY`'s generic `ERR` replies their own types: a key holding text
+/// is [`Error::WrongType`], a sum beyond `i64` is [`Error::Overflow`].
+fn counter_error(error: Error, key: &str) -> Error {
+    match error {
+        Error::Refused { code, message } if code == "ERR" => {
+            if message.contains("overflow") {
+                Error::Overflow {
+                    key: key.to_owned(),
+                }
+            } else if message.contains("not an integer") {
+                Error::WrongType {
+                    key: key.to_owned(),
+                    detail: "holds a value that is not a 64-bit integer".to_owned(),
+                }
+            } else {
+                Error::Refused { code, message }
+            }
+        }
+        other => other,
     }
 }

@@ -10,6 +10,10 @@
 //! `tollgate-test-helper from-env`: opens a client from `$REDIS_URL` and
 //! takes a lock, or prints the error.
 //!
+//! `tollgate-test-helper serial-numbers URL NAME COUNT BLOCK`: prints COUNT
+//! numbers of sequence NAME (format `ORD-{date}-{seq:06}`, daily reset,
+//! blocks of BLOCK), one per line.
+//!
 //! `tollgate-test-helper thread-count-after-drop URL`: uses every background
 //! thread a client has (pool, notifications, watchdog), drops the client and
 //! prints how many `tollgate-*` threads are left a second later.
@@ -59,6 +63,23 @@ fn main() {
                 std::process::exit(1);
             }
         },
+        ["serial-numbers", url, name, count, block] => {
+            let count: usize = count.parse().expect("COUNT is a number");
+            let block: u64 = block.parse().expect("BLOCK is a number");
+            let client = tollgate::Client::open(url).expect("client opens");
+            let orders = client
+                .sequence(*name)
+                .format("ORD-{date}-{seq:06}")
+                .expect("format is valid")
+                .reset(tollgate::Reset::Daily)
+                .block(block);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for _ in 0..count {
+                let number = orders.next().expect("a serial number");
+                writeln!(out, "{number}").expect("stdout writes");
+            }
+            out.flush().expect("stdout flushes");
+        }
         ["thread-count-after-drop", url] => {
             let client = tollgate::Client::open(url).expect("client opens");
             let holder = client
@@ -85,6 +106,7 @@ fn main() {
         }
         _ => {
             eprintln!("usage: tollgate-test-helper hold-lock URL NAME TTL_MS");
+            eprintln!("       tollgate-test-helper serial-numbers URL NAME COUNT BLOCK");
             eprintln!("       tollgate-test-helper thread-count-after-drop URL");
             eprintln!("       tollgate-test-helper from-env   (uses $REDIS_URL)");
             eprintln!("       tollgate-test-helper claim-and-hang URL NAMESPACE KEY LEASE_MS");

@@ -2,10 +2,12 @@
 //! Each test starts its own server, so tests can pause, kill and restart it.
 
 mod client;
+mod counter;
 mod idempotency;
 mod kit;
 mod lock;
 mod lock_wait;
+mod sequence;
 
 use std::time::Duration;
 
@@ -53,4 +55,27 @@ fn spawn_helper(args: &[&str]) -> (std::process::Child, String) {
         .read_line(&mut line)
         .expect("helper prints a line");
     (child, line.trim().to_owned())
+}
+
+/// How many times the server ran `command` since its stats were last reset
+/// (`CONFIG RESETSTAT`), counting commands run inside scripts.
+fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let mut conn = server.conn();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("calls is a number"))
+}
+
+/// Resets the server's command statistics.
+fn reset_stats(server: &RedisServer) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut server.conn())
+        .expect("CONFIG RESETSTAT");
 }
