@@ -61,7 +61,8 @@
 //! with a typed [`Error`]; nothing panics on I/O or bad input. What locks
 //! and idempotent actions guarantee, and which clock bounds what, is in the
 //! [`lock`] and [`idempotency`] modules; counters and serial numbers are
-//! described in [`counter`] and [`sequence`].
+//! described in [`counter`] and [`sequence`]. Sandboxed WebAssembly plugins
+//! use all of them through [`plugin`] (feature `plugin`, on by default).
 
 #![deny(missing_docs)]
 
@@ -73,6 +74,8 @@ mod keys;
 mod limits;
 pub mod lock;
 mod notify;
+#[cfg(feature = "plugin")]
+pub mod plugin;
 pub mod sequence;
 mod store;
 mod wait;

@@ -7,6 +7,7 @@ mod idempotency;
 mod kit;
 mod lock;
 mod lock_wait;
+mod plugin;
 mod sequence;
 
 use std::time::Duration;

@@ -1,0 +1,215 @@
+//! A tollgate plugin driven by text commands, for the host's integration
+//! tests.
+//!
+//! The input is UTF-8: a command and its arguments, separated by spaces. The
+//! output is UTF-8 text. A tollgate call that fails gives `Ok("error: CASE")`,
+//! where `CASE` is the WIT error case in kebab-case (`error: timeout`,
+//! `error: quota-exceeded`, ...), so tests can assert on it; a malformed
+//! command gives `Err` with a usage message.
+//!
+//! Locks are taken with the TTL given below and no wait unless stated.
+//!
+//! | Command                         | Does                                                                                                                                   | Returns                         |
+//! |---------------------------------|----------------------------------------------------------------------------------------------------------------------------------------|---------------------------------|
+//! | `critical NAME ITERATIONS COUNTER` | ITERATIONS times: acquire NAME (TTL 10 s, wait 10 s), `get` COUNTER, `set` it to value + 1 (not atomic: exact only under mutual exclusion), release | `ok`                  |
+//! | `hold NAME`                     | acquire NAME (TTL 30 s); the guard drops at return                                                                                     | `held TOKEN`                    |
+//! | `forget NAME`                   | acquire NAME (TTL 30 s) and `std::mem::forget` the guard                                                                               | `forgot TOKEN`                  |
+//! | `panic-holding NAME`            | acquire NAME (TTL 30 s), then `panic!` (the invocation traps)                                                                         | —                               |
+//! | `loop-holding NAME`             | acquire NAME (TTL 30 s), then loop forever                                                                                             | —                               |
+//! | `alloc BYTES`                   | allocate BYTES bytes and write to every 4 KiB page (traps when memory runs out)                                                        | `allocated`                     |
+//! | `try NAME`                      | try-acquire NAME (TTL 30 s), holding nothing at return                                                                                 | `granted TOKEN` or `busy`       |
+//! | `hold-many COUNT`               | acquire `m0` .. `m{COUNT-1}` (TTL 30 s), keeping every guard until return                                                              | `held COUNT` or `error at K: CASE` |
+//! | `lock-ttl NAME TTL_MS`          | acquire NAME with that TTL                                                                                                             | `held TOKEN`                    |
+//! | `lock-wait NAME WAIT_MS`        | acquire NAME with that wait (host-default TTL)                                                                                         | `held TOKEN`                    |
+//! | `incr NAME DELTA`               | add DELTA to counter NAME                                                                                                              | `value N`                       |
+//! | `get NAME`                      | read counter NAME                                                                                                                      | `value N`                       |
+//! | `set NAME VALUE`                | set counter NAME                                                                                                                       | `ok`                            |
+//! | `idem KEY SLEEP_MS COUNTER`     | idempotent run on KEY (wait 10 s) whose action increments COUNTER, sleeps SLEEP_MS and returns `result-of-KEY`                         | `fresh RESULT` or `replayed RESULT` |
+//! | `once KEY WINDOW_MS`            | `once(KEY, WINDOW_MS)`                                                                                                                 | `true` or `false`               |
+//! | `seq NAME FORMAT [daily]`       | the next number of sequence NAME in FORMAT (`-` for none), reset daily if asked                                                        | the number                      |
+//! | `result-size BYTES`             | idempotent run on key `big` whose action returns BYTES bytes                                                                           | `ok`                            |
+//!
+//! For `idem`: an action that ran and failed gives `error: CASE` (the case of
+//! the counter's failure), a cached earlier failure `error: failed: TEXT`,
+//! another caller still running it `error: in-progress`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use tollgate_guest::{Error, Plugin, RunError, counter, idempotent, lock, once, sequence};
+
+const LOCK_TTL: Duration = Duration::from_secs(30);
+
+struct TestPlugin;
+
+impl Plugin for TestPlugin {
+    fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+        let input = String::from_utf8(input).map_err(|e| format!("input is not UTF-8: {e}"))?;
+        let args: Vec<&str> = input.split_whitespace().collect();
+        let reply = match command(&args)? {
+            Ok(text) => text,
+            Err(e) => format!("error: {}", e.code()),
+        };
+        Ok(reply.into_bytes())
+    }
+}
+
+tollgate_guest::export_plugin!(TestPlugin);
+
+/// Runs one command: the outer `Err` is a malformed command, the inner one a
+/// tollgate error.
+fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
+    Ok(match args {
+        ["critical", name, iterations, counter_name] => {
+            critical(name, number(iterations)?, counter_name)
+        }
+        ["hold", name] => lock(*name)
+            .ttl(LOCK_TTL)
+            .acquire()
+            .map(|g| format!("held {}", g.fencing_token())),
+        ["forget", name] => lock(*name).ttl(LOCK_TTL).acquire().map(|g| {
+            let token = g.fencing_token();
+            std::mem::forget(g);
+            format!("forgot {token}")
+        }),
+        ["panic-holding", name] => {
+            let guard = lock(*name).ttl(LOCK_TTL).acquire();
+            panic!("panic-holding: panicking while holding {guard:?}");
+        }
+        ["loop-holding", name] => {
+            let guard = lock(*name).ttl(LOCK_TTL).acquire();
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+                black_box(&guard);
+            }
+        }
+        ["alloc", bytes] => {
+            let bytes: usize = number(bytes)?;
+            let mut buf = vec![0u8; bytes];
+            for i in (0..bytes).step_by(4096) {
+                buf[i] = 1;
+            }
+            black_box(&buf);
+            Ok("allocated".to_owned())
+        }
+        ["try", name] => lock(*name).ttl(LOCK_TTL).try_acquire().map(|g| match g {
+            Some(g) => format!("granted {}", g.fencing_token()),
+            None => "busy".to_owned(),
+        }),
+        ["hold-many", count] => {
+            let count: usize = number(count)?;
+            let mut guards = Vec::with_capacity(count);
+            for k in 0..count {
+                match lock(format!("m{k}")).ttl(LOCK_TTL).acquire() {
+                    Ok(g) => guards.push(g),
+                    Err(e) => return Ok(Ok(format!("error at {k}: {}", e.code()))),
+                }
+            }
+            Ok(format!("held {}", guards.len()))
+        }
+        ["lock-ttl", name, ttl_ms] => lock(*name)
+            .ttl(Duration::from_millis(number(ttl_ms)?))
+            .acquire()
+            .map(|g| format!("held {}", g.fencing_token())),
+        ["lock-wait", name, wait_ms] => lock(*name)
+            .wait(Duration::from_millis(number(wait_ms)?))
+            .acquire()
+            .map(|g| format!("held {}", g.fencing_token())),
+        ["incr", name, delta] => counter(*name)
+            .incr(number(delta)?)
+            .map(|v| format!("value {v}")),
+        ["get", name] => counter(*name).get().map(|v| format!("value {v}")),
+        ["set", name, value] => counter(*name).set(number(value)?).map(|()| "ok".to_owned()),
+        ["idem", key, sleep_ms, counter_name] => Ok(idem(
+            key,
+            Duration::from_millis(number(sleep_ms)?),
+            counter_name,
+        )),
+        ["once", key, window_ms] => {
+            once(key, Duration::from_millis(number(window_ms)?)).map(|first| first.to_string())
+        }
+        ["seq", name, format] => next_in_sequence(name, format, tollgate_guest::Reset::Never),
+        ["seq", name, format, "daily"] => {
+            next_in_sequence(name, format, tollgate_guest::Reset::Daily)
+        }
+        ["result-size", bytes] => {
+            let bytes: usize = number(bytes)?;
+            match idempotent("big").run(|| Ok(vec![b'x'; bytes])) {
+                Ok(_) => Ok("ok".to_owned()),
+                Err(e) => Ok(run_error(e)),
+            }
+        }
+        _ => return Err(format!("unknown command or wrong arguments: {args:?}")),
+    })
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| format!("bad number {text:?}: {e}"))
+}
+
+fn critical(name: &str, iterations: u64, counter_name: &str) -> Result<String, Error> {
+    let lock = lock(name)
+        .ttl(Duration::from_secs(10))
+        .wait(Duration::from_secs(10));
+    let counter = counter(counter_name);
+    for _ in 0..iterations {
+        let guard = lock.acquire()?;
+        let value = counter.get()?;
+        counter.set(value + 1)?;
+        guard.release()?;
+    }
+    Ok("ok".to_owned())
+}
+
+fn idem(key: &str, sleep: Duration, counter_name: &str) -> String {
+    let outcome = idempotent(key).wait(Duration::from_secs(10)).run(|| {
+        counter(counter_name)
+            .incr(1)
+            .map_err(|e| format!("error: {}", e.code()))?;
+        std::thread::sleep(sleep);
+        Ok(format!("result-of-{key}").into_bytes())
+    });
+    match outcome {
+        Ok(outcome) => format!(
+            "{} {}",
+            if outcome.replayed {
+                "replayed"
+            } else {
+                "fresh"
+            },
+            String::from_utf8_lossy(&outcome.value)
+        ),
+        Err(e) => run_error(e),
+    }
+}
+
+/// A failed idempotent run as `error: ...` text.
+fn run_error(e: RunError) -> String {
+    match e {
+        // The action's own failure is already `error: CASE`.
+        RunError::Action(message) => message,
+        RunError::Failed(failure) => format!("error: failed: {failure}"),
+        RunError::InProgress => "error: in-progress".to_owned(),
+        RunError::Unrecorded { error, .. } | RunError::Tollgate(error) => {
+            format!("error: {}", error.code())
+        }
+        other => format!("error: {other}"),
+    }
+}
+
+fn next_in_sequence(
+    name: &str,
+    format: &str,
+    reset: tollgate_guest::Reset,
+) -> Result<String, Error> {
+    let mut seq = sequence(name).reset(reset);
+    if format != "-" {
+        seq = seq.format(format);
+    }
+    seq.next()
+}

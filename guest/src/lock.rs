@@ -1,0 +1,164 @@
+//! Distributed locks: [`lock`], [`LockBuilder`], [`Guard`].
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::Result;
+use crate::bindings::tollgate::coord::lock as wit;
+use crate::time::millis;
+
+/// Starts building a lock on `name` (in this plugin's namespace).
+///
+/// Nothing is asked of the host until [`LockBuilder::acquire`] or
+/// [`LockBuilder::try_acquire`].
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), tollgate_guest::Error> {
+/// let guard = tollgate_guest::lock("invoice-42")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(2))
+///     .acquire()?;
+/// // ... the critical section; pass guard.fencing_token() along ...
+/// guard.release()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn lock(name: impl Into<String>) -> LockBuilder {
+    LockBuilder {
+        name: name.into(),
+        ttl: Duration::ZERO,
+        wait: Duration::ZERO,
+        renew: false,
+    }
+}
+
+/// How a lock is taken; made by [`lock`]. Reusable: each `acquire` is a new
+/// attempt with the same options.
+#[derive(Debug, Clone)]
+#[must_use = "a lock builder does nothing until `acquire` or `try_acquire`"]
+pub struct LockBuilder {
+    name: String,
+    ttl: Duration,
+    wait: Duration,
+    renew: bool,
+}
+
+impl LockBuilder {
+    /// How long the lock lives unless extended or renewed (rounded up to
+    /// whole milliseconds). Zero, the default, asks for the host's default
+    /// (30 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long [`acquire`](Self::acquire) may block while another owner
+    /// holds the lock. Zero, the default, tries once. The host also ends the
+    /// wait at the invocation's deadline.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Has the host renew the lock at a third of its TTL for as long as the
+    /// guard lives.
+    pub fn renew(mut self) -> Self {
+        self.renew = true;
+        self
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn options(&self) -> wit::LockOptions {
+        wit::LockOptions {
+            ttl_ms: millis(self.ttl),
+            wait_ms: millis(self.wait),
+            renew: self.renew,
+        }
+    }
+
+    /// Takes the lock, blocking up to the wait; [`Error::Timeout`] when
+    /// another owner still holds it then.
+    ///
+    /// [`Error::Timeout`]: crate::Error::Timeout
+    pub fn acquire(&self) -> Result<Guard> {
+        let inner = wit::acquire(&self.name, self.options())?;
+        Ok(Guard::new(inner, self.name.clone()))
+    }
+
+    /// Like [`acquire`](Self::acquire), but `None` instead of a timeout when
+    /// the lock is not granted.
+    pub fn try_acquire(&self) -> Result<Option<Guard>> {
+        let inner = wit::try_acquire(&self.name, self.options())?;
+        Ok(inner.map(|g| Guard::new(g, self.name.clone())))
+    }
+}
+
+/// Proof of holding a lock, in the manner of `std::sync::MutexGuard`: the
+/// guard's lifetime is the critical section.
+///
+/// Dropping it releases the lock at once; so does the end of the invocation,
+/// however it ends (return, trap, panic, timeout), even for a guard passed to
+/// `std::mem::forget`. Use [`release`](Self::release) to learn whether the
+/// lock was still held.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct Guard {
+    inner: wit::Guard,
+    name: String,
+    token: u64,
+}
+
+impl Guard {
+    fn new(inner: wit::Guard, name: String) -> Self {
+        let token = inner.fencing_token();
+        Guard { inner, name, token }
+    }
+
+    /// The lock's name, as given to [`lock`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This grant's fencing token: larger than every token issued before for
+    /// this name. Pass it to the resource the lock protects.
+    pub fn fencing_token(&self) -> u64 {
+        self.token
+    }
+
+    /// Sets the remaining TTL to `ttl` (rounded up to whole milliseconds);
+    /// [`Error::NotHeld`](crate::Error::NotHeld) when the lock was lost.
+    pub fn extend(&self, ttl: Duration) -> Result<()> {
+        Ok(self.inner.extend(millis(ttl))?)
+    }
+
+    /// Whether this guard still holds the lock (asks the store).
+    pub fn is_held(&self) -> Result<bool> {
+        Ok(self.inner.is_held()?)
+    }
+
+    /// The remaining TTL, or `None` when the lock is no longer held.
+    pub fn remaining_ttl(&self) -> Result<Option<Duration>> {
+        Ok(self.inner.remaining_ttl_ms()?.map(Duration::from_millis))
+    }
+
+    /// Releases the lock and reports the outcome:
+    /// [`Error::NotHeld`](crate::Error::NotHeld) when it had already been
+    /// lost. Another holder's lock is never touched.
+    pub fn release(self) -> Result<()> {
+        Ok(wit::Guard::release(self.inner)?)
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("name", &self.name)
+            .field("fencing_token", &self.token)
+            .finish_non_exhaustive()
+    }
+}

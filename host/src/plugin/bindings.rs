@@ -1,0 +1,15 @@
+//! Generated from `wit/coord.wit`; nothing generated leaks into the public
+//! API.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "tollgate:coord/plugin",
+    imports: { default: trappable },
+    with: {
+        "tollgate:coord/lock.guard": super::host::GuestGuard,
+        "tollgate:coord/idempotency.claim": super::host::GuestClaim,
+    },
+    trappable_error_type: {
+        "tollgate:coord/types.error" => super::error::CallError,
+    },
+});

@@ -1,0 +1,206 @@
+//! What a plugin may do: its namespace, quotas and resource limits.
+//!
+//! Access is decided when a plugin is loaded and checked on every call: a
+//! name is always put inside the plugin's namespace, and a call beyond a
+//! quota is refused with a typed error that reaches the guest.
+
+use std::time::Duration;
+
+use super::error::CallError;
+use crate::error::Error;
+
+/// The longest name a guest may use, in bytes (the namespace is added to it).
+pub const MAX_GUEST_NAME_BYTES: usize = 256;
+
+/// A plugin's namespace, quotas and limits. Every limit has a default.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::plugin::Policy;
+///
+/// let policy = Policy::new("billing")?
+///     .max_locks(4)
+///     .max_ttl(Duration::from_secs(30))
+///     .timeout(Duration::from_secs(2))
+///     .max_memory(32 << 20);
+/// # Ok::<(), tollgate::plugin::PluginError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    namespace: String,
+    pub(crate) max_locks: usize,
+    pub(crate) max_ttl: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) max_retention: Duration,
+    pub(crate) max_result_bytes: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) max_memory: usize,
+}
+
+impl Policy {
+    /// A policy for the plugin whose names live under `namespace`: 1 to 64
+    /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks held at
+    /// once, TTLs and leases up to 60 s, waits up to 10 s, results kept up
+    /// to 24 h and up to 64 KiB, 5 s per invocation, 64 MiB of memory.
+    pub fn new(namespace: impl Into<String>) -> Result<Policy, super::PluginError> {
+        let namespace = namespace.into();
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 64
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(super::PluginError::Load(format!(
+                "namespace {namespace:?} must be 1 to 64 characters of a-z, 0-9, '-' and '_'"
+            )));
+        }
+        Ok(Policy {
+            namespace,
+            max_locks: 16,
+            max_ttl: Duration::from_secs(60),
+            max_wait: Duration::from_secs(10),
+            max_retention: Duration::from_secs(24 * 3600),
+            max_result_bytes: 64 << 10,
+            timeout: Duration::from_secs(5),
+            max_memory: 64 << 20,
+        })
+    }
+
+    /// The plugin's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Most locks one invocation may hold at once.
+    pub fn max_locks(mut self, max: usize) -> Self {
+        self.max_locks = max;
+        self
+    }
+
+    /// Longest lock TTL or in-progress lease a guest may ask for.
+    pub fn max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = max;
+        self
+    }
+
+    /// Longest wait a guest may ask for (a wait also ends at the
+    /// invocation's deadline).
+    pub fn max_wait(mut self, max: Duration) -> Self {
+        self.max_wait = max;
+        self
+    }
+
+    /// Longest a guest may keep an idempotent result or a once-window.
+    pub fn max_retention(mut self, max: Duration) -> Self {
+        self.max_retention = max;
+        self
+    }
+
+    /// Largest idempotent result a guest may store.
+    pub fn max_result_size(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
+    }
+
+    /// How long one invocation may run, host calls included; the plugin is
+    /// stopped (and everything it held released) when it passes.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Most linear memory one invocation may use, in bytes.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = bytes;
+        self
+    }
+
+    /// The store name of a guest's `name`: always `namespace/name`. Since
+    /// namespaces have no `/`, no guest name can reach another namespace.
+    /// Key syntax (`{`, `}`, `*`) is refused as access denied, control
+    /// characters and empty or oversized names as invalid.
+    pub(crate) fn scoped(&self, what: &'static str, name: &str) -> Result<String, CallError> {
+        let refuse = |reason: String| CallError::Tollgate(Error::invalid(what, reason));
+        if name.is_empty() {
+            return Err(refuse("must not be empty".into()));
+        }
+        if name.len() > MAX_GUEST_NAME_BYTES {
+            return Err(refuse(format!(
+                "is {} bytes long; the limit is {MAX_GUEST_NAME_BYTES}",
+                name.len()
+            )));
+        }
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            return Err(refuse(format!("contains the control character {c:?}")));
+        }
+        if let Some(c) = name.chars().find(|c| matches!(c, '{' | '}' | '*')) {
+            return Err(CallError::AccessDenied(format!(
+                "{what} {name:?} contains {c:?}: plugins may not use key syntax in names"
+            )));
+        }
+        Ok(format!("{}/{name}", self.namespace))
+    }
+
+    /// A guest-chosen duration in ms: zero means `default`; above `max` is a
+    /// quota error.
+    pub(crate) fn duration(
+        &self,
+        what: &str,
+        ms: u64,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Duration, CallError> {
+        let asked = if ms == 0 {
+            default.min(max)
+        } else {
+            Duration::from_millis(ms)
+        };
+        if asked > max {
+            return Err(CallError::QuotaExceeded(format!(
+                "{what} of {asked:?} is above the plugin's limit of {max:?}"
+            )));
+        }
+        Ok(asked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_plain_words() {
+        assert!(Policy::new("billing-2").is_ok());
+        for bad in ["", "a/b", "A", "a b", "a{", "x".repeat(65).as_str()] {
+            assert!(Policy::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_guest_name_lands_inside_its_namespace() {
+        let policy = Policy::new("a").unwrap();
+        for name in ["x", "../b/x", "b/x", ":x", "..", "/"] {
+            let scoped = policy.scoped("lock name", name).unwrap();
+            assert!(scoped.starts_with("a/"), "{name:?} -> {scoped}");
+        }
+        for name in ["", "{b}", "x}", "*", "x\0y", &"x".repeat(257)] {
+            assert!(policy.scoped("lock name", name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn zero_means_default_and_above_the_limit_is_a_quota_error() {
+        let policy = Policy::new("a").unwrap();
+        let max = Duration::from_secs(10);
+        let default = Duration::from_secs(30);
+        assert_eq!(policy.duration("ttl", 0, default, max).unwrap(), max);
+        assert_eq!(
+            policy.duration("ttl", 5, default, max).unwrap(),
+            Duration::from_millis(5)
+        );
+        assert!(matches!(
+            policy.duration("ttl", 10_001, default, max),
+            Err(CallError::QuotaExceeded(_))
+        ));
+    }
+}

@@ -1,0 +1,226 @@
+//! The engine, the compiled-component cache, and one fresh store per
+//! invocation.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::bindings;
+use super::error::PluginError;
+use super::host::Invocation;
+use super::policy::Policy;
+use crate::Client;
+
+/// How often the deadline clock ticks: the resolution of plugin timeouts.
+const TICK: Duration = Duration::from_millis(10);
+/// How much of a plugin's stdout and stderr is kept for the log.
+const OUTPUT_CAPTURE_BYTES: usize = 64 << 10;
+
+/// Loads and runs plugins: one wasmtime engine, each component compiled
+/// once, each invocation in a fresh instance.
+///
+/// ```no_run
+/// use tollgate::plugin::{Policy, Runtime};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = tollgate::Client::open("redis://127.0.0.1/")?;
+/// let runtime = Runtime::new()?;
+/// let wasm = std::fs::read("charge_once.wasm")?;
+/// let plugin = runtime.load(&client, &wasm, Policy::new("billing")?)?;
+/// let output = plugin.run(b"pay-123")?;
+/// # let _ = output;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<Invocation>>,
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    clock: Arc<DeadlineClock>,
+}
+
+/// Advances the engine's epoch every [`TICK`] while any runtime or plugin
+/// is alive.
+struct DeadlineClock {
+    stop: Arc<AtomicBool>,
+}
+
+impl DeadlineClock {
+    fn start(engine: &Engine) -> Result<DeadlineClock, PluginError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, stopped) = (engine.clone(), Arc::clone(&stop));
+        thread::Builder::new()
+            .name("tollgate-plugin-clock".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Host(format!("cannot start the deadline clock: {e}")))?;
+        Ok(DeadlineClock { stop })
+    }
+}
+
+impl Drop for DeadlineClock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn host_error(error: wasmtime::Error) -> PluginError {
+    PluginError::Host(format!("{error:#}"))
+}
+
+impl Runtime {
+    /// Sets up the engine. Guests get the `tollgate:coord` imports and, of
+    /// WASI, only stdout and stderr (captured into the host's log): no
+    /// files, no environment, no network.
+    pub fn new() -> Result<Runtime, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(host_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(host_error)?;
+        Ok(Runtime {
+            clock: Arc::new(DeadlineClock::start(&engine)?),
+            engine,
+            linker: Arc::new(linker),
+            compiled: Mutex::default(),
+        })
+    }
+
+    /// Prepares a plugin from its component bytes, to run with `client` under
+    /// `policy`. The same bytes are compiled once per runtime.
+    pub fn load(
+        &self,
+        client: &Client,
+        wasm: &[u8],
+        policy: Policy,
+    ) -> Result<Plugin, PluginError> {
+        let component = self.compile(wasm)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::PluginPre::new)
+            .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        Ok(Plugin {
+            pre,
+            client: client.clone(),
+            policy: Arc::new(policy),
+            _clock: Arc::clone(&self.clock),
+        })
+    }
+
+    /// [`load`](Self::load) from a `.wasm` file.
+    pub fn load_file(
+        &self,
+        client: &Client,
+        path: impl AsRef<Path>,
+        policy: Policy,
+    ) -> Result<Plugin, PluginError> {
+        let path = path.as_ref();
+        let wasm = std::fs::read(path)
+            .map_err(|e| PluginError::Load(format!("cannot read {}: {e}", path.display())))?;
+        self.load(client, &wasm, policy)
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Component, PluginError> {
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(component) = self.compiled.lock().get(&digest) {
+            return Ok(component.clone());
+        }
+        // Compile without holding the lock: it can take a while.
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        self.compiled.lock().insert(digest, component.clone());
+        Ok(component)
+    }
+}
+
+/// A loaded plugin, ready to run any number of times, from any thread.
+pub struct Plugin {
+    pre: bindings::PluginPre<Invocation>,
+    client: Client,
+    policy: Arc<Policy>,
+    _clock: Arc<DeadlineClock>,
+}
+
+impl Plugin {
+    /// The policy the plugin runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Runs the plugin's handler once, in a fresh instance, and returns its
+    /// output. However the invocation ends (return, error, trap, timeout),
+    /// every lock it held is released and every claim abandoned before this
+    /// returns.
+    pub fn run(&self, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let policy = &self.policy;
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(policy.max_memory)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            self.pre.engine(),
+            Invocation {
+                client: self.client.clone(),
+                policy: Arc::clone(policy),
+                table: ResourceTable::new(),
+                wasi,
+                limits,
+                deadline: Instant::now() + policy.timeout,
+                locks_held: 0,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(policy.timeout.as_millis().div_ceil(TICK.as_millis()) as u64);
+        store.epoch_deadline_trap();
+
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|plugin| plugin.call_run(&mut store, input));
+        // Everything the instance held is released here, at once.
+        drop(store);
+        self.log_output("stdout", &stdout.contents());
+        self.log_output("stderr", &stderr.contents());
+
+        match result {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(PluginError::Failed(message)),
+            Err(error) => Err(match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => PluginError::TimedOut(policy.timeout),
+                _ => PluginError::Trapped(format!("{error:#}")),
+            }),
+        }
+    }
+
+    fn log_output(&self, stream: &str, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let namespace = self.policy.namespace();
+        for line in String::from_utf8_lossy(bytes).lines() {
+            tracing::info!(plugin = namespace, stream, "{line}");
+        }
+    }
+}

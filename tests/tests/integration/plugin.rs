@@ -1,0 +1,261 @@
+//! Real guests (`guest/plugins/test-plugin`, built for wasm32-wasip2) in the
+//! real host against a real redis-server: isolation, limits, and that a
+//! plugin never leaves a lock behind, however it ends.
+
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tollgate::Client;
+use tollgate::plugin::{Plugin, PluginError, Policy, Runtime};
+use tollgate_tests::RedisServer;
+use tollgate_tests::guest::test_plugin;
+
+use crate::client;
+
+/// One runtime for the whole test binary, so the test plugin is compiled
+/// once.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new().expect("runtime starts"))
+}
+
+fn load(client: &Client, policy: Policy) -> Plugin {
+    runtime()
+        .load(client, test_plugin(), policy)
+        .expect("test plugin loads")
+}
+
+fn policy(namespace: &str) -> Policy {
+    Policy::new(namespace).unwrap()
+}
+
+/// Runs one command of the test plugin; its text output or the error.
+fn run(plugin: &Plugin, command: &str) -> Result<String, PluginError> {
+    plugin
+        .run(command.as_bytes())
+        .map(|out| String::from_utf8(out).expect("the test plugin answers text"))
+}
+
+fn lock_key_exists(server: &RedisServer, name: &str) -> bool {
+    let mut conn = server.conn();
+    redis::cmd("EXISTS")
+        .arg(format!("tollgate:lock:{{{name}}}"))
+        .query(&mut conn)
+        .unwrap()
+}
+
+#[test]
+fn two_instances_contending_for_one_lock_are_never_both_inside() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("a"));
+    thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| assert_eq!(run(&plugin, "critical shared 40 c").unwrap(), "ok"));
+        }
+    });
+    // get + set inside the lock: exact only if the two never overlapped.
+    assert_eq!(client.counter("a/c").get().unwrap(), 80);
+}
+
+#[test]
+fn a_guest_panic_while_holding_a_lock_frees_it_when_the_call_returns() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a"));
+    let err = run(&plugin, "panic-holding p").unwrap_err();
+    assert!(matches!(err, PluginError::Trapped(_)), "{err:?}");
+    assert!(
+        !lock_key_exists(&server, "a/p"),
+        "the lock outlived the trap"
+    );
+}
+
+#[test]
+fn a_guest_looping_forever_is_stopped_at_its_deadline_and_its_lock_freed() {
+    let server = RedisServer::start();
+    let plugin = load(
+        &client(&server),
+        policy("a").timeout(Duration::from_millis(500)),
+    );
+    let start = Instant::now();
+    let err = run(&plugin, "loop-holding l").unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
+    assert!(
+        !lock_key_exists(&server, "a/l"),
+        "the lock outlived the timeout"
+    );
+}
+
+#[test]
+fn a_guest_waiting_in_a_host_call_is_stopped_at_its_deadline() {
+    let server = RedisServer::start();
+    // Held by another process (another client): the guest must wait.
+    let other = client(&server);
+    let _held = other
+        .lock("a/busy")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let plugin = load(
+        &client(&server),
+        policy("a").timeout(Duration::from_millis(500)),
+    );
+    let start = Instant::now();
+    let result = run(&plugin, "lock-wait busy 9000");
+    let took = start.elapsed();
+    // The wait ends at the deadline: the guest sees `timeout`, or is stopped.
+    match result {
+        Ok(text) => assert_eq!(text, "error: timeout"),
+        Err(err) => assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}"),
+    }
+    assert!(
+        took < Duration::from_millis(1500),
+        "returned after {took:?}"
+    );
+}
+
+#[test]
+fn a_guest_allocating_a_gibibyte_traps_and_the_host_serves_others() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a").max_memory(64 << 20));
+    let err = run(&plugin, "alloc 1073741824").unwrap_err();
+    assert!(matches!(err, PluginError::Trapped(_)), "{err:?}");
+    assert!(run(&plugin, "hold after").unwrap().starts_with("held "));
+    assert_eq!(run(&plugin, "alloc 1048576").unwrap(), "allocated");
+}
+
+#[test]
+fn a_forgotten_guard_is_released_when_the_invocation_ends() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a"));
+    assert!(run(&plugin, "forget f").unwrap().starts_with("forgot "));
+    assert!(
+        !lock_key_exists(&server, "a/f"),
+        "a forgotten guard kept its lock"
+    );
+}
+
+#[test]
+fn plugins_cannot_reach_each_others_names_by_any_trick() {
+    let server = RedisServer::start();
+    let elsewhere = client(&server);
+    let client = client(&server);
+    // Plugin b's lock and counter, held elsewhere.
+    let b_lock = elsewhere
+        .lock("b/x")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    client.counter("b/c").set(7).unwrap();
+    let a = load(&client, policy("a"));
+    for name in [
+        "x", "b/x", "../b/x", "/b/x", "b:x", ":b/x", "..", "a/../b/x",
+    ] {
+        let out = run(&a, &format!("try {name}")).unwrap();
+        assert!(out.starts_with("granted "), "lock {name:?}: {out}");
+        let out = run(&a, &format!("incr {name}c 1")).unwrap();
+        assert_eq!(out, "value 1", "counter {name:?}c");
+    }
+    for name in ["{b/x}", "b}x", "{b}", "*"] {
+        assert_eq!(
+            run(&a, &format!("try {name}")).unwrap(),
+            "error: access-denied",
+            "{name:?}"
+        );
+    }
+    let long = "y".repeat(300);
+    assert_eq!(
+        run(&a, &format!("try {long}")).unwrap(),
+        "error: invalid-argument"
+    );
+    assert_eq!(run(&a, "get b/c").unwrap(), "value 0");
+    // b's state is untouched.
+    assert_eq!(client.counter("b/c").get().unwrap(), 7);
+    assert!(lock_key_exists(&server, "b/x"));
+    let info = client.lock_info("b/x").unwrap().expect("still held");
+    assert_eq!(info.fencing_token, b_lock.fencing_token());
+}
+
+#[test]
+fn a_quota_exceeded_reaches_the_guest_as_a_typed_error() {
+    let server = RedisServer::start();
+    let plugin = load(
+        &client(&server),
+        policy("a")
+            .max_locks(3)
+            .max_ttl(Duration::from_secs(60))
+            .max_wait(Duration::from_secs(1))
+            .max_result_size(1024),
+    );
+    assert_eq!(run(&plugin, "hold-many 3").unwrap(), "held 3");
+    assert_eq!(
+        run(&plugin, "hold-many 5").unwrap(),
+        "error at 3: quota-exceeded"
+    );
+    assert_eq!(
+        run(&plugin, "lock-ttl t 3600000").unwrap(),
+        "error: quota-exceeded"
+    );
+    assert_eq!(
+        run(&plugin, "lock-wait w 5000").unwrap(),
+        "error: quota-exceeded"
+    );
+    assert_eq!(
+        run(&plugin, "result-size 2048").unwrap(),
+        "error: too-large"
+    );
+    // The held locks of the earlier invocations are all gone.
+    for i in 0..5 {
+        assert!(!lock_key_exists(&server, &format!("a/m{i}")));
+    }
+}
+
+#[test]
+fn an_idempotent_guest_action_run_by_eight_instances_executes_once() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("a"));
+    let outputs: Vec<String> = thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| run(&plugin, "idem order-7 300 runs").unwrap()))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let fresh = outputs.iter().filter(|o| o.starts_with("fresh ")).count();
+    let replayed = outputs
+        .iter()
+        .filter(|o| o.starts_with("replayed "))
+        .count();
+    assert_eq!((fresh, replayed), (1, 7), "{outputs:?}");
+    assert!(
+        outputs.iter().all(|o| o.ends_with("result-of-order-7")),
+        "{outputs:?}"
+    );
+    assert_eq!(client.counter("a/runs").get().unwrap(), 1);
+}
+
+#[test]
+fn guests_get_serial_numbers_and_once_in_their_namespace() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("a"));
+    let first = run(&plugin, "seq orders ORD-{seq:04}").unwrap();
+    let second = run(&plugin, "seq orders ORD-{seq:04}").unwrap();
+    assert_eq!((first.as_str(), second.as_str()), ("ORD-0001", "ORD-0002"));
+    assert_eq!(run(&plugin, "once click-1 10000").unwrap(), "true");
+    assert_eq!(run(&plugin, "once click-1 10000").unwrap(), "false");
+    assert!(client.once("a/click-2", Duration::from_secs(10)).unwrap());
+}
+
+#[test]
+fn a_component_that_is_not_a_plugin_is_refused_at_load() {
+    let server = RedisServer::start();
+    let err = runtime()
+        .load(&client(&server), b"not wasm at all", policy("a"))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, PluginError::Load(_)), "{err:?}");
+}
