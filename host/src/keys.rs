@@ -72,6 +72,19 @@ impl Keyspace {
         format!("{}once:{{{key}}}", self.prefix)
     }
 
+    /// A Redis glob matching the lock hashes (not their `:fence` or
+    /// `:waiters` keys) of the names that match `name_glob`.
+    pub fn lock_glob(&self, name_glob: &str) -> String {
+        format!("{}lock:{{{name_glob}}}", self.prefix)
+    }
+
+    /// The lock name inside a lock hash key.
+    pub fn lock_name<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("lock:{")?
+            .strip_suffix('}')
+    }
+
     pub fn lock(&self, name: &str) -> LockKeys {
         let lock = format!("{}lock:{{{}}}", self.prefix, name);
         LockKeys {
@@ -120,6 +133,16 @@ mod tests {
         for key in [&keys.fence, &keys.waiters] {
             assert!(key.starts_with(&keys.lock), "{key}");
         }
+    }
+
+    #[test]
+    fn the_lock_glob_matches_lock_hashes_only() {
+        let space = Keyspace::new("t:");
+        let keys = space.lock("a:1");
+        assert_eq!(space.lock_glob("a:*"), "t:lock:{a:*}");
+        assert_eq!(space.lock_name(&keys.lock), Some("a:1"));
+        assert_eq!(space.lock_name(&keys.fence), None);
+        assert_eq!(space.lock_name(&keys.waiters), None);
     }
 
     #[test]

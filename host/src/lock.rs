@@ -538,6 +538,28 @@ impl Client {
         }))
     }
 
+    /// Held locks whose names match `pattern` (`*` any characters, `?` one,
+    /// `[abc]` a class), at most `limit`, for operators. A snapshot taken key
+    /// by key, not one atomic step.
+    pub fn locks(&self, pattern: &str, limit: usize) -> Result<Vec<LockInfo>> {
+        let inner = self.inner();
+        let keyspace = &inner.keyspace;
+        let found = inner
+            .store
+            .list_locks(&keyspace.lock_glob(pattern), limit)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, record)| {
+                Some(LockInfo {
+                    name: keyspace.lock_name(&key)?.to_owned(),
+                    fencing_token: record.fence,
+                    holder: record.holder,
+                    remaining_ttl: record.remaining,
+                })
+            })
+            .collect())
+    }
+
     /// Deletes the lock whoever holds it and wakes its waiters; `true` when
     /// it was held. The holder's guard learns it on its next call
     /// ([`Error::NotHeld`]). An operator's tool: it breaks mutual exclusion

@@ -145,6 +145,11 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Deletes the lock whoever holds it, waking waiters.
     fn force_unlock(&self, keys: &LockKeys) -> Result<bool>;
 
+    /// Held locks whose hash keys match the Redis glob `key_glob` (`*`, `?`,
+    /// `[...]`), at most `limit`, as (lock key, record). A snapshot for
+    /// operators, not one atomic step.
+    fn list_locks(&self, key_glob: &str, limit: usize) -> Result<Vec<(String, LockRecord)>>;
+
     /// Claims an idempotency key if nobody ran or runs it (or `owner` holds
     /// it already), else reports what is there.
     fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState>;

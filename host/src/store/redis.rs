@@ -179,6 +179,41 @@ impl Store for RedisStore {
             .transpose()
     }
 
+    fn list_locks(&self, key_glob: &str, limit: usize) -> Result<Vec<(String, LockRecord)>> {
+        let mut found = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.pool.run(key_glob, |conn| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(key_glob)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(conn)
+            })?;
+            for key in keys {
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+                let lock = LockKeys {
+                    lock: key.clone(),
+                    fence: String::new(),
+                    waiters: String::new(),
+                    channel: String::new(),
+                };
+                // A lock may be released between SCAN and here: skip it.
+                if let Some(record) = self.lock_record(&lock)? {
+                    found.push((key, record));
+                }
+            }
+            if next == 0 || found.len() >= limit {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
     fn force_unlock(&self, keys: &LockKeys) -> Result<bool> {
         self.pool.run(&keys.lock, |conn| {
             self.scripts

@@ -544,3 +544,27 @@ fn a_dropped_client_leaves_no_threads_behind() {
         "threads still running after the client was dropped"
     );
 }
+
+#[test]
+fn held_locks_can_be_listed_by_pattern() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let _a = client.lock("orders:1").acquire().unwrap();
+    let _b = client.lock("orders:2").acquire().unwrap();
+    let _c = client.lock("users:1").acquire().unwrap();
+    let mut names: Vec<String> = client
+        .locks("orders:*", 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders:1", "orders:2"]);
+    assert_eq!(
+        client.locks("*", 100).unwrap().len(),
+        3,
+        "fence and waiter keys are not locks"
+    );
+    assert_eq!(client.locks("*", 2).unwrap().len(), 2);
+    assert!(client.locks("none:*", 100).unwrap().is_empty());
+}
