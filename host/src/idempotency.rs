@@ -420,6 +420,8 @@ pub struct Claim {
     renewal: Option<u64>,
     result_ttl_ms: u64,
     max_result_bytes: usize,
+    /// Storing the outcome is retried no later than this.
+    give_up_at: Option<Instant>,
     finished: bool,
 }
 
@@ -450,6 +452,7 @@ impl Claim {
             renewal: None,
             result_ttl_ms: millis(idem.result_ttl),
             max_result_bytes: idem.max_result_bytes,
+            give_up_at: None,
             finished: false,
         };
         let renewal = Renewal {
@@ -464,6 +467,13 @@ impl Claim {
         // On failure the claim drops here and is abandoned.
         claim.renewal = Some(claim.client.inner().watchdog.watch(renewal, lease, sent)?);
         Ok(claim)
+    }
+
+    /// Stops retrying to store the outcome at `deadline` (a plugin
+    /// invocation's end), even if the lease lasts longer.
+    #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
+    pub(crate) fn give_up_at(&mut self, deadline: Instant) {
+        self.give_up_at = Some(deadline);
     }
 
     /// `namespace/key` of this claim.
@@ -540,7 +550,10 @@ impl Claim {
         let store = &self.client.inner().store;
         // At most until the lease's deadline as it stands now, even if
         // renewals keep moving it.
-        let give_up = self.lease.deadline();
+        let give_up = match self.give_up_at {
+            Some(at) => at.min(self.lease.deadline()),
+            None => self.lease.deadline(),
+        };
         loop {
             match store.finish_claim(&self.keys, &self.owner, finish, self.result_ttl_ms) {
                 Err(error @ (Error::Unavailable { .. } | Error::OutcomeUnknown { .. }))

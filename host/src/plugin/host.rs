@@ -5,12 +5,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmtime::Result as TrapResult;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{Result as TrapResult, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tollgate::coord::{counter, idempotency, lock, sequence, types};
 use super::error::CallError;
+use super::limits::InvocationLimits;
 use super::policy::Policy;
 use crate::error::Error;
 use crate::idempotency::{Begin, Claim, DEFAULT_LEASE, DEFAULT_RESULT_TTL, Duplicate};
@@ -37,10 +38,11 @@ pub(crate) struct Invocation {
     pub policy: Arc<Policy>,
     pub table: ResourceTable,
     pub wasi: WasiCtx,
-    pub limits: StoreLimits,
+    pub limits: InvocationLimits,
     /// When the invocation must end (monotonic clock); host waits end here.
     pub deadline: Instant,
     pub locks_held: usize,
+    pub claims_held: usize,
 }
 
 impl WasiView for Invocation {
@@ -218,6 +220,12 @@ impl idempotency::Host for Invocation {
     ) -> Result<idempotency::ClaimOutcome, CallError> {
         let policy = Arc::clone(&self.policy);
         policy.scoped("idempotency key", &key)?;
+        if self.claims_held >= policy.max_claims {
+            return Err(CallError::QuotaExceeded(format!(
+                "the plugin may hold at most {} claims at once",
+                policy.max_claims
+            )));
+        }
         let lease = policy.duration("lease", options.lease_ms, DEFAULT_LEASE, policy.max_ttl)?;
         let result_ttl = policy.duration(
             "result ttl",
@@ -241,7 +249,10 @@ impl idempotency::Host for Invocation {
             call = call.fingerprint(&fingerprint);
         }
         Ok(match call.begin()? {
-            Begin::Fresh(claim) => {
+            Begin::Fresh(mut claim) => {
+                // Storing its outcome may not outlast the invocation.
+                claim.give_up_at(self.deadline);
+                self.claims_held += 1;
                 idempotency::ClaimOutcome::Fresh(self.table.push(GuestClaim { claim, key })?)
             }
             Begin::Completed(value) => idempotency::ClaimOutcome::Completed(value),
@@ -271,16 +282,19 @@ impl idempotency::HostClaim for Invocation {
 
     fn complete(&mut self, claim: Resource<GuestClaim>, result: Vec<u8>) -> Result<(), CallError> {
         let held = self.table.delete(claim)?;
+        self.claims_held -= 1;
         Ok(held.claim.complete(&result)?)
     }
 
     fn fail(&mut self, claim: Resource<GuestClaim>, failure: String) -> Result<(), CallError> {
         let held = self.table.delete(claim)?;
+        self.claims_held -= 1;
         Ok(held.claim.fail(&failure)?)
     }
 
     fn drop(&mut self, claim: Resource<GuestClaim>) -> TrapResult<()> {
         self.table.delete(claim)?; // its Drop abandons the claim
+        self.claims_held -= 1;
         Ok(())
     }
 }

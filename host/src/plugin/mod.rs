@@ -20,6 +20,7 @@
 mod bindings;
 mod error;
 mod host;
+mod limits;
 mod policy;
 mod runtime;
 

@@ -29,6 +29,7 @@ pub const MAX_GUEST_NAME_BYTES: usize = 256;
 pub struct Policy {
     namespace: String,
     pub(crate) max_locks: usize,
+    pub(crate) max_claims: usize,
     pub(crate) max_ttl: Duration,
     pub(crate) max_wait: Duration,
     pub(crate) max_retention: Duration,
@@ -39,8 +40,8 @@ pub struct Policy {
 
 impl Policy {
     /// A policy for the plugin whose names live under `namespace`: 1 to 64
-    /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks held at
-    /// once, TTLs and leases up to 60 s, waits up to 10 s, results kept up
+    /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks and 16
+    /// idempotency claims held at once, TTLs and leases up to 60 s, waits up to 10 s, results kept up
     /// to 24 h and up to 64 KiB, 5 s per invocation, 64 MiB of memory.
     pub fn new(namespace: impl Into<String>) -> Result<Policy, super::PluginError> {
         let namespace = namespace.into();
@@ -57,6 +58,7 @@ impl Policy {
         Ok(Policy {
             namespace,
             max_locks: 16,
+            max_claims: 16,
             max_ttl: Duration::from_secs(60),
             max_wait: Duration::from_secs(10),
             max_retention: Duration::from_secs(24 * 3600),
@@ -66,14 +68,41 @@ impl Policy {
         })
     }
 
-    /// The plugin's namespace.
+    /// The plugin's namespace. The plugin's names are stored as
+    /// `namespace/name` in the client's keyspace, so the embedder can see
+    /// (and, with care, touch) them: `client.lock("namespace/name")`.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// Refuses limits that cannot work: a timeout of zero or over an hour,
+    /// no memory.
+    pub(crate) fn check(&self) -> Result<(), super::PluginError> {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let problem = if self.timeout.is_zero() || self.timeout > HOUR {
+            format!(
+                "timeout {:?} must be above zero and at most an hour",
+                self.timeout
+            )
+        } else if self.max_memory == 0 {
+            "max_memory must be above zero".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(super::PluginError::Load(format!(
+            "invalid policy: {problem}"
+        )))
     }
 
     /// Most locks one invocation may hold at once.
     pub fn max_locks(mut self, max: usize) -> Self {
         self.max_locks = max;
+        self
+    }
+
+    /// Most idempotency claims one invocation may hold at once.
+    pub fn max_claims(mut self, max: usize) -> Self {
+        self.max_claims = max;
         self
     }
 

@@ -10,21 +10,35 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreContextMut, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::clocks::WasiClocksView;
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings;
 use super::error::PluginError;
 use super::host::Invocation;
+use super::limits::InvocationLimits;
 use super::policy::Policy;
 use crate::Client;
 
 /// How often the deadline clock ticks: the resolution of plugin timeouts.
 const TICK: Duration = Duration::from_millis(10);
-/// How much of a plugin's stdout and stderr is kept for the log.
-const OUTPUT_CAPTURE_BYTES: usize = 64 << 10;
+/// Host-side waits (locks, claims, clock subscriptions) end this long after
+/// the invocation's epoch deadline, so that a guest returning from such a
+/// wait is stopped by its next epoch check instead of running on.
+const HOST_WAIT_SLACK: Duration = Duration::from_millis(50);
+/// How much a plugin may write to stdout and to stderr per invocation; the
+/// text goes to the host's log. Writing more fails in the guest (a Rust
+/// guest's `println!` then panics, which traps the invocation).
+const OUTPUT_CAPTURE_BYTES: usize = 1 << 20;
+/// Most handles (guards, claims, WASI streams) one invocation may hold.
+const MAX_HANDLES: usize = 10_000;
+/// The WASI clock interface whose waits are capped at the deadline.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 /// Loads and runs plugins: one wasmtime engine, each component compiled
 /// once, each invocation in a fresh instance.
@@ -91,6 +105,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(host_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_error)?;
+        cap_clock_waits(&mut linker).map_err(host_error)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(host_error)?;
         Ok(Runtime {
@@ -109,6 +124,7 @@ impl Runtime {
         wasm: &[u8],
         policy: Policy,
     ) -> Result<Plugin, PluginError> {
+        policy.check()?;
         let component = self.compile(wasm)?;
         let pre = self
             .linker
@@ -171,24 +187,27 @@ impl Plugin {
         let policy = &self.policy;
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        // No env, args, files or stdin; networking denied outright.
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(policy.max_memory)
-            .trap_on_grow_failure(true)
-            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let mut store = Store::new(
             self.pre.engine(),
             Invocation {
                 client: self.client.clone(),
                 policy: Arc::clone(policy),
-                table: ResourceTable::new(),
+                table,
                 wasi,
-                limits,
-                deadline: Instant::now() + policy.timeout,
+                limits: InvocationLimits::new(policy.max_memory),
+                deadline: Instant::now() + policy.timeout + HOST_WAIT_SLACK,
                 locks_held: 0,
+                claims_held: 0,
             },
         );
         store.limiter(|state| &mut state.limits);
@@ -223,4 +242,54 @@ impl Plugin {
             tracing::info!(plugin = namespace, stream, "{line}");
         }
     }
+}
+
+/// Replaces WASI's monotonic-clock waits so that none outlasts the
+/// invocation. Epoch interruption cannot stop a host call, and a guest's
+/// `sleep` (or a poll on a far deadline) blocks inside one. A wait that would
+/// end past the deadline instead ends at once and moves the epoch deadline to
+/// now, so the guest is stopped at its next epoch check (the plugin could not
+/// have finished in time anyway).
+fn cap_clock_waits(linker: &mut Linker<Invocation>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, Invocation>, (nanos,): (u64,)| {
+            let wait = within_deadline(&mut store, nanos);
+            let pollable =
+                monotonic_clock::Host::subscribe_duration(&mut store.data_mut().clocks(), wait)?;
+            Ok((pollable,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, Invocation>, (when,): (u64,)| {
+            let now = monotonic_clock::Host::now(&mut store.data_mut().clocks())?;
+            let wait = within_deadline(&mut store, when.saturating_sub(now));
+            let pollable: Resource<DynPollable> =
+                monotonic_clock::Host::subscribe_duration(&mut store.data_mut().clocks(), wait)?;
+            Ok((pollable,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// `nanos` if the wait ends before the invocation's deadline; otherwise zero,
+/// with the guest set to be stopped at its next epoch check.
+fn within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64) -> u64 {
+    if nanos <= nanos_left(store.data()) {
+        return nanos;
+    }
+    store.set_epoch_deadline(0);
+    0
+}
+
+/// Nanoseconds until the invocation's deadline.
+fn nanos_left(invocation: &Invocation) -> u64 {
+    let left = invocation
+        .deadline
+        .saturating_duration_since(Instant::now());
+    u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -259,3 +259,92 @@ fn a_component_that_is_not_a_plugin_is_refused_at_load() {
         .expect("refused");
     assert!(matches!(err, PluginError::Load(_)), "{err:?}");
 }
+
+#[test]
+fn a_guest_sleeping_past_its_deadline_is_stopped_and_its_renewed_lock_freed() {
+    let server = RedisServer::start();
+    let plugin = load(
+        &client(&server),
+        policy("a").timeout(Duration::from_millis(500)),
+    );
+    let start = Instant::now();
+    let err = run(&plugin, "sleep-holding s 60000").unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "a 60 s sleep held the host for {took:?}"
+    );
+    assert!(
+        !lock_key_exists(&server, "a/s"),
+        "the renewed lock outlived the invocation"
+    );
+}
+
+#[test]
+fn a_claim_of_a_stopped_invocation_is_abandoned_at_once() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("a").timeout(Duration::from_millis(500)));
+    let err = run(&plugin, "idem order-9 60000 runs").unwrap_err();
+    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    // The next caller runs the action itself, without waiting out the lease.
+    let patient = load(&client, policy("a"));
+    let start = Instant::now();
+    assert_eq!(
+        run(&patient, "idem order-9 0 runs").unwrap(),
+        "fresh result-of-order-9"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(client.counter("a/runs").get().unwrap(), 2);
+}
+
+#[test]
+fn guards_dropped_during_an_invocation_free_their_quota() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a").max_locks(2));
+    assert_eq!(run(&plugin, "drop-many 10").unwrap(), "dropped 10");
+    for i in 0..10 {
+        assert!(!lock_key_exists(&server, &format!("a/d{i}")));
+    }
+}
+
+#[test]
+fn idempotency_once_and_sequences_are_separate_per_plugin() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let a = load(&client, policy("a"));
+    let b = load(&client, policy("b"));
+    assert_eq!(run(&a, "idem k 0 runs").unwrap(), "fresh result-of-k");
+    assert_eq!(run(&b, "idem k 0 runs").unwrap(), "fresh result-of-k");
+    assert_eq!(run(&a, "idem k 0 runs").unwrap(), "replayed result-of-k");
+    assert_eq!(run(&a, "once x 10000").unwrap(), "true");
+    assert_eq!(run(&b, "once x 10000").unwrap(), "true");
+    assert_eq!(run(&a, "seq s -").unwrap(), "1");
+    assert_eq!(run(&b, "seq s -").unwrap(), "1");
+}
+
+#[test]
+fn guests_get_no_environment_arguments_or_files() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a"));
+    assert_eq!(run(&plugin, "env").unwrap(), "env 0 args 0");
+    assert_eq!(run(&plugin, "file /etc/passwd").unwrap(), "no file access");
+}
+
+#[test]
+fn policies_that_cannot_work_are_refused_at_load() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    for policy in [
+        policy("a").timeout(Duration::ZERO),
+        policy("a").timeout(Duration::from_secs(7200)),
+        policy("a").max_memory(0),
+    ] {
+        let err = runtime()
+            .load(&client, test_plugin(), policy)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, PluginError::Load(_)), "{err:?}");
+    }
+}

@@ -28,6 +28,10 @@
 //! | `once KEY WINDOW_MS`            | `once(KEY, WINDOW_MS)`                                                                                                                 | `true` or `false`               |
 //! | `seq NAME FORMAT [daily]`       | the next number of sequence NAME in FORMAT (`-` for none), reset daily if asked                                                        | the number                      |
 //! | `result-size BYTES`             | idempotent run on key `big` whose action returns BYTES bytes                                                                           | `ok`                            |
+//! | `sleep-holding NAME MS`         | acquire NAME (renewed), then sleep MS                                                                                                  | `slept`                         |
+//! | `drop-many COUNT`               | acquire and drop locks `d0..d{COUNT-1}` one after another                                                                              | `dropped COUNT`                 |
+//! | `env`                           | count the environment variables and arguments the host grants                                                                          | `env N args M`                  |
+//! | `file PATH`                     | try to read a file                                                                                                                     | `read N bytes` or `no file access` |
 //!
 //! For `idem`: an action that ran and failed gives `error: CASE` (the case of
 //! the counter's failure), a cached earlier failure `error: failed: TEXT`,
@@ -140,6 +144,29 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
                 Err(e) => Ok(run_error(e)),
             }
         }
+        ["sleep-holding", name, sleep_ms] => {
+            let _guard = lock(*name).ttl(LOCK_TTL).renew().acquire();
+            std::thread::sleep(Duration::from_millis(number(sleep_ms)?));
+            Ok("slept".to_owned())
+        }
+        ["drop-many", count] => {
+            let count: u64 = number(count)?;
+            for k in 0..count {
+                if let Err(e) = lock(format!("d{k}")).ttl(LOCK_TTL).acquire() {
+                    return Ok(Ok(format!("error at {k}: {}", e.code())));
+                }
+            }
+            Ok(format!("dropped {count}"))
+        }
+        ["env"] => Ok(format!(
+            "env {} args {}",
+            std::env::vars().count(),
+            std::env::args().count()
+        )),
+        ["file", path] => Ok(match std::fs::read(path) {
+            Ok(bytes) => format!("read {} bytes", bytes.len()),
+            Err(_) => "no file access".to_owned(),
+        }),
         _ => return Err(format!("unknown command or wrong arguments: {args:?}")),
     })
 }

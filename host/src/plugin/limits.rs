@@ -1,0 +1,101 @@
+//! Resource limits of one invocation: memory and table space summed over
+//! every memory and table the component creates, and caps on how many it may
+//! create.
+
+use wasmtime::ResourceLimiter;
+
+/// Most table elements one invocation may hold across all its tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Most core instances, tables and memories one invocation may create (a
+/// Rust wasip2 component uses a handful).
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 8;
+
+/// Tracks what an invocation has grown; refusing growth traps the guest with
+/// a message saying which limit it hit.
+pub(crate) struct InvocationLimits {
+    memory_limit: usize,
+    memory_used: usize,
+    table_elements_used: usize,
+}
+
+impl InvocationLimits {
+    pub fn new(memory_limit: usize) -> Self {
+        InvocationLimits {
+            memory_limit,
+            memory_used: 0,
+            table_elements_used: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for InvocationLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_limit {
+            wasmtime::bail!(
+                "memory limit exceeded: growing to {total} bytes in all, over the policy's {} bytes",
+                self.memory_limit
+            );
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self
+            .table_elements_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            wasmtime::bail!(
+                "table limit exceeded: {total} elements in all, over {MAX_TABLE_ELEMENTS}"
+            );
+        }
+        self.table_elements_used = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_limited_across_all_memories() {
+        let mut limits = InvocationLimits::new(100);
+        assert!(limits.memory_growing(0, 60, None).unwrap());
+        // A second memory may not take the remaining budget and more.
+        assert!(limits.memory_growing(0, 50, None).is_err());
+        assert!(limits.memory_growing(0, 40, None).unwrap());
+        // Growing the first memory counts only the difference.
+        assert!(limits.memory_growing(60, 61, None).is_err());
+        assert!(limits.memory_growing(60, 60, None).unwrap());
+    }
+}
