@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
-use crate::store::{PoolConfig, RedisStore, Store};
+use crate::store::{MemoryStore, PoolConfig, RedisStore, Store};
 use crate::watchdog::Watchdog;
 
 /// Default for [`ClientBuilder::connect_timeout`].
@@ -22,7 +22,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// Default for [`ClientBuilder::key_prefix`].
 pub const DEFAULT_KEY_PREFIX: &str = "tollgate:";
 
-/// A handle to tollgate on one Redis server.
+/// A handle to tollgate on one Redis server, or on a store inside this
+/// process ([`Client::in_memory`]).
 ///
 /// Cheap to clone; clones share one connection pool, one notification
 /// connection and one watchdog thread. `Send + Sync`: share it between
@@ -103,7 +104,37 @@ impl Client {
 
     /// Starts building a client with non-default settings.
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(url.into())
+        ClientBuilder::new(Backend::Redis(url.into()))
+    }
+
+    /// A client on a new, empty store inside this process, with default
+    /// settings: no Redis, no connection, no thread but the watchdog's (and
+    /// that only once something is watched). The same API with the same
+    /// semantics as on Redis — TTLs, owner tokens, fencing tokens, waits
+    /// woken by releases, idempotency states, counters, sequences — for one
+    /// process: for tests (of a plugin, say) and for programs that run alone.
+    ///
+    /// What differs is where the state lives: only in this process's memory,
+    /// gone when the last client on the store is dropped, never persisted,
+    /// invisible to other processes, so a lock here excludes nobody outside
+    /// this process. TTLs, leases and windows run on the monotonic clock; the
+    /// wall clock takes the place of Redis's `TIME`: the floor of fencing
+    /// tokens (microseconds since 1970) and the day of daily sequences.
+    /// Several clients on one store (with their own settings) come from one
+    /// [`ClientBuilder::in_memory`] and its clones.
+    ///
+    /// ```
+    /// let client = tollgate::Client::in_memory();
+    /// let guard = client.lock("orders:42").acquire()?;
+    /// assert!(client.lock_info("orders:42")?.is_some());
+    /// guard.release()?;
+    /// assert_eq!(client.counter("views").incr(1)?, 1);
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    pub fn in_memory() -> Client {
+        let store = Arc::new(MemoryStore::new());
+        // The default settings are valid: nothing to check.
+        ClientBuilder::new(Backend::Memory(Arc::clone(&store))).assemble(store)
     }
 
     pub(crate) fn inner(&self) -> &ClientInner {
@@ -124,7 +155,7 @@ impl Client {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until build()"]
 pub struct ClientBuilder {
-    url: String,
+    backend: Backend,
     connect_timeout: Duration,
     response_timeout: Duration,
     max_connections: u32,
@@ -139,10 +170,42 @@ pub struct ClientBuilder {
     tls_root_certificates: Option<Vec<u8>>,
 }
 
+/// Where a client's state lives.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// A Redis server's URL.
+    Redis(String),
+    /// A store in this process, shared by the clients built from one builder.
+    Memory(Arc<MemoryStore>),
+}
+
 impl ClientBuilder {
-    fn new(url: String) -> Self {
+    /// Starts building a client on a new, empty store inside this process
+    /// (see [`Client::in_memory`]). Every client built from this builder or
+    /// its clones shares that store, as clients of one Redis server share
+    /// it: give each its own settings (`poll_interval`, `key_prefix`,
+    /// `client_name`, limits) to play several processes in a test. The
+    /// connection settings (`connect_timeout`, `response_timeout`,
+    /// `max_connections`, `health_check_after`) have nothing to act on and
+    /// are only checked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = tollgate::ClientBuilder::in_memory();
+    /// let a = store.clone().client_name("worker-a").build()?;
+    /// let b = store.poll_interval(Duration::from_millis(50)).build()?;
+    /// let guard = a.lock("job").acquire()?;
+    /// assert!(b.lock("job").try_acquire()?.is_none());
+    /// # drop(guard);
+    /// # Ok::<(), tollgate::Error>(())
+    /// ```
+    pub fn in_memory() -> Self {
+        ClientBuilder::new(Backend::Memory(Arc::new(MemoryStore::new())))
+    }
+
+    fn new(backend: Backend) -> Self {
         ClientBuilder {
-            url,
+            backend,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -278,19 +341,26 @@ impl ClientBuilder {
                 "must not contain '{' or '}' (they are used as hash tags)",
             ));
         }
-        let redis = self.redis_client()?;
+        let store: Arc<dyn Store> = match &self.backend {
+            Backend::Memory(store) => Arc::clone(store) as Arc<dyn Store>,
+            Backend::Redis(url) => Arc::new(RedisStore::new(
+                self.redis_client(url)?,
+                PoolConfig {
+                    connect_timeout: self.connect_timeout,
+                    response_timeout: self.response_timeout,
+                    max_connections: self.max_connections,
+                    health_check_after: self.health_check_after,
+                },
+                Keyspace::new(self.key_prefix.as_str()).channel(),
+            )),
+        };
+        Ok(self.assemble(store))
+    }
+
+    /// The client on `store`, from settings already checked.
+    fn assemble(self, store: Arc<dyn Store>) -> Client {
         let keyspace = Keyspace::new(self.key_prefix);
-        let store: Arc<dyn Store> = Arc::new(RedisStore::new(
-            redis,
-            PoolConfig {
-                connect_timeout: self.connect_timeout,
-                response_timeout: self.response_timeout,
-                max_connections: self.max_connections,
-                health_check_after: self.health_check_after,
-            },
-            keyspace.channel(),
-        ));
-        Ok(Client {
+        Client {
             inner: Arc::new(ClientInner {
                 watchdog: Watchdog::new(Arc::clone(&store)),
                 store,
@@ -304,12 +374,12 @@ impl ClientBuilder {
                 },
                 held: Mutex::default(),
             }),
-        })
+        }
     }
 
     #[cfg(feature = "tls")]
-    fn redis_client(&self) -> Result<redis::Client> {
-        let tls = self.url.starts_with("rediss:");
+    fn redis_client(&self, url: &str) -> Result<redis::Client> {
+        let tls = url.starts_with("rediss:");
         if tls {
             // rustls needs a process-wide crypto provider. This fails, harmlessly,
             // when the embedding program installed its own first.
@@ -317,7 +387,7 @@ impl ClientBuilder {
         }
         let client = match (&self.tls_root_certificates, tls) {
             (Some(pem), true) => redis::Client::build_with_tls(
-                self.url.as_str(),
+                url,
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem.clone()),
@@ -329,20 +399,19 @@ impl ClientBuilder {
                     "TLS root certificates were given, but the URL is not rediss://",
                 ));
             }
-            (None, _) => redis::Client::open(self.url.as_str()),
+            (None, _) => redis::Client::open(url),
         };
         client.map_err(|e| Error::invalid("redis url", e.to_string()))
     }
 
     #[cfg(not(feature = "tls"))]
-    fn redis_client(&self) -> Result<redis::Client> {
-        if self.url.starts_with("rediss:") {
+    fn redis_client(&self, url: &str) -> Result<redis::Client> {
+        if url.starts_with("rediss:") {
             return Err(Error::invalid(
                 "redis url",
                 "rediss:// needs tollgate's `tls` feature",
             ));
         }
-        redis::Client::open(self.url.as_str())
-            .map_err(|e| Error::invalid("redis url", e.to_string()))
+        redis::Client::open(url).map_err(|e| Error::invalid("redis url", e.to_string()))
     }
 }

@@ -57,6 +57,10 @@
 //! # }
 //! ```
 //!
+//! Without Redis, [`Client::in_memory`] gives the same API, with the same
+//! semantics, on a store inside this process: for tests (a plugin's, say)
+//! and for programs that run alone.
+//!
 //! Every call blocks for a bounded time (see [`ClientBuilder`]) and fails
 //! with a typed [`Error`]; nothing panics on I/O or bad input. What locks
 //! and idempotent actions guarantee, and which clock bounds what, is in the

@@ -1,5 +1,6 @@
 //! Builds the guest plugins for `wasm32-wasip2` once per test process, in
-//! the guest workspace's own target dir (`guest/target`).
+//! the guest workspace's own target dir (`guest/target`), or in
+//! `$CARGO_TARGET_DIR` when that is set (the nested cargo would use it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,10 @@ fn repo_root() -> &'static Path {
 pub fn build_plugin(package: &str) -> Vec<u8> {
     let guest = repo_root().join("guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Relative to the current directory, for both cargo and us.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| guest.join("target"));
     let output = Command::new(cargo)
         .args([
             "build",
@@ -29,6 +34,8 @@ pub fn build_plugin(package: &str) -> Vec<u8> {
         ])
         .arg("--manifest-path")
         .arg(guest.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
         .output()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the guest {package}: {e}"));
     if !output.status.success() {
@@ -41,8 +48,8 @@ pub fn build_plugin(package: &str) -> Vec<u8> {
             };
         panic!("building the guest {package} failed:\n{stderr}{hint}");
     }
-    let file: PathBuf = guest
-        .join("target/wasm32-wasip2/release")
+    let file: PathBuf = target
+        .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
 }

@@ -1,16 +1,21 @@
 //! The atomic steps tollgate needs from a backing store, one method each.
 //!
-//! Each method is one Redis command or one Lua script, so it either happens
-//! whole or not at all, whatever other clients do at the same time. Higher
+//! Each method is one Redis command or one Lua script ([`RedisStore`]), or
+//! one step under a mutex ([`MemoryStore`], for one process), so it either
+//! happens whole or not at all, whatever other clients do at the same time.
+//! Both stores give the same answers; the integration tests run one suite
+//! against both. Higher
 //! layers (locks, the watchdog, counters, sequences) compose these steps and
 //! never read-modify-write across two of them.
 
+mod memory;
 mod pool;
 mod redis;
 mod subscriber;
 
 use std::time::{Duration, Instant};
 
+pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::pool::PoolConfig;
 pub(crate) use self::redis::RedisStore;
 use crate::error::Result;

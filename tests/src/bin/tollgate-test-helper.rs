@@ -16,7 +16,8 @@
 //!
 //! `tollgate-test-helper thread-count-after-drop URL`: uses every background
 //! thread a client has (pool, notifications, watchdog), drops the client and
-//! prints how many `tollgate-*` threads are left a second later.
+//! prints how many `tollgate-*` threads are left a second later. The URL
+//! `memory` uses an in-process store instead.
 
 use std::io::Write;
 use std::time::Duration;
@@ -81,7 +82,11 @@ fn main() {
             out.flush().expect("stdout flushes");
         }
         ["thread-count-after-drop", url] => {
-            let client = tollgate::Client::open(url).expect("client opens");
+            let client = if *url == "memory" {
+                tollgate::Client::in_memory()
+            } else {
+                tollgate::Client::open(url).expect("client opens")
+            };
             let holder = client
                 .lock("t")
                 .ttl(Duration::from_secs(1))

@@ -10,12 +10,30 @@ use parking_lot::Mutex;
 use tollgate::{Error, LockGuard, LockOptions, MAX_NAME_BYTES};
 use tollgate_tests::RedisServer;
 
-use crate::{client, raw_lock, raw_pttl, spawn_helper};
+use crate::{Backend, client, conformance, raw_lock, spawn_helper};
 
-#[test]
-fn sixteen_threads_never_hold_the_lock_at_once() {
-    let server = RedisServer::start();
-    let clients: Vec<_> = (0..4).map(|_| client(&server)).collect();
+// Run against both stores; the `#[test]`s in this file need Redis itself.
+conformance![
+    sixteen_threads_never_hold_the_lock_at_once,
+    expired_guard_cannot_extend_or_release_the_next_holders_lock,
+    release_and_extend_by_a_non_owner_are_refused_and_change_nothing,
+    dropping_a_guard_frees_the_lock_at_once,
+    watchdog_keeps_a_one_second_lock_for_four_seconds,
+    watchdog_reports_a_lock_taken_away,
+    fencing_tokens_strictly_increase_over_1000_grants_by_4_clients,
+    fencing_token_keeps_growing_after_its_counter_expires,
+    same_thread_asking_again_gets_would_deadlock,
+    with_lock_releases_after_the_work_and_after_a_panic,
+    lock_info_shows_holder_token_and_ttl_but_not_the_owner_token,
+    bad_lock_input_gets_a_typed_error,
+    different_names_do_not_exclude_each_other,
+    extend_on_a_watched_guard_sets_the_ttl_the_watchdog_renews_with,
+    is_lost_turns_true_at_the_local_deadline_without_asking_redis,
+    held_locks_can_be_listed_by_pattern,
+];
+
+fn sixteen_threads_never_hold_the_lock_at_once(backend: &Backend) {
+    let clients: Vec<_> = (0..4).map(|_| backend.client()).collect();
     let inside = Arc::new(AtomicBool::new(false));
     // Updated with a separate load and store: exact only under exclusion.
     let counter = Arc::new(AtomicU64::new(0));
@@ -53,36 +71,40 @@ fn sixteen_threads_never_hold_the_lock_at_once() {
 }
 
 /// A guard that lost its lock is refused on extend and release, and the
-/// current holder's record and TTL (at most `holder_ttl_ms`) stay as they were.
+/// current holder's record (on Redis, with its owner token) and TTL (at most
+/// `holder_ttl`) stay as they were.
 fn assert_stale_guard_changes_nothing(
-    server: &RedisServer,
+    backend: &Backend,
     stale: LockGuard,
     name: &str,
-    holder_ttl_ms: i64,
+    holder_ttl: Duration,
 ) {
-    let record = raw_lock(server, name);
-    assert!(!record.is_empty(), "nobody holds {name}");
+    let client = backend.client();
+    let info = client.lock_info(name).unwrap().expect("somebody holds it");
+    let raw = backend.server().map(|server| raw_lock(server, name));
     let refused = stale.extend(Duration::from_secs(60));
     assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
     assert!(stale.is_lost());
     let refused = stale.release();
     assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    let after = client.lock_info(name).unwrap().expect("still held");
     assert_eq!(
-        raw_lock(server, name),
-        record,
+        (after.fencing_token, &after.holder),
+        (info.fencing_token, &info.holder),
         "the holder's record changed"
     );
-    let pttl = raw_pttl(server, name);
+    if let Some(server) = backend.server() {
+        assert_eq!(Some(raw_lock(server, name)), raw, "the raw record changed");
+    }
+    let ttl = after.remaining_ttl.expect("has a TTL");
     assert!(
-        (1..=holder_ttl_ms).contains(&pttl),
-        "the holder's TTL became {pttl}"
+        !ttl.is_zero() && ttl <= holder_ttl,
+        "the holder's TTL became {ttl:?}"
     );
 }
 
-#[test]
-fn expired_guard_cannot_extend_or_release_the_next_holders_lock() {
-    let server = RedisServer::start();
-    let (a, b) = (client(&server), client(&server));
+fn expired_guard_cannot_extend_or_release_the_next_holders_lock(backend: &Backend) {
+    let (a, b) = (backend.client(), backend.client());
     let old = a
         .lock("job")
         .ttl(Duration::from_millis(200))
@@ -95,15 +117,13 @@ fn expired_guard_cannot_extend_or_release_the_next_holders_lock() {
         .acquire()
         .expect("free after the TTL");
     assert!(new.fencing_token() > old.fencing_token());
-    assert_stale_guard_changes_nothing(&server, old, "job", 10_000);
+    assert_stale_guard_changes_nothing(backend, old, "job", Duration::from_secs(10));
     assert!(new.is_held().unwrap());
     new.release().expect("new holder releases");
 }
 
-#[test]
-fn release_and_extend_by_a_non_owner_are_refused_and_change_nothing() {
-    let server = RedisServer::start();
-    let (a, b) = (client(&server), client(&server));
+fn release_and_extend_by_a_non_owner_are_refused_and_change_nothing(backend: &Backend) {
+    let (a, b) = (backend.client(), backend.client());
     let stale = a
         .lock("res")
         .ttl(Duration::from_secs(30))
@@ -113,24 +133,20 @@ fn release_and_extend_by_a_non_owner_are_refused_and_change_nothing() {
     let owner = b.lock("res").ttl(Duration::from_secs(5)).acquire().unwrap();
     assert!(!stale.is_held().unwrap());
     assert_eq!(stale.remaining_ttl().unwrap(), None);
-    assert_stale_guard_changes_nothing(&server, stale, "res", 5_000);
+    assert_stale_guard_changes_nothing(backend, stale, "res", Duration::from_secs(5));
     assert!(owner.is_held().unwrap());
 }
 
-#[test]
-fn dropping_a_guard_frees_the_lock_at_once() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn dropping_a_guard_frees_the_lock_at_once(backend: &Backend) {
+    let client = backend.client();
     let guard = client.lock("drop").acquire().unwrap();
     drop(guard);
-    assert!(raw_lock(&server, "drop").is_empty());
+    assert_eq!(client.lock_info("drop").unwrap(), None);
     assert!(client.lock("drop").try_acquire().unwrap().is_some());
 }
 
-#[test]
-fn watchdog_keeps_a_one_second_lock_for_four_seconds() {
-    let server = RedisServer::start();
-    let (a, b) = (client(&server), client(&server));
+fn watchdog_keeps_a_one_second_lock_for_four_seconds(backend: &Backend) {
+    let (a, b) = (backend.client(), backend.client());
     let guard = a
         .lock("long")
         .ttl(Duration::from_secs(1))
@@ -154,10 +170,8 @@ fn watchdog_keeps_a_one_second_lock_for_four_seconds() {
     );
 }
 
-#[test]
-fn watchdog_reports_a_lock_taken_away() {
-    let server = RedisServer::start();
-    let (a, b) = (client(&server), client(&server));
+fn watchdog_reports_a_lock_taken_away(backend: &Backend) {
+    let (a, b) = (backend.client(), backend.client());
     let lost = Arc::new(Mutex::new(Vec::new()));
     let seen = lost.clone();
     let guard = a
@@ -212,13 +226,11 @@ fn lock_of_a_killed_holder_process_frees_after_its_ttl() {
     assert!(guard.fencing_token() > theirs);
 }
 
-#[test]
-fn fencing_tokens_strictly_increase_over_1000_grants_by_4_clients() {
-    let server = RedisServer::start();
+fn fencing_tokens_strictly_increase_over_1000_grants_by_4_clients(backend: &Backend) {
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(1000)));
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let client = client(&server);
+            let client = backend.client();
             let tokens = tokens.clone();
             thread::spawn(move || {
                 for _ in 0..250 {
@@ -249,28 +261,34 @@ fn fencing_tokens_strictly_increase_over_1000_grants_by_4_clients() {
     }
 }
 
-#[test]
-fn fencing_token_keeps_growing_after_its_counter_expires() {
-    let server = RedisServer::start();
-    let client = client(&server);
-    let first = client.lock("f").acquire().unwrap();
+fn fencing_token_keeps_growing_after_its_counter_expires(backend: &Backend) {
+    // The counter outlives the lock by 1 ms only.
+    let client = backend
+        .builder()
+        .fence_retention(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let first = client
+        .lock("f")
+        .ttl(Duration::from_millis(100))
+        .acquire()
+        .unwrap();
     let token = first.fencing_token();
     first.release().unwrap();
-    // As if the retention had run out.
-    let mut conn = server.conn();
-    let deleted: i64 = redis::cmd("DEL")
-        .arg("tollgate:lock:{f}:fence")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(deleted, 1);
+    thread::sleep(Duration::from_millis(200));
+    if let Some(server) = backend.server() {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("tollgate:lock:{f}:fence")
+            .query(&mut server.conn())
+            .unwrap();
+        assert_eq!(exists, 0, "the fencing counter did not expire");
+    }
     let second = client.lock("f").acquire().unwrap();
     assert!(second.fencing_token() > token);
 }
 
-#[test]
-fn same_thread_asking_again_gets_would_deadlock() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn same_thread_asking_again_gets_would_deadlock(backend: &Backend) {
+    let client = backend.client();
     let guard = client.lock("mine").acquire().unwrap();
     let again = client.lock("mine").wait(Duration::from_secs(5)).acquire();
     assert!(
@@ -285,15 +303,13 @@ fn same_thread_asking_again_gets_would_deadlock() {
     assert!(client.lock("mine").try_acquire().unwrap().is_some());
 }
 
-#[test]
-fn with_lock_releases_after_the_work_and_after_a_panic() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn with_lock_releases_after_the_work_and_after_a_panic(backend: &Backend) {
+    let client = backend.client();
     let token = client
         .with_lock("w", LockOptions::new(), |g| g.fencing_token())
         .unwrap();
     assert!(token > 0);
-    assert!(raw_lock(&server, "w").is_empty());
+    assert_eq!(client.lock_info("w").unwrap(), None);
 
     let c = client.clone();
     let panicked = thread::spawn(move || {
@@ -302,19 +318,15 @@ fn with_lock_releases_after_the_work_and_after_a_panic() {
     })
     .join();
     assert!(panicked.is_err());
-    assert!(
-        raw_lock(&server, "w").is_empty(),
+    assert_eq!(
+        client.lock_info("w").unwrap(),
+        None,
         "panic left the lock behind"
     );
 }
 
-#[test]
-fn lock_info_shows_holder_token_and_ttl_but_not_the_owner_token() {
-    let server = RedisServer::start();
-    let client = tollgate::Client::builder(server.url())
-        .client_name("billing")
-        .build()
-        .unwrap();
+fn lock_info_shows_holder_token_and_ttl_but_not_the_owner_token(backend: &Backend) {
+    let client = backend.builder().client_name("billing").build().unwrap();
     assert_eq!(client.lock_info("inv").unwrap(), None);
     let guard = client
         .lock("inv")
@@ -357,10 +369,8 @@ fn every_key_a_lock_leaves_behind_expires() {
     }
 }
 
-#[test]
-fn bad_lock_input_gets_a_typed_error() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn bad_lock_input_gets_a_typed_error(backend: &Backend) {
+    let client = backend.client();
     let invalid = |r: tollgate::Result<_>, what: &str| match r {
         Err(Error::InvalidArgument { what: w, .. }) => assert_eq!(w, what),
         other => panic!("expected invalid {what}, got {other:?}"),
@@ -466,20 +476,16 @@ fn scripts_are_reloaded_after_script_flush() {
     client.lock("s").acquire().unwrap().release().unwrap();
 }
 
-#[test]
-fn different_names_do_not_exclude_each_other() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn different_names_do_not_exclude_each_other(backend: &Backend) {
+    let client = backend.client();
     let a = client.lock("user:1").acquire().unwrap();
     let b = client.lock("user:2").try_acquire().unwrap();
     assert!(b.is_some(), "user:2 refused while user:1 was held");
     a.release().unwrap();
 }
 
-#[test]
-fn extend_on_a_watched_guard_sets_the_ttl_the_watchdog_renews_with() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn extend_on_a_watched_guard_sets_the_ttl_the_watchdog_renews_with(backend: &Backend) {
+    let client = backend.client();
     let guard = client
         .lock("ext")
         .ttl(Duration::from_millis(300))
@@ -495,10 +501,8 @@ fn extend_on_a_watched_guard_sets_the_ttl_the_watchdog_renews_with() {
     );
 }
 
-#[test]
-fn is_lost_turns_true_at_the_local_deadline_without_asking_redis() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn is_lost_turns_true_at_the_local_deadline_without_asking_redis(backend: &Backend) {
+    let client = backend.client();
     let guard = client
         .lock("dl")
         .ttl(Duration::from_millis(200))
@@ -510,11 +514,11 @@ fn is_lost_turns_true_at_the_local_deadline_without_asking_redis() {
     assert!(!guard.is_held().unwrap());
 }
 
-#[test]
-fn a_dropped_client_leaves_no_threads_behind() {
-    let server = RedisServer::start();
+/// Runs the helper's `thread-count-after-drop` on `url`: the `tollgate-*`
+/// threads running while the client works, and those left after its drop.
+fn threads_while_running_and_after_drop(url: &str) -> (usize, usize) {
     let output = Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
-        .args(["thread-count-after-drop", &server.url()])
+        .args(["thread-count-after-drop", url])
         .output()
         .expect("helper runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -523,18 +527,21 @@ fn a_dropped_client_leaves_no_threads_behind() {
         "helper failed: {stdout} {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let running: usize = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("running "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let left: usize = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("left "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let count = |prefix: &str| -> usize {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (count("running "), count("left "))
+}
+
+#[test]
+fn a_dropped_client_leaves_no_threads_behind() {
+    let server = RedisServer::start();
+    let (running, left) = threads_while_running_and_after_drop(&server.url());
     assert!(
         running >= 3,
         "expected pool, notify and watchdog threads, saw {running}"
@@ -546,9 +553,17 @@ fn a_dropped_client_leaves_no_threads_behind() {
 }
 
 #[test]
-fn held_locks_can_be_listed_by_pattern() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn an_in_memory_client_runs_only_the_watchdog_thread() {
+    let (running, left) = threads_while_running_and_after_drop("memory");
+    assert_eq!(running, 1, "expected the watchdog's thread only");
+    assert_eq!(
+        left, 0,
+        "threads still running after the client was dropped"
+    );
+}
+
+fn held_locks_can_be_listed_by_pattern(backend: &Backend) {
+    let client = backend.client();
     let _a = client.lock("orders:1").acquire().unwrap();
     let _b = client.lock("orders:2").acquire().unwrap();
     let _c = client.lock("users:1").acquire().unwrap();

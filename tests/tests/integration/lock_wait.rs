@@ -7,11 +7,23 @@ use std::time::{Duration, Instant};
 use tollgate::{Client, Error};
 use tollgate_tests::RedisServer;
 
+use crate::{Backend, conformance};
+
+// Run against both stores; the `#[test]`s in this file need Redis itself.
+conformance![
+    waiter_is_woken_by_the_release_not_by_polling,
+    waiter_is_woken_when_the_holder_ttl_runs_out,
+    waiter_is_woken_by_force_unlock,
+    a_wait_that_ends_without_a_grant_is_a_timeout,
+    many_waiters_each_get_the_lock_once,
+];
+
 /// A client whose fallback poll is slow (2 s, jittered to 1–2 s), so a
 /// waiter granted well under a second after the release was woken by the
 /// notification or the holder's TTL, not by polling.
-fn slow_polling_client(server: &RedisServer) -> Client {
-    Client::builder(server.url())
+fn slow_polling_client(backend: &Backend) -> Client {
+    backend
+        .builder()
         .poll_interval(Duration::from_secs(2))
         .build()
         .unwrap()
@@ -32,10 +44,8 @@ fn waiter(client: &Client, name: &str, wait: Duration) -> thread::JoinHandle<Ins
     })
 }
 
-#[test]
-fn waiter_is_woken_by_the_release_not_by_polling() {
-    let server = RedisServer::start();
-    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+fn waiter_is_woken_by_the_release_not_by_polling(backend: &Backend) {
+    let (a, b) = (slow_polling_client(backend), slow_polling_client(backend));
     let holder = a.lock("q").ttl(Duration::from_secs(30)).acquire().unwrap();
     let waiting = waiter(&b, "q", Duration::from_secs(5));
     thread::sleep(Duration::from_millis(500)); // the waiter is asleep by now
@@ -48,10 +58,8 @@ fn waiter_is_woken_by_the_release_not_by_polling() {
     );
 }
 
-#[test]
-fn waiter_is_woken_when_the_holder_ttl_runs_out() {
-    let server = RedisServer::start();
-    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+fn waiter_is_woken_when_the_holder_ttl_runs_out(backend: &Backend) {
+    let (a, b) = (slow_polling_client(backend), slow_polling_client(backend));
     let _holder = a
         .lock("t")
         .ttl(Duration::from_millis(500))
@@ -66,10 +74,8 @@ fn waiter_is_woken_when_the_holder_ttl_runs_out() {
     );
 }
 
-#[test]
-fn waiter_is_woken_by_force_unlock() {
-    let server = RedisServer::start();
-    let (a, b) = (slow_polling_client(&server), slow_polling_client(&server));
+fn waiter_is_woken_by_force_unlock(backend: &Backend) {
+    let (a, b) = (slow_polling_client(backend), slow_polling_client(backend));
     let _holder = a.lock("f").ttl(Duration::from_secs(30)).acquire().unwrap();
     let waiting = waiter(&b, "f", Duration::from_secs(5));
     thread::sleep(Duration::from_millis(300));
@@ -111,12 +117,10 @@ fn a_lost_notification_costs_only_the_fallback_poll() {
     );
 }
 
-#[test]
-fn a_wait_that_ends_without_a_grant_is_a_timeout() {
-    let server = RedisServer::start();
+fn a_wait_that_ends_without_a_grant_is_a_timeout(backend: &Backend) {
     let (a, b) = (
-        Client::open(&server.url()).unwrap(),
-        Client::open(&server.url()).unwrap(),
+        backend.builder().build().unwrap(),
+        backend.builder().build().unwrap(),
     );
     let _holder = a
         .lock("busy")
@@ -139,10 +143,8 @@ fn a_wait_that_ends_without_a_grant_is_a_timeout() {
     assert!(b.lock("busy").try_acquire().unwrap().is_none());
 }
 
-#[test]
-fn many_waiters_each_get_the_lock_once() {
-    let server = RedisServer::start();
-    let client = slow_polling_client(&server);
+fn many_waiters_each_get_the_lock_once(backend: &Backend) {
+    let client = slow_polling_client(backend);
     let holder = client
         .lock("line")
         .ttl(Duration::from_secs(30))

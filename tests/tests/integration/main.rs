@@ -1,5 +1,13 @@
-//! Integration tests against real `redis-server` processes started by the kit.
-//! Each test starts its own server, so tests can pause, kill and restart it.
+//! Integration tests against real `redis-server` processes started by the
+//! kit, and against the in-process store.
+//!
+//! Tests of what the store does (its semantics) are written once, as
+//! `fn name(backend: &Backend)`, listed in a [`conformance!`] call, and run
+//! against both stores: a private Redis server started for the test
+//! (`…::on_redis::name`) and a fresh in-memory store (`…::in_memory::name`),
+//! so the two cannot drift apart. Tests that need a Redis process itself (pausing, killing or restarting it, killing
+//! connections, reading its keys or command statistics, planting foreign
+//! values) are plain `#[test]`s that start their own server.
 
 mod client;
 mod counter;
@@ -12,8 +20,95 @@ mod sequence;
 
 use std::time::Duration;
 
-use tollgate::Client;
+use tollgate::{Client, ClientBuilder};
 use tollgate_tests::RedisServer;
+
+/// Runs test bodies against both stores: for each `fn name(backend:
+/// &Backend)` listed, the tests `on_redis::name` and `in_memory::name` call
+/// it with a fresh backend of that kind. A body left out of the list is
+/// dead code, which the lints refuse.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        /// The conformance tests of this module, each on its own Redis server.
+        mod on_redis {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$crate::Backend::redis());
+                }
+            )*
+        }
+
+        /// The conformance tests of this module, each on a fresh in-process store.
+        mod in_memory {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$crate::Backend::memory());
+                }
+            )*
+        }
+    };
+}
+pub(crate) use conformance;
+
+/// The store a conformance test runs against.
+pub(crate) enum Backend {
+    Redis(RedisServer),
+    /// Clients built from clones of this builder share one store.
+    Memory(ClientBuilder),
+}
+
+impl Backend {
+    fn redis() -> Backend {
+        Backend::Redis(RedisServer::start())
+    }
+
+    fn memory() -> Backend {
+        Backend::Memory(ClientBuilder::in_memory())
+    }
+
+    /// A builder for another client on this backend's store, with default
+    /// settings: several clients play several processes.
+    fn builder(&self) -> ClientBuilder {
+        match self {
+            Backend::Redis(server) => Client::builder(server.url()),
+            Backend::Memory(builder) => builder.clone(),
+        }
+    }
+
+    /// A client with timeouts short enough for tests.
+    fn client(&self) -> Client {
+        self.builder()
+            .connect_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(1))
+            .build()
+            .expect("client builds")
+    }
+
+    /// The Redis server, for checks only Redis can answer (raw keys and
+    /// TTLs, command statistics); `None` on the in-process store.
+    fn server(&self) -> Option<&RedisServer> {
+        match self {
+            Backend::Redis(server) => Some(server),
+            Backend::Memory(_) => None,
+        }
+    }
+
+    /// Unix seconds by the store's clock: Redis's `TIME`, or this machine's.
+    fn now_secs(&self) -> u64 {
+        match self {
+            Backend::Redis(server) => {
+                let time: Vec<u64> = redis::cmd("TIME").query(&mut server.conn()).expect("TIME");
+                time[0]
+            }
+            Backend::Memory(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs(),
+        }
+    }
+}
 
 /// A client on `server` with timeouts short enough for tests.
 fn client(server: &RedisServer) -> Client {
@@ -31,15 +126,6 @@ fn raw_lock(server: &RedisServer, name: &str) -> Vec<(String, String)> {
         .arg(format!("tollgate:lock:{{{name}}}"))
         .query(&mut conn)
         .expect("HGETALL")
-}
-
-/// The remaining TTL in ms of lock `name` (-2: no key).
-fn raw_pttl(server: &RedisServer, name: &str) -> i64 {
-    let mut conn = server.conn();
-    redis::cmd("PTTL")
-        .arg(format!("tollgate:lock:{{{name}}}"))
-        .query(&mut conn)
-        .expect("PTTL")
 }
 
 /// Starts the test helper binary with `args` and returns it with the first

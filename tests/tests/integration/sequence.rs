@@ -10,7 +10,17 @@ use std::time::Duration;
 use tollgate::{Error, MAX_NAME_BYTES, Reset};
 use tollgate_tests::RedisServer;
 
-use crate::{client, command_calls, reset_stats};
+use crate::{Backend, client, command_calls, conformance, reset_stats};
+
+// Run against both stores; the `#[test]`s in this file need Redis itself.
+conformance![
+    numbers_restart_at_one_on_the_servers_new_day,
+    the_date_comes_from_the_servers_clock_in_utc,
+    a_block_is_not_used_past_the_servers_midnight,
+    block_mode_hands_out_every_number_once_with_one_incrby_per_block,
+    numbers_without_a_block_are_consecutive_across_handles,
+    bad_sequence_input_gets_a_typed_error,
+];
 
 /// 2026-11-22T23:59:59Z and 2026-11-23T00:00:01Z, as unix seconds.
 const BEFORE_MIDNIGHT: u64 = 1_795_391_999;
@@ -67,10 +77,8 @@ fn four_processes_in_block_mode_hand_out_unique_well_formed_numbers() {
     assert_eq!(seen.len(), 4 * PER_PROCESS);
 }
 
-#[test]
-fn numbers_restart_at_one_on_the_servers_new_day() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn numbers_restart_at_one_on_the_servers_new_day(backend: &Backend) {
+    let client = backend.client();
     let day = |now| {
         client
             .sequence("orders")
@@ -89,23 +97,23 @@ fn numbers_restart_at_one_on_the_servers_new_day() {
     assert_eq!(before.next().unwrap(), "ORD-20261122-000003");
 
     // One key per day, each with a TTL of about 48 h.
-    for key in [
-        "tollgate:seq:{orders}:20261122",
-        "tollgate:seq:{orders}:20261123",
-    ] {
-        let ttl = pttl(&server, key);
-        assert!(
-            (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&ttl),
-            "{key}: {ttl}"
-        );
+    if let Some(server) = backend.server() {
+        for key in [
+            "tollgate:seq:{orders}:20261122",
+            "tollgate:seq:{orders}:20261123",
+        ] {
+            let ttl = pttl(server, key);
+            assert!(
+                (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&ttl),
+                "{key}: {ttl}"
+            );
+        }
+        assert_eq!(pttl(server, "tollgate:seq:{orders}"), -2);
     }
-    assert_eq!(pttl(&server, "tollgate:seq:{orders}"), -2);
 }
 
-#[test]
-fn the_date_comes_from_the_servers_clock_in_utc() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn the_date_comes_from_the_servers_clock_in_utc(backend: &Backend) {
+    let client = backend.client();
     let dated = client.sequence("d").format("{date}/{seq}").unwrap();
     let cases = [
         (0, "19700101"),
@@ -123,11 +131,11 @@ fn the_date_comes_from_the_servers_clock_in_utc() {
             .server_time_override(now);
         assert_eq!(seq.next().unwrap(), format!("{date}/1"), "at {now}");
     }
-    // Without the override, the day is the server's TIME (checked on both
-    // sides, in case the test runs across midnight).
+    // Without the override, the day is the server's TIME, or this machine's
+    // clock in memory (checked on both sides, in case the test runs across
+    // midnight).
     let server_day = || {
-        let time: Vec<u64> = redis::cmd("TIME").query(&mut server.conn()).unwrap();
-        let days = time[0] / 86_400;
+        let days = backend.now_secs() / 86_400;
         client
             .sequence(format!("probe{days}"))
             .format("{date}/{seq}")
@@ -142,10 +150,8 @@ fn the_date_comes_from_the_servers_clock_in_utc() {
     assert!(date == first || date == last, "{date} vs {first}..{last}");
 }
 
-#[test]
-fn a_block_is_not_used_past_the_servers_midnight() {
-    let server = RedisServer::start();
-    let client = client(&server);
+fn a_block_is_not_used_past_the_servers_midnight(backend: &Backend) {
+    let client = backend.client();
     // One second before the server's midnight: the block of 100 must be
     // dropped after a second, however much of it is left.
     let orders = client
@@ -162,15 +168,15 @@ fn a_block_is_not_used_past_the_servers_midnight() {
     assert_eq!(orders.next().unwrap(), "20261122-101");
 }
 
-#[test]
-fn block_mode_needs_one_incrby_per_block_and_no_lock() {
+fn block_mode_hands_out_every_number_once_with_one_incrby_per_block(backend: &Backend) {
     // The naive version wraps INCR in a spin lock (SET NX in a loop, unlock
     // by GET then DEL). INCRBY is atomic by itself: eight threads sharing a
     // block of 100 cost exactly one INCRBY per 100 numbers and nothing else.
-    let server = RedisServer::start();
-    let client = client(&server);
+    let client = backend.client();
     let orders = Arc::new(client.sequence("orders").block(100));
-    reset_stats(&server);
+    if let Some(server) = backend.server() {
+        reset_stats(server);
+    }
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let orders = orders.clone();
@@ -191,16 +197,16 @@ fn block_mode_needs_one_incrby_per_block_and_no_lock() {
         (1..=8_000).collect::<Vec<u64>>(),
         "not unique or with gaps"
     );
-    assert_eq!(command_calls(&server, "incrby"), 80);
-    for naive in ["set", "setnx", "del", "watch", "multi"] {
-        assert_eq!(command_calls(&server, naive), 0, "{naive} was used");
+    if let Some(server) = backend.server() {
+        assert_eq!(command_calls(server, "incrby"), 80);
+        for naive in ["set", "setnx", "del", "watch", "multi"] {
+            assert_eq!(command_calls(server, naive), 0, "{naive} was used");
+        }
     }
 }
 
-#[test]
-fn numbers_without_a_block_are_consecutive_across_handles() {
-    let server = RedisServer::start();
-    let (a, b) = (client(&server), client(&server));
+fn numbers_without_a_block_are_consecutive_across_handles(backend: &Backend) {
+    let (a, b) = (backend.client(), backend.client());
     let invoices_a = a.sequence("invoices").format("INV-{seq:08}").unwrap();
     let invoices_b = b.sequence("invoices").format("INV-{seq:08}").unwrap();
     assert_eq!(invoices_a.next().unwrap(), "INV-00000001");
@@ -208,7 +214,9 @@ fn numbers_without_a_block_are_consecutive_across_handles() {
     assert_eq!(invoices_a.next_raw().unwrap(), 3);
     assert_eq!(invoices_a.name(), "invoices");
     // A sequence without a reset never expires.
-    assert_eq!(pttl(&server, "tollgate:seq:{invoices}"), -1);
+    if let Some(server) = backend.server() {
+        assert_eq!(pttl(server, "tollgate:seq:{invoices}"), -1);
+    }
 }
 
 #[test]
@@ -247,11 +255,11 @@ fn a_sequence_key_holding_text_gives_wrong_type() {
     assert_eq!(value, "hello");
 }
 
-#[test]
-fn bad_sequence_input_gets_a_typed_error() {
-    let server = RedisServer::start();
-    let client = client(&server);
-    reset_stats(&server);
+fn bad_sequence_input_gets_a_typed_error(backend: &Backend) {
+    let client = backend.client();
+    if let Some(server) = backend.server() {
+        reset_stats(server);
+    }
     let invalid = |result: tollgate::Result<String>, what: &str| match result {
         Err(Error::InvalidArgument { what: w, .. }) => assert_eq!(w, what),
         other => panic!("expected invalid {what}, got {other:?}"),
@@ -285,7 +293,9 @@ fn bad_sequence_input_gets_a_typed_error() {
             .next(),
         "server time override",
     );
-    assert_eq!(command_calls(&server, "evalsha"), 0);
+    if let Some(server) = backend.server() {
+        assert_eq!(command_calls(server, "evalsha"), 0);
+    }
 }
 
 #[test]
