@@ -25,14 +25,9 @@ conformance![
     bad_counter_input_gets_a_typed_error_before_anything_is_sent,
 ];
 
-/// Increments per thread in the eight-thread test: 50,000 (400,000 round
-/// trips) in release builds. Debug builds use 10,000: the unoptimised client
-/// took ~21 s for 400,000 on this 2-core machine, alone.
-const PER_THREAD: u64 = if cfg!(debug_assertions) {
-    10_000
-} else {
-    50_000
-};
+/// Increments per thread in the eight-thread test: 400,000 round trips in
+/// all, as the issue asks (about 20 s against Redis in a debug build).
+const PER_THREAD: u64 = 50_000;
 
 fn raw_get(server: &RedisServer, key: &str) -> Option<String> {
     redis::cmd("GET")
