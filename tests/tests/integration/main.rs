@@ -1,6 +1,7 @@
 //! Integration tests against real `redis-server` processes started by the kit.
 //! Each test starts its own server, so tests can pause, kill and restart it.
 
+mod cli;
 mod client;
 mod counter;
 mod idempotency;
