@@ -66,10 +66,14 @@
 //! and idempotent actions guarantee, and which clock bounds what, is in the
 //! [`lock`] and [`idempotency`] modules; counters and serial numbers are
 //! described in [`counter`] and [`sequence`]. Sandboxed WebAssembly plugins
-//! use all of them through [`plugin`] (feature `plugin`, on by default).
+//! use all of them through [`plugin`] (feature `plugin`, on by default); the
+//! `tollgate` command ([`cli`], feature `cli`, on by default) runs plugins
+//! and shows operators what is held.
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 pub mod counter;
 mod error;

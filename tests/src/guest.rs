@@ -1,6 +1,5 @@
 //! Builds the guest plugins for `wasm32-wasip2` once per test process, in
-//! the guest workspace's own target dir (`guest/target`), or in
-//! `$CARGO_TARGET_DIR` when that is set (the nested cargo would use it).
+//! the guest workspace's own target dir (`guest/target`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,12 +16,15 @@ fn repo_root() -> &'static Path {
 /// `wasm32-wasip2`) and returns its component bytes. Panics with what to
 /// install when the build cannot run.
 pub fn build_plugin(package: &str) -> Vec<u8> {
+    let file = plugin_file(package);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+}
+
+/// Builds the plugin crate `package` like [`build_plugin`] and returns the
+/// path of its `.wasm` file (named after the crate, `-` as `_`).
+pub fn plugin_file(package: &str) -> PathBuf {
     let guest = repo_root().join("guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // Relative to the current directory, for both cargo and us.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| guest.join("target"));
     let output = Command::new(cargo)
         .args([
             "build",
@@ -34,8 +36,9 @@ pub fn build_plugin(package: &str) -> Vec<u8> {
         ])
         .arg("--manifest-path")
         .arg(guest.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
+        // Always the guest workspace's own target dir, even when the tests
+        // run with CARGO_TARGET_DIR set (which the child would inherit).
+        .env("CARGO_TARGET_DIR", guest.join("target"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the guest {package}: {e}"));
     if !output.status.success() {
@@ -48,10 +51,9 @@ pub fn build_plugin(package: &str) -> Vec<u8> {
             };
         panic!("building the guest {package} failed:\n{stderr}{hint}");
     }
-    let file: PathBuf = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+    guest
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// The test plugin (`guest/plugins/test-plugin`), built once per process.

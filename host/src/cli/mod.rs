@@ -1,0 +1,210 @@
+//! The `tollgate` command (feature `cli`): runs plugins, and shows operators
+//! what is held in a store.
+//!
+//! ```text
+//! tollgate run PLUGIN.wasm [--input TEXT | --input-file FILE] [--redis URL]
+//!                          [--namespace NS] [--timeout DUR] [--instances N]
+//! tollgate locks [PATTERN] [--redis URL] [--limit N]
+//! tollgate unlock NAME --force [--redis URL]
+//! tollgate counter NAME [--redis URL]
+//! tollgate inspect NAME [--redis URL]
+//! ```
+//!
+//! `--redis` defaults to the `REDIS_URL` environment variable. Durations
+//! are written `500ms`, `2s`, `1m`, `1h` or `1m30s`. Every command has
+//! `--help`.
+//!
+//! Errors are one line on stderr, starting with `tollgate: `. The exit codes
+//! are stable, for scripts:
+//!
+//! | Code | Meaning |
+//! |------|---------|
+//! | 0 | ok |
+//! | 1 | the plugin returned an error, trapped or timed out (with `--instances`: at least one instance did) |
+//! | 2 | usage or configuration error: bad arguments, no store given, an unreadable file, `unlock` without `--force` |
+//! | 3 | the store is unavailable: it cannot be reached, or did not answer in time |
+//! | 4 | the plugin cannot be loaded: not a component of the `tollgate:coord` plugin world |
+//! | 5 | `unlock`: the lock was not held, nothing was removed |
+//! | 6 | the store refused the request or answered unexpectedly |
+//!
+//! A plugin that finds the store unavailable sees the `unavailable` error
+//! itself; what it does with it decides the exit code (the example plugins
+//! fail, so `run` exits with 1).
+
+mod duration;
+mod exit;
+mod operator;
+mod run;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// Runs the `tollgate` command with the process's arguments and returns its
+/// exit code. The `tollgate` binary is this function; it is public so that
+/// another binary can ship the same command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return ExitCode::from(argument_error(error)),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Locks(args) => operator::locks(args),
+        Command::Unlock(args) => operator::unlock(args),
+        Command::Counter(args) => operator::counter(args),
+        Command::Inspect(args) => operator::inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            eprintln!("tollgate: {failure}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Prints what clap found wrong with the arguments, in one line, and
+/// returns the exit code; `--help` and `--version` print in full and exit 0.
+fn argument_error(error: clap::Error) -> u8 {
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return u8::try_from(error.exit_code()).unwrap_or(exit::USAGE);
+        }
+        _ => {}
+    }
+    let rendered = error.render().to_string();
+    // clap's first paragraph says what is wrong.
+    let what = rendered.split("\n\n").next().unwrap_or_default();
+    let what = what.strip_prefix("error: ").unwrap_or(what);
+    // Which command's help to point at: the first word naming a subcommand.
+    let command = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-'))
+        .filter(|arg| {
+            Cli::command()
+                .get_subcommands()
+                .any(|sub| sub.get_name() == arg)
+        })
+        .map_or_else(|| "tollgate".to_owned(), |sub| format!("tollgate {sub}"));
+    eprintln!(
+        "tollgate: {} (see '{command} --help')",
+        exit::one_line(what).trim_end_matches('.')
+    );
+    exit::USAGE
+}
+
+/// Locks, idempotent actions, counters and serial numbers on Redis: run
+/// tollgate plugins, and see what is held.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, after_help = exit::HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a plugin's handler and print its output.
+    #[command(after_help = exit::HELP)]
+    Run(RunArgs),
+    /// List held locks: name, fencing token, remaining TTL, holder.
+    #[command(after_help = exit::HELP)]
+    Locks(LocksArgs),
+    /// Remove a lock whoever holds it (needs --force).
+    #[command(after_help = exit::HELP)]
+    Unlock(UnlockArgs),
+    /// Print a counter's value.
+    #[command(after_help = exit::HELP)]
+    Counter(NameArgs),
+    /// Show a name's lock (holder, fencing token, TTL) and counter.
+    #[command(after_help = exit::HELP)]
+    Inspect(NameArgs),
+}
+
+/// Where the store is.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The Redis server, e.g. redis://127.0.0.1:6379/ (rediss:// for TLS).
+    #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
+    redis: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The plugin: a wasm component built against tollgate:coord.
+    #[arg(value_name = "PLUGIN.wasm")]
+    plugin: PathBuf,
+    /// The input handed to the plugin [default: empty].
+    #[arg(long, value_name = "TEXT", conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the input from a file ('-' for stdin).
+    #[arg(long, value_name = "FILE")]
+    input_file: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Where the plugin's names live (NS/NAME in the store)
+    /// [default: the file name, e.g. order_numbers for order_numbers.wasm].
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// How long one invocation may run before it is stopped [default: 5s].
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    timeout: Option<Duration>,
+    /// Run N instances at once, each on its own thread, and print each
+    /// output after its instance number.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    instances: u16,
+}
+
+#[derive(Debug, Args)]
+struct LocksArgs {
+    /// Names to show: '*' any characters, '?' one, '[abc]' a class.
+    #[arg(value_name = "PATTERN", default_value = "*")]
+    pattern: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Show at most N locks.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    limit: u32,
+}
+
+#[derive(Debug, Args)]
+struct UnlockArgs {
+    /// The lock's name (a plugin's locks are NAMESPACE/NAME).
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Really remove it: a holder that is still running loses mutual
+    /// exclusion (its next call on the lock fails with not-held).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+struct NameArgs {
+    /// The name (a plugin's names are NAMESPACE/NAME).
+    #[arg(value_name = "NAME")]
+    name: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

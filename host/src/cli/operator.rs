@@ -1,0 +1,135 @@
+//! The operator's commands: `locks`, `unlock`, `counter`, `inspect`.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use super::duration::show;
+use super::exit::{Failure, NOT_HELD};
+use super::store::open_shared;
+use super::{LocksArgs, NameArgs, UnlockArgs};
+use crate::LockInfo;
+
+/// `tollgate locks`: a table of held locks.
+pub(crate) fn locks(args: LocksArgs) -> Result<(), Failure> {
+    let client = open_shared(args.store.redis.as_deref(), "locks")?;
+    let limit = args.limit as usize;
+    let locks = client.locks(&args.pattern, limit)?;
+    if locks.is_empty() {
+        eprintln!("tollgate: no held lock matches {:?}", args.pattern);
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = locks
+        .iter()
+        .map(|lock| {
+            [
+                printable(&lock.name).into_owned(),
+                lock.fencing_token.to_string(),
+                ttl(lock),
+                printable(&lock.holder).into_owned(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "TOKEN", "TTL", "HOLDER"].map(String::from);
+    let widths: Vec<usize> = (0..3)
+        .map(|column| {
+            std::iter::once(&header)
+                .chain(&rows)
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut stdout = std::io::stdout().lock();
+    for row in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            stdout,
+            "{:<w0$}  {:>w1$}  {:>w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+        );
+    }
+    if locks.len() >= limit {
+        eprintln!("tollgate: showing the first {limit} locks; pass --limit N for more");
+    }
+    Ok(())
+}
+
+/// `tollgate unlock NAME --force`: exit 0 when a lock was removed, 5 when
+/// none was held.
+pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
+    if !args.force {
+        return Err(Failure::usage(format!(
+            "refusing to remove lock {:?} without --force: a holder that is still \
+             running would lose mutual exclusion",
+            args.name
+        )));
+    }
+    let client = open_shared(args.store.redis.as_deref(), "unlock")?;
+    let holder = client.lock_info(&args.name)?;
+    if !client.force_unlock(&args.name)? {
+        return Err(Failure::new(
+            NOT_HELD,
+            format!("lock {:?} is not held; nothing was removed", args.name),
+        ));
+    }
+    let name = printable(&args.name);
+    let _ = match holder {
+        Some(lock) => writeln!(
+            std::io::stdout(),
+            "removed lock {name} (fencing token {}, held by {})",
+            lock.fencing_token,
+            printable(&lock.holder)
+        ),
+        None => writeln!(std::io::stdout(), "removed lock {name}"),
+    };
+    Ok(())
+}
+
+/// `tollgate counter NAME`: the value alone, for scripts.
+pub(crate) fn counter(args: NameArgs) -> Result<(), Failure> {
+    let client = open_shared(args.store.redis.as_deref(), "counter")?;
+    let value = client.counter(args.name.as_str()).get()?;
+    let _ = writeln!(std::io::stdout(), "{value}");
+    Ok(())
+}
+
+/// `tollgate inspect NAME`: the name's lock and counter, one field a line.
+pub(crate) fn inspect(args: NameArgs) -> Result<(), Failure> {
+    let client = open_shared(args.store.redis.as_deref(), "inspect")?;
+    let lock = client.lock_info(&args.name)?;
+    let counter = client.counter(args.name.as_str()).get()?;
+    let mut fields = vec![("name", printable(&args.name).into_owned())];
+    match &lock {
+        None => fields.push(("lock", "free".to_owned())),
+        Some(lock) => {
+            fields.push(("lock", "held".to_owned()));
+            fields.push(("fencing token", lock.fencing_token.to_string()));
+            fields.push(("ttl", ttl(lock)));
+            fields.push(("holder", printable(&lock.holder).into_owned()));
+        }
+    }
+    fields.push(("counter", counter.to_string()));
+    let mut stdout = std::io::stdout().lock();
+    for (field, value) in fields {
+        let _ = writeln!(stdout, "{field:<13}  {value}");
+    }
+    Ok(())
+}
+
+fn ttl(lock: &LockInfo) -> String {
+    lock.remaining_ttl.map_or_else(|| "none".to_owned(), show)
+}
+
+/// Names and holders are any text: quote those a terminal would garble.
+fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(format!("{text:?}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}

@@ -1,0 +1,172 @@
+//! `tollgate run`: one plugin invocation, or N at once.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::thread;
+
+use super::RunArgs;
+use super::exit::{Failure, PLUGIN_FAILED};
+use super::store::open_client;
+use crate::plugin::{Plugin, PluginError, Policy, Runtime};
+
+pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
+    let input = read_input(&args)?;
+    let wasm = std::fs::read(&args.plugin).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the plugin {}: {e}",
+            args.plugin.display()
+        ))
+    })?;
+    let namespace = match args.namespace {
+        Some(namespace) => namespace,
+        None => default_namespace(&args.plugin),
+    };
+    let mut policy = Policy::new(namespace).map_err(|e| match e {
+        PluginError::Load(why) => Failure::usage(format!("--namespace: {why}")),
+        other => Failure::from(other),
+    })?;
+    if let Some(timeout) = args.timeout {
+        if timeout.is_zero() {
+            return Err(Failure::usage("--timeout must be above zero"));
+        }
+        policy = policy.timeout(timeout);
+    }
+
+    let (client, store) = open_client(args.store.redis.as_deref())?;
+    if let Some(notice) = store.notice() {
+        eprintln!("tollgate: {notice}");
+    }
+    let runtime = Runtime::new()?;
+    let plugin = runtime.load(&client, &wasm, policy)?;
+
+    if args.instances == 1 {
+        let output = plugin.run(&input)?;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&output);
+        if !output.is_empty() && !output.ends_with(b"\n") {
+            let _ = stdout.write_all(b"\n");
+        }
+        return Ok(());
+    }
+
+    let results = run_instances(&plugin, &input, args.instances)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = 0;
+    for (number, result) in (1..).zip(results) {
+        match result {
+            Ok(output) => {
+                let text = String::from_utf8_lossy(&output);
+                if text.is_empty() {
+                    let _ = writeln!(stdout, "[{number}]");
+                }
+                for line in text.lines() {
+                    let _ = writeln!(stdout, "[{number}] {line}");
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("tollgate: instance {number}: {}", Failure::from(error));
+            }
+        }
+    }
+    let _ = stdout.flush();
+    if failed > 0 {
+        return Err(Failure::new(
+            PLUGIN_FAILED,
+            format!("{failed} of {} instances failed", args.instances),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `count` invocations at once, one thread each (named `instance-N`,
+/// which the store shows as the holder of their locks); their results in
+/// instance order.
+fn run_instances(
+    plugin: &Plugin,
+    input: &[u8],
+    count: u16,
+) -> Result<Vec<Result<Vec<u8>, PluginError>>, Failure> {
+    thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for number in 1..=count {
+            let handle = thread::Builder::new()
+                .name(format!("instance-{number}"))
+                .spawn_scoped(scope, move || plugin.run(input))
+                .map_err(|e| {
+                    Failure::new(
+                        PLUGIN_FAILED,
+                        format!("cannot start instance {number}: {e}"),
+                    )
+                })?;
+            handles.push(handle);
+        }
+        Ok(handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(PluginError::Host("the instance's thread panicked".into()))
+                })
+            })
+            .collect())
+    })
+}
+
+fn read_input(args: &RunArgs) -> Result<Vec<u8>, Failure> {
+    if let Some(text) = &args.input {
+        return Ok(text.clone().into_bytes());
+    }
+    let Some(path) = &args.input_file else {
+        return Ok(Vec::new());
+    };
+    let mut input = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().read_to_end(&mut input)
+    } else {
+        std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut input))
+    };
+    read.map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    Ok(input)
+}
+
+/// The namespace a plugin gets when none is given: its file name without
+/// the extension, in the characters a namespace allows (`a-z`, `0-9`, `-`,
+/// `_`; anything else becomes `-`).
+fn default_namespace(plugin: &Path) -> String {
+    let stem = plugin
+        .file_stem()
+        .map(|stem| stem.to_string_lossy())
+        .unwrap_or_default();
+    let namespace: String = stem
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if namespace.is_empty() {
+        "plugin".to_owned()
+    } else {
+        namespace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_namespace_is_the_file_name() {
+        let ns = |path: &str| default_namespace(Path::new(path));
+        assert_eq!(ns("target/release/order_numbers.wasm"), "order_numbers");
+        assert_eq!(ns("My Plugin.v2.wasm"), "my-plugin-v2");
+        assert_eq!(ns("/"), "plugin");
+        assert_eq!(ns(&"x".repeat(100)).len(), 64);
+        assert!(Policy::new(ns("Ünïcode.wasm")).is_ok());
+    }
+}

@@ -1,0 +1,331 @@
+//! The `tollgate` command, run as a process: argument errors, each example
+//! plugin against a private redis-server, and the operator's commands.
+//!
+//! The binary under test is `tollgate-cli` of this package (see
+//! `tests/src/bin/tollgate-cli.rs`): the same `tollgate::cli::main` as the
+//! `tollgate` binary, built by Cargo before the tests run.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tollgate_tests::RedisServer;
+use tollgate_tests::guest::plugin_file;
+
+use crate::client;
+
+/// Runs the command with `args` (no `REDIS_URL` from the environment).
+fn tollgate(args: &[&str]) -> Output {
+    tollgate_with(args, None)
+}
+
+fn tollgate_with(args: &[&str], redis_url: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate-cli"));
+    command.args(args).env_remove("REDIS_URL");
+    if let Some(url) = redis_url {
+        command.env("REDIS_URL", url);
+    }
+    command.output().expect("the tollgate command starts")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Asserts the exit code, and that stderr is one `tollgate: ` line when the
+/// command failed.
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    if code != 0 {
+        let err = stderr(output);
+        assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+        assert!(err.starts_with("tollgate: "), "{err:?}");
+    }
+}
+
+fn plugin(package: &str) -> String {
+    let file: PathBuf = plugin_file(package);
+    file.to_str().expect("a UTF-8 path").to_owned()
+}
+
+#[test]
+fn argument_errors_exit_2_with_one_line_on_stderr() {
+    let order_numbers = plugin("order-numbers");
+    let p = order_numbers.as_str();
+    let dead = "redis://127.0.0.1:1/";
+    let cases: &[&[&str]] = &[
+        &["frobnicate"],
+        &["run"],
+        &["run", p, "--bogus"],
+        &["run", p, "--timeout", "5"],
+        &["run", p, "--timeout", "2 weeks"],
+        &["run", p, "--timeout", "0s", "--redis", dead],
+        &["run", p, "--instances", "0"],
+        &["run", p, "--input", "a", "--input-file", "b"],
+        &["run", p, "--namespace", "Not Valid", "--redis", dead],
+        &["run", "/no/such/plugin.wasm", "--redis", dead],
+        &["run", p, "--input-file", "/no/such/input", "--redis", dead],
+        &["run", p, "--redis", "http://example.invalid/"],
+        &["locks", "--limit", "0"],
+        &["locks"],
+        &["unlock", "orders:42", "--redis", dead],
+        &["counter"],
+        &["inspect", "x"],
+    ];
+    for args in cases {
+        let output = tollgate(args);
+        assert_exit(&output, 2);
+        assert!(output.stdout.is_empty(), "{args:?}: {}", stdout(&output));
+    }
+    let output = tollgate(&["locks"]);
+    assert!(stderr(&output).contains("REDIS_URL"), "{}", stderr(&output));
+}
+
+#[test]
+fn run_without_a_store_uses_the_embedded_one_and_says_so() {
+    let charge_once = plugin("charge-once");
+    let output = tollgate(&[
+        "run",
+        &charge_once,
+        "--input",
+        "pay-1 4200 alice",
+        "--instances",
+        "4",
+    ]);
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("embedded"), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert_eq!(out.matches("charged ").count(), 1, "{out}");
+    assert_eq!(out.matches("replayed ").count(), 3, "{out}");
+}
+
+#[test]
+fn help_lists_commands_and_exit_codes() {
+    let output = tollgate(&["--help"]);
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    for word in ["run", "locks", "unlock", "counter", "inspect", "Exit codes"] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    for command in ["run", "locks", "unlock", "counter", "inspect"] {
+        assert_exit(&tollgate(&[command, "--help"]), 0);
+    }
+}
+
+#[test]
+fn an_unreachable_store_exits_3_and_a_failing_plugin_1_and_a_non_plugin_4() {
+    let dead = "redis://127.0.0.1:1/";
+    assert_exit(&tollgate(&["counter", "x", "--redis", dead]), 3);
+    assert_exit(&tollgate(&["locks", "--redis", dead]), 3);
+
+    let server = RedisServer::start();
+    let url = server.url();
+    let order_numbers = plugin("order-numbers");
+    let output = tollgate(&["run", &order_numbers, "--input", "many", "--redis", &url]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("the plugin failed"),
+        "{}",
+        stderr(&output)
+    );
+
+    let not_a_plugin =
+        std::env::temp_dir().join(format!("not-a-plugin-{}.wasm", std::process::id()));
+    std::fs::write(&not_a_plugin, b"\0asm but not really").unwrap();
+    let output = tollgate(&["run", not_a_plugin.to_str().unwrap(), "--redis", &url]);
+    let _ = std::fs::remove_file(&not_a_plugin);
+    assert_exit(&output, 4);
+}
+
+#[test]
+fn run_order_numbers_hands_out_daily_serial_numbers() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let order_numbers = plugin("order-numbers");
+    let output = tollgate(&["run", &order_numbers, "--input", "3", "--redis", &url]);
+    assert_exit(&output, 0);
+    let numbers: Vec<String> = stdout(&output).lines().map(String::from).collect();
+    assert_eq!(numbers.len(), 3, "{numbers:?}");
+    for (number, seq) in numbers.iter().zip(1..) {
+        let date = &number["ORD-".len()..number.len() - "-000000".len()];
+        assert!(number.starts_with("ORD-"), "{number}");
+        assert!(
+            date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()),
+            "{number}"
+        );
+        assert!(number.ends_with(&format!("-{seq:06}")), "{number}");
+    }
+    // Empty input: one more, and the numbering goes on (REDIS_URL works too).
+    let output = tollgate_with(&["run", &order_numbers], Some(&url));
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).trim_end().ends_with("-000004"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn four_instances_of_charge_once_charge_once_and_replay_the_receipt() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let charge_once = plugin("charge-once");
+    let run = |input: &str, instances: &str| {
+        let args = [
+            "run",
+            &charge_once,
+            "--input",
+            input,
+            "--instances",
+            instances,
+            "--redis",
+            &url,
+        ];
+        let output = tollgate(&args);
+        assert_exit(&output, 0);
+        stdout(&output)
+    };
+
+    let out = run("pay-1 4200 alice", "4");
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, number) in lines.iter().zip(1..) {
+        assert!(line.starts_with(&format!("[{number}] ")), "{out}");
+    }
+    lines.sort_by_key(|line| &line[4..]);
+    let outcomes: Vec<&str> = lines.iter().map(|line| &line[4..]).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "charged ch_000001",
+            "replayed ch_000001",
+            "replayed ch_000001",
+            "replayed ch_000001"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        client(&server)
+            .counter("charge_once/charges")
+            .get()
+            .unwrap(),
+        1
+    );
+
+    // Another request id, same customer and amount, within 10 s: a double
+    // submission; and it stays one when retried.
+    assert!(run("pay-2 4200 alice", "1").starts_with("duplicate: "));
+    assert!(run("pay-2 4200 alice", "1").starts_with("duplicate: "));
+    // The first request id with another amount: refused, not replayed.
+    assert!(run("pay-1 5000 alice", "1").starts_with("mismatch: "));
+    // Another customer is charged.
+    assert_eq!(run("pay-3 4200 bob", "1"), "charged ch_000002\n");
+
+    let output = tollgate(&["counter", "charge_once/charges", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "2\n");
+}
+
+#[test]
+fn inventory_reserves_until_the_stock_runs_out() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let inventory = plugin("inventory");
+    let output = tollgate(&[
+        "run",
+        &inventory,
+        "--input",
+        "sku9 30",
+        "--instances",
+        "4",
+        "--redis",
+        &url,
+    ]);
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    assert_eq!(out.matches("] reserved 30 sku9").count(), 3, "{out}");
+    assert_eq!(
+        out.matches("] refused 30 sku9 (10 left)").count(),
+        1,
+        "{out}"
+    );
+
+    let output = tollgate(&["run", &inventory, "--input", "sku9 10", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "reserved 10 sku9 (0 left)\n");
+
+    let output = tollgate(&["counter", "inventory/stock/sku9", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "0\n");
+}
+
+#[test]
+fn locks_lists_a_held_lock_and_unlock_force_removes_it() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let client = client(&server);
+    let guard = client
+        .lock("orders:42")
+        .ttl(Duration::from_secs(60))
+        .acquire()
+        .unwrap();
+    let token = guard.fencing_token().to_string();
+
+    let output = tollgate(&["locks", "--redis", &url]);
+    assert_exit(&output, 0);
+    let table = stdout(&output);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[..2], ["orders:42", token.as_str()], "{table}");
+    assert!(row[2].ends_with('s'), "a TTL in seconds: {table}");
+    assert!(lines[1].contains("pid"), "the holder: {table}");
+
+    let output = tollgate(&["locks", "invoices:*", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert!(output.stdout.is_empty(), "{}", stdout(&output));
+
+    let output = tollgate_with(&["inspect", "orders:42"], Some(&url));
+    assert_exit(&output, 0);
+    let inspect = stdout(&output);
+    assert!(inspect.contains("lock           held"), "{inspect}");
+    assert!(
+        inspect.contains(&format!("fencing token  {token}")),
+        "{inspect}"
+    );
+
+    // Refused without --force: the lock is still held.
+    assert_exit(&tollgate(&["unlock", "orders:42", "--redis", &url]), 2);
+    assert!(client.lock_info("orders:42").unwrap().is_some());
+
+    let output = tollgate(&["unlock", "orders:42", "--force", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).starts_with("removed lock orders:42"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(client.lock_info("orders:42").unwrap().is_none());
+    assert!(
+        guard.release().is_err(),
+        "the holder learns it lost the lock"
+    );
+
+    // Nothing left to remove: exit code 5.
+    assert_exit(
+        &tollgate(&["unlock", "orders:42", "--force", "--redis", &url]),
+        5,
+    );
+}
