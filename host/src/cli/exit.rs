@@ -29,7 +29,7 @@ pub(crate) const HELP: &str = "\
 Exit codes:
   0  ok
   1  the plugin failed, trapped or timed out (any instance, with --instances)
-  2  usage or configuration error (bad arguments, no store, unreadable file, unlock without --force)
+  2  usage or configuration error (bad arguments, no store for an operator command, unreadable file, unlock without --force)
   3  the store is unavailable (cannot connect, or no reply in time)
   4  the plugin cannot be loaded (not a tollgate:coord plugin component)
   5  unlock: the lock was not held, nothing was removed

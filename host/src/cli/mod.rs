@@ -21,7 +21,7 @@
 //! |------|---------|
 //! | 0 | ok |
 //! | 1 | the plugin returned an error, trapped or timed out (with `--instances`: at least one instance did) |
-//! | 2 | usage or configuration error: bad arguments, no store given, an unreadable file, `unlock` without `--force` |
+//! | 2 | usage or configuration error: bad arguments, no store given to an operator command, an unreadable file, `unlock` without `--force` |
 //! | 3 | the store is unavailable: it cannot be reached, or did not answer in time |
 //! | 4 | the plugin cannot be loaded: not a component of the `tollgate:coord` plugin world |
 //! | 5 | `unlock`: the lock was not held, nothing was removed |
