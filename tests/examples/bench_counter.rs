@@ -16,19 +16,11 @@
 use std::time::Instant;
 
 use tollgate::Client;
-use tollgate_tests::RedisServer;
 
 const NUMBERS: u32 = 20_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let server = RedisServer::start();
-            let url = server.url();
-            (Some(server), url)
-        }
-    };
+    let (_server, url) = tollgate_tests::redis_from_env_or_private();
     let client = Client::open(&url)?;
     let mut raw = redis::Client::open(url.as_str())?.get_connection()?;
 

@@ -18,20 +18,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::Client;
-use tollgate_tests::RedisServer;
 
 const CYCLES: u32 = 5_000;
 const HANDOVERS: usize = 30;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let server = RedisServer::start();
-            let url = server.url();
-            (Some(server), url)
-        }
-    };
+    let (_server, url) = tollgate_tests::redis_from_env_or_private();
     let client = Client::open(&url)?;
     let mut raw = redis::Client::open(url.as_str())?.get_connection()?;
 

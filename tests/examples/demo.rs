@@ -11,18 +11,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::{Client, Error};
-use tollgate_tests::RedisServer;
 
 fn main() -> Result<(), Error> {
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let server = RedisServer::start();
-            let url = server.url();
-            println!("started a private redis-server at {url}");
-            (Some(server), url)
-        }
-    };
+    let (server, url) = tollgate_tests::redis_from_env_or_private();
+    if server.is_some() {
+        println!("started a private redis-server at {url}");
+    }
     let client = Client::builder(&url).client_name("demo").build()?;
 
     println!("\n1. four workers, one lock: one holder at a time, tokens always grow");

@@ -16,3 +16,16 @@ pub use tls::TestCertificates;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeExamples;
+
+/// The Redis the examples use: `$REDIS_URL` when set, else a private
+/// `redis-server` started here (kept alive by the returned handle).
+pub fn redis_from_env_or_private() -> (Option<RedisServer>, String) {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let server = RedisServer::start();
+            let url = server.url();
+            (Some(server), url)
+        }
+    }
+}
