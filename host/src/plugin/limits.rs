@@ -30,6 +30,24 @@ impl InvocationLimits {
     }
 }
 
+/// Records growth from `current` to `desired` of one memory or table in
+/// `used`, the total over all of them; refuses (trapping the guest) past
+/// `limit`.
+fn grow(
+    used: &mut usize,
+    current: usize,
+    desired: usize,
+    limit: usize,
+    what: &str,
+) -> wasmtime::Result<bool> {
+    let total = used.saturating_sub(current).saturating_add(desired);
+    if total > limit {
+        wasmtime::bail!("{what} limit exceeded: {total} in all, over the policy's {limit}");
+    }
+    *used = total;
+    Ok(true)
+}
+
 impl ResourceLimiter for InvocationLimits {
     fn memory_growing(
         &mut self,
@@ -37,18 +55,14 @@ impl ResourceLimiter for InvocationLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_used
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.memory_limit {
-            wasmtime::bail!(
-                "memory limit exceeded: growing to {total} bytes in all, over the policy's {} bytes",
-                self.memory_limit
-            );
-        }
-        self.memory_used = total;
-        Ok(true)
+        let limit = self.memory_limit;
+        grow(
+            &mut self.memory_used,
+            current,
+            desired,
+            limit,
+            "memory (bytes)",
+        )
     }
 
     fn table_growing(
@@ -57,17 +71,13 @@ impl ResourceLimiter for InvocationLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_elements_used
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > MAX_TABLE_ELEMENTS {
-            wasmtime::bail!(
-                "table limit exceeded: {total} elements in all, over {MAX_TABLE_ELEMENTS}"
-            );
-        }
-        self.table_elements_used = total;
-        Ok(true)
+        grow(
+            &mut self.table_elements_used,
+            current,
+            desired,
+            MAX_TABLE_ELEMENTS,
+            "table (elements)",
+        )
     }
 
     fn instances(&self) -> usize {
