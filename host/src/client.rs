@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
-use crate::store::{MemoryStore, PoolConfig, RedisStore, Store};
+use crate::store::{MemoryStore, Notifications, PoolConfig, RedisStore, Store};
 use crate::watchdog::Watchdog;
 
 /// Default for [`ClientBuilder::connect_timeout`].
@@ -137,6 +137,14 @@ impl Client {
         ClientBuilder::new(Backend::Memory(Arc::clone(&store))).assemble(store)
     }
 
+    /// Whether lock waiters of this client are woken by release
+    /// notifications, or poll (at the [`poll_interval`](ClientBuilder::poll_interval))
+    /// because Redis refused them or the connection is down. For health
+    /// checks: waits stay correct either way, only slower.
+    pub fn notifications(&self) -> Notifications {
+        self.inner.store.notifications()
+    }
+
     pub(crate) fn inner(&self) -> &ClientInner {
         &self.inner
     }
@@ -166,6 +174,7 @@ pub struct ClientBuilder {
     max_wait: Duration,
     fence_retention: Duration,
     poll_interval: Duration,
+    accept_eviction: bool,
     #[cfg(feature = "tls")]
     tls_root_certificates: Option<Vec<u8>>,
 }
@@ -216,6 +225,7 @@ impl ClientBuilder {
             max_wait: Duration::from_secs(3600),
             fence_retention: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(1),
+            accept_eviction: false,
             #[cfg(feature = "tls")]
             tls_root_certificates: None,
         }
@@ -290,6 +300,22 @@ impl ClientBuilder {
         self
     }
 
+    /// Uses a Redis server whose `maxmemory-policy` may evict keys, which
+    /// tollgate otherwise refuses with [`Error::EvictionPolicy`]. Under
+    /// memory pressure such a server can delete a live lock (a second holder
+    /// gets it while the first still works), a stored result (the action runs
+    /// again), a `once` marker, a counter or a sequence. Each new connection
+    /// logs a warning the first time it sees such a policy.
+    ///
+    /// Without this option, every new connection (the first contact with a
+    /// server, and each reconnect) reads `INFO memory` and refuses any policy
+    /// but `noeviction`; the ACL user needs the `INFO` command for that. A
+    /// policy changed on a running server is seen by the next new connection.
+    pub fn accept_eviction(mut self) -> Self {
+        self.accept_eviction = true;
+        self
+    }
+
     /// For `rediss://` URLs: trust only these root certificates (PEM) instead
     /// of the system's, e.g. a private CA's. Needs the `tls` feature (on by
     /// default).
@@ -344,15 +370,16 @@ impl ClientBuilder {
         let store: Arc<dyn Store> = match &self.backend {
             Backend::Memory(store) => Arc::clone(store) as Arc<dyn Store>,
             Backend::Redis(url) => Arc::new(RedisStore::new(
-                self.redis_client(url)?,
+                &self.redis_client(url)?,
                 PoolConfig {
                     connect_timeout: self.connect_timeout,
                     response_timeout: self.response_timeout,
                     max_connections: self.max_connections,
                     health_check_after: self.health_check_after,
+                    accept_eviction: self.accept_eviction,
                 },
                 Keyspace::new(self.key_prefix.as_str()).channel(),
-            )),
+            )?),
         };
         Ok(self.assemble(store))
     }
@@ -360,9 +387,11 @@ impl ClientBuilder {
     /// The client on `store`, from settings already checked.
     fn assemble(self, store: Arc<dyn Store>) -> Client {
         let keyspace = Keyspace::new(self.key_prefix);
+        let watchdog = Watchdog::new(Arc::clone(&store));
+        store.on_server_changed(watchdog.renew_all_now_hook());
         Client {
             inner: Arc::new(ClientInner {
-                watchdog: Watchdog::new(Arc::clone(&store)),
+                watchdog,
                 store,
                 keyspace,
                 settings: Settings {

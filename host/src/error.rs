@@ -74,6 +74,29 @@ pub enum Error {
         /// What Redis or tollgate found.
         detail: String,
     },
+    /// Redis did not accept the client's credentials (wrong password, unknown
+    /// or disabled ACL user, or a password required and none given). Retrying
+    /// will not help: fix the URL or the server's users. Nothing was sent.
+    #[error("Redis refused the credentials: {message}")]
+    Auth {
+        /// The server's message, such as `WRONGPASS invalid username-password
+        /// pair or user is disabled.`
+        message: String,
+    },
+    /// The Redis server may evict keys under memory pressure: its
+    /// `maxmemory-policy` is not `noeviction` (or could not be read). Such a
+    /// server can drop a live lock and grant it again, or drop a stored
+    /// result and let its action run again, so tollgate refuses to use it.
+    /// Nothing was sent. Set `maxmemory-policy noeviction` on the server, or
+    /// accept the risk with [`ClientBuilder::accept_eviction`](crate::ClientBuilder::accept_eviction).
+    #[error(
+        "Redis's maxmemory-policy is {policy}: it may evict tollgate's keys (locks, results, counters); \
+         set it to noeviction, or accept the risk with ClientBuilder::accept_eviction"
+    )]
+    EvictionPolicy {
+        /// The server's policy, such as `allkeys-lru`.
+        policy: String,
+    },
     /// Redis refused the request (out of memory, read-only replica, missing
     /// permission, ...). Nothing was changed.
     #[error("Redis refused the request: {code}: {message}")]
@@ -163,6 +186,27 @@ impl Error {
                     ..
                 }
         )
+    }
+
+    /// `true` when trying again later may succeed with nothing changed by the
+    /// caller: Redis was unreachable, slow or busy. Not for errors that need a
+    /// fix ([`Auth`](Error::Auth), [`EvictionPolicy`](Error::EvictionPolicy),
+    /// [`InvalidArgument`](Error::InvalidArgument), ...). An
+    /// [`OutcomeUnknown`](Error::OutcomeUnknown) write is retryable only if
+    /// it is safe to repeat.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } | Error::Timeout { .. } => {
+                true
+            }
+            Error::Refused { code, .. } => {
+                matches!(
+                    code.as_str(),
+                    "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN"
+                )
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {

@@ -64,6 +64,8 @@ pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The largest result stored when no limit is given: 1 MiB.
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 20;
+/// How long storing an outcome is retried when none is given: 10 seconds.
+pub const DEFAULT_STORE_RETRY: Duration = Duration::from_secs(10);
 
 /// What a call does when another caller is running the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +104,7 @@ pub struct Idempotency {
     lease: Duration,
     max_result_bytes: usize,
     cache_failures: bool,
+    store_retry: Duration,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             lease: DEFAULT_LEASE,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             cache_failures: false,
+            store_retry: DEFAULT_STORE_RETRY,
         }
     }
 
@@ -163,6 +167,18 @@ impl Idempotency {
     /// [`RunError::EarlierFailure`] instead of running again.
     pub fn cache_failures(mut self) -> Self {
         self.cache_failures = true;
+        self
+    }
+
+    /// How long storing an action's outcome keeps being tried while Redis
+    /// cannot take it — unreachable, no reply, or refusing writes (`OOM`,
+    /// `BUSY`, `LOADING`, ...) — default 10 s (this process's monotonic
+    /// clock). Meanwhile the lease keeps being renewed, so no repeat runs
+    /// the action. When it runs out, the call fails with the last error
+    /// ([`RunError::NotStored`] from `run`); the key stays claimed until its
+    /// lease ends, and a repeat after that runs the action again.
+    pub fn store_retry(mut self, patience: Duration) -> Self {
+        self.store_retry = patience;
         self
     }
 
@@ -252,7 +268,14 @@ impl<E: fmt::Display> fmt::Display for RunError<E> {
             RunError::Action(error) => write!(f, "the action failed: {error}"),
             RunError::EarlierFailure(text) => write!(f, "an earlier run failed: {text}"),
             RunError::NotStored { error, .. } => {
-                write!(f, "the action ran but its result was not stored: {error}")
+                write!(f, "the action ran, but its result is not stored: {error}")?;
+                match error {
+                    Error::TooLarge { .. } => f.write_str(" (repeats get a failure saying so)"),
+                    Error::NotHeld { .. } => {
+                        f.write_str(" (its lease ran out and the key was taken over)")
+                    }
+                    _ => f.write_str(" (a repeat after the key's lease ends runs it again)"),
+                }
             }
             RunError::Tollgate(error) => error.fmt(f),
         }
@@ -380,20 +403,22 @@ impl IdempotentCall<'_> {
                     waiting_ms: millis(waiting),
                 };
                 let sent = Instant::now();
+                let generation = store.server_generation();
                 // Resending is safe: a claim by this owner token is answered again.
                 Ok(match resend_if_dropped(|| store.begin_claim(&request))? {
                     ClaimState::Running { remaining } => Attempt::Busy { remaining },
-                    state => Attempt::Done((state, sent)),
+                    state => Attempt::Done((state, sent, generation)),
                 })
             },
         )?;
-        let Some((state, sent)) = found else {
+        let Some((state, sent, generation)) = found else {
             return Ok(Begin::InProgress);
         };
         Ok(match state {
             ClaimState::Fresh => {
                 let lease = Duration::from_millis(lease_ms);
-                Begin::Fresh(Claim::start(idem, name, keys, owner, lease, sent)?)
+                let claim = Claim::start(idem, name, keys, owner, lease, sent, generation)?;
+                Begin::Fresh(claim)
             }
             ClaimState::Done(value) => Begin::Completed(value),
             ClaimState::Failed(text) => Begin::Failed(String::from_utf8_lossy(&text).into_owned()),
@@ -420,6 +445,8 @@ pub struct Claim {
     renewal: Option<u64>,
     result_ttl_ms: u64,
     max_result_bytes: usize,
+    /// How long storing the outcome is retried.
+    store_retry: Duration,
     /// Storing the outcome is retried no later than this.
     give_up_at: Option<Instant>,
     finished: bool,
@@ -442,16 +469,18 @@ impl Claim {
         owner: String,
         lease: Duration,
         sent: Instant,
+        generation: u64,
     ) -> Result<Claim> {
         let mut claim = Claim {
             client: idem.client.clone(),
             name,
             keys,
             owner,
-            lease: Arc::new(Lease::new(sent + lease)),
+            lease: Arc::new(Lease::new(sent + lease, generation)),
             renewal: None,
             result_ttl_ms: millis(idem.result_ttl),
             max_result_bytes: idem.max_result_bytes,
+            store_retry: idem.store_retry,
             give_up_at: None,
             finished: false,
         };
@@ -484,7 +513,8 @@ impl Claim {
     /// `true` once the lease may be gone (renewal found it lost, or its local
     /// deadline passed). Asks nothing of Redis.
     pub fn is_lost(&self) -> bool {
-        self.lease.may_be_lost()
+        self.lease
+            .may_be_lost(self.client.inner().store.server_generation())
     }
 
     /// Stores the action's result for repeats.
@@ -493,9 +523,12 @@ impl Claim {
     /// is stored instead (the action ran; repeats must not run it again), and
     /// the call returns [`Error::TooLarge`]. [`Error::NotHeld`] when the
     /// lease had run out and the key was taken over: the newer owner's
-    /// outcome stands. While Redis does not answer, storing is retried (it is
-    /// safe to repeat) and the lease renewed, until the lease's local
-    /// deadline.
+    /// outcome stands. While Redis does not answer or refuses writes for a
+    /// while (`OOM`, `BUSY`, `LOADING`), storing is retried (it is safe to
+    /// repeat: a resend that finds this claim's outcome stored succeeds) and
+    /// the lease renewed, for up to [`Idempotency::store_retry`]; then the
+    /// last error comes back, and the action must be taken as run with its
+    /// result not stored.
     pub fn complete(mut self, result: &[u8]) -> Result<()> {
         if result.len() > self.max_result_bytes {
             let too_large = Error::TooLarge {
@@ -544,23 +577,20 @@ impl Claim {
         }
     }
 
-    /// Stores the outcome, resending while Redis does not answer and the
-    /// lease may still be ours (the step is safe to repeat).
+    /// Stores the outcome, resending while Redis cannot take it (the step is
+    /// safe to repeat), for up to the store retry or the invocation's end.
+    /// The watchdog keeps the lease renewed meanwhile.
     fn store_outcome(&self, finish: Finish<'_>) -> Result<bool> {
         let store = &self.client.inner().store;
-        // At most until the lease's deadline as it stands now, even if
-        // renewals keep moving it.
-        let give_up = match self.give_up_at {
-            Some(at) => at.min(self.lease.deadline()),
-            None => self.lease.deadline(),
-        };
+        let patience = Instant::now() + self.store_retry;
+        let give_up = self.give_up_at.map_or(patience, |at| at.min(patience));
+        let mut pause = Duration::from_millis(5);
         loop {
             match store.finish_claim(&self.keys, &self.owner, finish, self.result_ttl_ms) {
-                Err(error @ (Error::Unavailable { .. } | Error::OutcomeUnknown { .. }))
-                    if !self.lease.may_be_lost() && Instant::now() < give_up =>
-                {
+                Err(error) if error.is_retryable() && Instant::now() + pause < give_up => {
                     tracing::debug!(key = %self.name, %error, "tollgate: storing an outcome again");
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 other => return other,
             }

@@ -99,3 +99,4 @@ pub use idempotency::{Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outc
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
 pub use sequence::{Reset, Sequence};
+pub use store::Notifications;

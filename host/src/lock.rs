@@ -241,11 +241,21 @@ impl LockGuard {
     }
 
     /// `true` once the lock may be gone: found lost (by the watchdog or a
-    /// call on this guard), or past its local deadline (the start of the last
+    /// call on this guard), past its local deadline (the start of the last
     /// grant, extend or renewal plus the TTL, on this process's monotonic
-    /// clock) without a renewal. Asks nothing of Redis.
+    /// clock) without a renewal, or granted by a Redis server that this
+    /// client has since seen restart or be replaced (a new `run_id` on a new
+    /// connection). Asks nothing of Redis.
+    ///
+    /// The remaining window: a restart is seen at the client's next new
+    /// connection (its next call, renewal or health check after the old
+    /// connections broke). With a watchdog, that sighting renews every
+    /// watched lock at once, so a lost one is reported within one round
+    /// trip; without one, `is_lost` turns `true` then and
+    /// [`is_held`](Self::is_held) tells for certain.
     pub fn is_lost(&self) -> bool {
-        self.lease.may_be_lost()
+        self.lease
+            .may_be_lost(self.client.inner().store.server_generation())
     }
 
     /// Whether this guard still holds the lock, asking Redis unless the lock
@@ -261,9 +271,11 @@ impl LockGuard {
             return Ok(None);
         }
         let store = &self.client.inner().store;
+        let generation = store.server_generation();
         let ttl = resend_if_dropped(|| store.owned_ttl(&self.keys, &self.owner))?;
-        if ttl.is_none() {
-            self.lease.mark_lost();
+        match ttl {
+            Some(_) => self.lease.confirmed(generation),
+            None => self.lease.mark_lost(),
         }
         Ok(ttl)
     }
@@ -279,6 +291,7 @@ impl LockGuard {
         }
         let retention = millis(inner.settings.fence_retention);
         let sent = Instant::now();
+        let generation = inner.store.server_generation();
         let extended = resend_if_dropped(|| {
             inner
                 .store
@@ -286,7 +299,7 @@ impl LockGuard {
         })?;
         if extended {
             let ttl = Duration::from_millis(ttl_ms);
-            self.lease.renewed(sent, ttl);
+            self.lease.renewed(sent, ttl, generation);
             if let Some(id) = self.renewal {
                 inner.watchdog.retime(id, ttl, sent);
             }
@@ -300,6 +313,13 @@ impl LockGuard {
     /// Releases the lock. [`Error::NotHeld`] when it had already been lost
     /// (its TTL ran out or it was force-unlocked); another holder's lock is
     /// never touched.
+    ///
+    /// A release whose connection broke before the reply is sent once more
+    /// (it is owner-checked, so safe to repeat). If that second try finds
+    /// the lock gone and the guard's lease was still valid when the first
+    /// was sent, the first one released it: the call succeeds. A release
+    /// that timed out gives [`Error::OutcomeUnknown`]; the lock then frees at
+    /// its TTL at the latest.
     pub fn release(mut self) -> Result<()> {
         match self.finish()? {
             true => Ok(()),
@@ -321,7 +341,18 @@ impl LockGuard {
             inner.watchdog.unwatch(id);
         }
         inner.held.lock().remove(&(self.name.clone(), self.thread));
-        let released = inner.store.release_lock(&self.keys, &self.owner)?;
+        let store = &inner.store;
+        let valid_when_sent = !self.lease.may_be_lost(store.server_generation());
+        let released = match store.release_lock(&self.keys, &self.owner) {
+            Err(Error::OutcomeUnknown {
+                timed_out: false, ..
+            }) => {
+                // Gone on the resend: the first send, which reached a server
+                // that still held our lease, deleted it.
+                store.release_lock(&self.keys, &self.owner)? || valid_when_sent
+            }
+            other => other?,
+        };
         if !released {
             self.lease.mark_lost();
         }
@@ -390,6 +421,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         settings.poll_interval,
         |waiting| {
             let sent = Instant::now();
+            let generation = store.server_generation();
             let request = LockRequest {
                 keys: &keys,
                 owner: &owner,
@@ -400,29 +432,40 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
             };
             // Resending is safe: a grant to this owner token is answered again.
             Ok(match resend_if_dropped(|| store.acquire_lock(&request))? {
-                Acquired::Granted { fence } => Attempt::Done((fence, sent)),
+                Acquired::Granted { fence } => Attempt::Done(Grant {
+                    fence,
+                    sent,
+                    generation,
+                }),
                 Acquired::Held { remaining } => Attempt::Busy { remaining },
             })
         },
     )?;
-    let Some((fence, granted_at)) = granted else {
+    let Some(grant) = granted else {
         return Ok(None);
     };
     let ttl = Duration::from_millis(ttl_ms); // what the server got
-    LockGuard::start(client, name, keys, owner, fence, &options, ttl, granted_at).map(Some)
+    LockGuard::start(client, name, keys, owner, grant, &options, ttl).map(Some)
+}
+
+/// A grant as the acquiring call saw it.
+struct Grant {
+    fence: u64,
+    /// When the granting request was sent (monotonic clock).
+    sent: Instant,
+    /// The store's server generation when it was sent.
+    generation: u64,
 }
 
 impl LockGuard {
-    #[allow(clippy::too_many_arguments)]
     fn start(
         client: &Client,
         name: String,
         keys: LockKeys,
         owner: String,
-        fence: u64,
+        grant: Grant,
         options: &LockOptions,
         ttl: Duration,
-        granted_at: Instant,
     ) -> Result<LockGuard> {
         let inner = client.inner();
         let thread = thread::current().id();
@@ -432,8 +475,8 @@ impl LockGuard {
             name,
             keys,
             owner,
-            fence,
-            lease: Arc::new(Lease::new(granted_at + ttl)),
+            fence: grant.fence,
+            lease: Arc::new(Lease::new(grant.sent + ttl, grant.generation)),
             renewal: None,
             thread,
             finished: false,
@@ -450,7 +493,7 @@ impl LockGuard {
                 on_lost: options.on_lost.clone(),
             };
             // On failure the guard drops here and releases the lock.
-            guard.renewal = Some(inner.watchdog.watch(renewal, ttl, granted_at)?);
+            guard.renewal = Some(inner.watchdog.watch(renewal, ttl, grant.sent)?);
         }
         Ok(guard)
     }

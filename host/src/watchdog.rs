@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,13 +34,18 @@ pub(crate) struct Lease {
     /// The lock is surely held until then (monotonic clock): the start of the
     /// last successful grant, extend or renewal, plus its TTL.
     valid_until: Mutex<Instant>,
+    /// The store's server generation when the lease was last confirmed: a
+    /// newer one means the server restarted or was replaced since, and the
+    /// lease may be gone.
+    generation: AtomicU64,
 }
 
 impl Lease {
-    pub fn new(valid_until: Instant) -> Self {
+    pub fn new(valid_until: Instant, generation: u64) -> Self {
         Lease {
             lost: AtomicBool::new(false),
             valid_until: Mutex::new(valid_until),
+            generation: AtomicU64::new(generation),
         }
     }
 
@@ -49,9 +54,13 @@ impl Lease {
         self.lost.load(Ordering::Acquire)
     }
 
-    /// Lost for certain, or past its local deadline (it may have expired).
-    pub fn may_be_lost(&self) -> bool {
-        self.known_lost() || Instant::now() >= self.deadline()
+    /// Lost for certain, past its local deadline (it may have expired), or
+    /// granted by a server that has since restarted or been replaced
+    /// (`generation` is the store's current one).
+    pub fn may_be_lost(&self, generation: u64) -> bool {
+        self.known_lost()
+            || Instant::now() >= self.deadline()
+            || self.generation.load(Ordering::Acquire) != generation
     }
 
     pub fn mark_lost(&self) {
@@ -62,9 +71,17 @@ impl Lease {
         *self.valid_until.lock()
     }
 
-    /// Records a successful grant, extend or renewal sent at `sent`.
-    pub fn renewed(&self, sent: Instant, ttl: Duration) {
+    /// Records a successful grant, extend or renewal sent at `sent`, when the
+    /// store's server generation was `generation`.
+    pub fn renewed(&self, sent: Instant, ttl: Duration, generation: u64) {
         *self.valid_until.lock() = sent + ttl;
+        self.confirmed(generation);
+    }
+
+    /// Records that the lease was found held when the store's server
+    /// generation was `generation`.
+    pub fn confirmed(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
     }
 }
 
@@ -165,6 +182,25 @@ impl Watchdog {
         self.shared.changed.notify_all();
     }
 
+    /// A hook for the store: when it meets a new server (a restart, a
+    /// failover), every watched lease is renewed at once, so a lease that is
+    /// gone is reported lost now rather than at its next renewal.
+    pub fn renew_all_now_hook(&self) -> Box<dyn Fn() + Send + Sync> {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                let now = Instant::now();
+                shared
+                    .state
+                    .lock()
+                    .entries
+                    .values_mut()
+                    .for_each(|entry| entry.due = entry.due.min(now));
+                shared.changed.notify_all();
+            }
+        })
+    }
+
     /// Stops renewing; a renewal already under way may still complete.
     pub fn unwatch(&self, id: u64) {
         self.shared.state.lock().entries.remove(&id);
@@ -179,7 +215,7 @@ impl Drop for Watchdog {
 }
 
 enum Outcome {
-    Renewed { sent: Instant },
+    Renewed { sent: Instant, generation: u64 },
     Lost,
     Failed,
 }
@@ -219,9 +255,9 @@ fn run(shared: &Shared, store: &dyn Store) {
             entry.in_flight = false;
             let ttl = entry.ttl;
             match outcome {
-                Outcome::Renewed { sent } => {
+                Outcome::Renewed { sent, generation } => {
                     // The server now has the TTL this renewal sent.
-                    entry.renewal.lease.renewed(sent, sent_ttl);
+                    entry.renewal.lease.renewed(sent, sent_ttl, generation);
                     entry.due = if sent_ttl == ttl {
                         sent + ttl / 3
                     } else {
@@ -256,6 +292,7 @@ fn run(shared: &Shared, store: &dyn Store) {
 
 fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
     let sent = Instant::now();
+    let generation = store.server_generation();
     let extended = match &renewal.target {
         LeaseTarget::Lock {
             keys,
@@ -264,7 +301,7 @@ fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
         LeaseTarget::Claim { keys } => store.extend_claim(keys, &renewal.owner, millis(ttl)),
     };
     match extended {
-        Ok(true) => Outcome::Renewed { sent },
+        Ok(true) => Outcome::Renewed { sent, generation },
         Ok(false) => Outcome::Lost,
         Err(error) => {
             tracing::warn!(name = %renewal.name, %error, "tollgate: lease renewal failed");

@@ -20,9 +20,36 @@ pub fn build_plugin(package: &str) -> Vec<u8> {
     std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
 }
 
+/// Makes sure the toolchain can build for `wasm32-wasip2`, once per process:
+/// runs `scripts/wasm-target`, which adds the target with rustup when it is
+/// missing (saying so on stderr) and otherwise fails with what to install.
+pub fn ensure_wasm_target() -> Result<(), String> {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let script = repo_root().join("scripts/wasm-target");
+            let output = Command::new(&script)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            eprint!("{stderr}");
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(stderr.trim().to_owned())
+            }
+        })
+        .clone()
+}
+
 /// Builds the plugin crate `package` like [`build_plugin`] and returns the
 /// path of its `.wasm` file (named after the crate, `-` as `_`).
 pub fn plugin_file(package: &str) -> PathBuf {
+    if let Err(why) = ensure_wasm_target() {
+        panic!("cannot build the guest {package}: {why}");
+    }
     let guest = repo_root().join("guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)

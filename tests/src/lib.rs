@@ -6,9 +6,11 @@
 #![deny(missing_docs)]
 
 pub mod guest;
+pub mod proxy;
 mod redis_server;
 mod tls;
 
+pub use proxy::{FaultProxy, ReplyFault};
 pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
 pub use tls::TestCertificates;
 

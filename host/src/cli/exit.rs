@@ -64,7 +64,9 @@ impl fmt::Display for Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let code = match &error {
-            Error::InvalidArgument { .. } => USAGE,
+            Error::InvalidArgument { .. } | Error::Auth { .. } | Error::EvictionPolicy { .. } => {
+                USAGE
+            }
             Error::Unavailable { .. } | Error::OutcomeUnknown { .. } => UNAVAILABLE,
             Error::WrongType { .. }
             | Error::Refused { .. }

@@ -138,7 +138,10 @@ impl types::Host for Invocation {
                 e @ Error::Unavailable { .. } => Wit::Unavailable(e.to_string()),
                 e @ Error::OutcomeUnknown { .. } => Wit::OutcomeUnknown(e.to_string()),
                 e @ Error::WrongType { .. } => Wit::WrongType(e.to_string()),
-                e @ Error::Refused { .. } => Wit::Refused(e.to_string()),
+                // The host's configuration errors: the guest can only stop.
+                e @ (Error::Refused { .. } | Error::Auth { .. } | Error::EvictionPolicy { .. }) => {
+                    Wit::Refused(e.to_string())
+                }
                 e @ Error::UnexpectedReply(_) => Wit::UnexpectedReply(e.to_string()),
                 Error::InProgress { .. } => Wit::InProgress,
                 Error::PayloadMismatch { .. } => Wit::PayloadMismatch,

@@ -1,5 +1,6 @@
 -- Give a claim up so that the next caller may run the action, and wake
--- waiting duplicates.
+-- waiting duplicates (a pcall: a refused PUBLISH does not undo or hide the
+-- delete).
 -- KEYS[1] record hash   KEYS[2] waiters marker
 -- ARGV[1] owner token   ARGV[2] notification channel   ARGV[3] message
 -- Returns 1 when abandoned, 0 when the caller no longer held the claim.
@@ -9,6 +10,6 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running'
 end
 redis.call('DEL', KEYS[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  redis.pcall('PUBLISH', ARGV[2], ARGV[3])
 end
 return 1

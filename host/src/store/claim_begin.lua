@@ -1,4 +1,5 @@
 -- Claim an idempotency key in one step, or report what an earlier call left.
+-- (Sent after waiters.lua, which defines mark_waiting.)
 -- KEYS[1] record hash {state, owner, fp, result}   KEYS[2] waiters marker
 -- ARGV[1] owner token   ARGV[2] payload fingerprint ('' when none)
 -- ARGV[3] lease ms   ARGV[4] caller's remaining wait ms (0: none)
@@ -28,7 +29,8 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
   return {'fresh', '', 0}
 end
 local wait = tonumber(ARGV[4])
-if wait > 0 and redis.call('PTTL', KEYS[2]) < wait then
-  redis.call('SET', KEYS[2], '1', 'PX', wait)
+if wait > 0 then
+  local refused = mark_waiting(KEYS[2], wait)
+  if refused then return refused end
 end
 return {'running', '', redis.call('PTTL', KEYS[1])}

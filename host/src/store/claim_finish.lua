@@ -1,5 +1,8 @@
 -- Store the outcome of a claimed action if the caller still holds the claim,
 -- and wake waiting duplicates.
+-- The wake-up is a pcall: the write before it stands and is reported even
+-- when the server refuses PUBLISH (an ACL without the channel); waiters
+-- then find out by polling.
 -- KEYS[1] record hash   KEYS[2] waiters marker
 -- ARGV[1] owner token   ARGV[2] 'done' or 'failed'   ARGV[3] result or failure
 -- ARGV[4] result ttl ms   ARGV[5] notification channel   ARGV[6] message
@@ -15,6 +18,6 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  redis.pcall('PUBLISH', ARGV[5], ARGV[6])
 end
 return 1

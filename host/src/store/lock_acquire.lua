@@ -1,4 +1,5 @@
 -- Grant a lock if it is free, in one step, and issue its fencing token.
+-- (Sent after waiters.lua, which defines mark_waiting.)
 -- KEYS[1] lock hash {owner, fence, holder}   KEYS[2] fencing counter
 -- KEYS[3] waiters marker
 -- ARGV[1] owner token   ARGV[2] ttl ms   ARGV[3] caller's remaining wait ms (0: none)
@@ -11,8 +12,9 @@ if owner == ARGV[1] then
 end
 if owner then
   local wait = tonumber(ARGV[3])
-  if wait > 0 and redis.call('PTTL', KEYS[3]) < wait then
-    redis.call('SET', KEYS[3], '1', 'PX', wait)
+  if wait > 0 then
+    local refused = mark_waiting(KEYS[3], wait)
+    if refused then return refused end
   end
   return {0, redis.call('PTTL', KEYS[1])}
 end

@@ -1,4 +1,6 @@
 -- Delete a lock if the caller still owns it, and wake its waiters.
+-- The wake-up is a pcall: the delete stands and is reported even when the
+-- server refuses PUBLISH (an ACL without the channel); waiters poll then.
 -- KEYS[1] lock hash   KEYS[2] waiters marker
 -- ARGV[1] owner token   ARGV[2] notification channel   ARGV[3] message
 -- Returns 1 when released, 0 when the caller no longer owned the lock.
@@ -7,6 +9,6 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  redis.pcall('PUBLISH', ARGV[2], ARGV[3])
 end
 return 1

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use super::{
     Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
-    Reserved, Store,
+    Notifications, Reserved, Store,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -413,8 +413,18 @@ impl Store for MemoryStore {
 
     fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool> {
         self.step(|state, now| {
-            if !state.runs_claim(&keys.record, owner, now)? {
+            let Some(entry) = state.claim(&keys.record, now)? else {
                 return Ok(false);
+            };
+            match &entry.value {
+                Value::Claim {
+                    state: ClaimStatus::Running,
+                    owner: holder,
+                    ..
+                } if holder == owner => {}
+                // Finished by this owner: nothing to renew, nothing lost.
+                Value::Claim { owner: holder, .. } if holder == owner => return Ok(true),
+                _ => return Ok(false),
             }
             state.expire(&keys.record, deadline(now, lease_ms), now);
             Ok(true)
@@ -481,6 +491,11 @@ impl Store for MemoryStore {
 
     fn watch(&self, key: &str, _until: Instant) -> Watch {
         self.board.watch(key)
+    }
+
+    fn notifications(&self) -> Notifications {
+        // Releases wake waiters directly, in this process.
+        Notifications::Listening
     }
 
     // ---- counters and sequences ----

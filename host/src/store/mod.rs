@@ -8,6 +8,7 @@
 //! layers (locks, the watchdog, counters, sequences) compose these steps and
 //! never read-modify-write across two of them.
 
+mod connect;
 mod memory;
 mod pool;
 mod redis;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::pool::PoolConfig;
 pub(crate) use self::redis::RedisStore;
+pub use self::subscriber::Notifications;
 use crate::error::Result;
 use crate::keys::{ClaimKeys, LockKeys};
 use crate::notify::Watch;
@@ -159,7 +161,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// it already), else reports what is there.
     fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState>;
 
-    /// Renews the lease of a running claim that `owner` holds.
+    /// Renews the lease of a running claim that `owner` holds; `true` also
+    /// when `owner` has stored its outcome already (nothing is changed then).
     fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool>;
 
     /// Stores the outcome if `owner` still holds the claim, waking waiters.
@@ -181,6 +184,19 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// `key`. Returns once notifications are flowing, or by `until` (or
     /// sooner) when they cannot be had: the waiter then relies on polling.
     fn watch(&self, key: &str, until: Instant) -> Watch;
+
+    /// Whether release notifications reach this store's waiters.
+    fn notifications(&self) -> Notifications;
+
+    /// Counts the times a new server (a restart, a failover) was met: every
+    /// lease granted at an earlier count may be gone.
+    fn server_generation(&self) -> u64 {
+        0
+    }
+
+    /// Sets what to call when a new server is met (the watchdog checks every
+    /// lease then). Stores that cannot change server ignore it.
+    fn on_server_changed(&self, _callback: Box<dyn Fn() + Send + Sync>) {}
 
     // ---- counters and sequences ----
 

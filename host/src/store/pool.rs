@@ -1,13 +1,20 @@
 //! Pooled blocking connections with connect and response timeouts, and the
 //! mapping of `redis` errors onto [`Error`].
+//!
+//! A call takes an idle connection (pinging it first when it was idle for a
+//! while), or opens one in the calling thread when fewer than the maximum are
+//! open, or waits for one to come back, up to the connect timeout. A failed
+//! connect is reported at once with its own type (refused, timed out, bad
+//! credentials, an evicting server), never retried until the timeout hides
+//! what went wrong.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
-use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
+use super::connect::{Connector, Purpose};
 use crate::error::{Error, Result};
 
 /// How connections are opened and kept.
@@ -17,154 +24,147 @@ pub(crate) struct PoolConfig {
     pub response_timeout: Duration,
     pub max_connections: u32,
     pub health_check_after: Duration,
+    /// Use a server whose `maxmemory-policy` may evict keys (with a warning).
+    pub accept_eviction: bool,
 }
 
-/// Opens one connection whose every read and write is bounded by
-/// `response_timeout` (the `redis` crate bounds only the connect by itself).
-pub(crate) fn open_connection(
-    client: &redis::Client,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-) -> RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(connect_timeout)?;
-    conn.set_read_timeout(Some(response_timeout))?;
-    conn.set_write_timeout(Some(response_timeout))?;
-    Ok(conn)
-}
-
-/// A pooled connection and what the pool needs to know about it.
-pub(crate) struct PooledConnection {
+/// A pooled connection and when it last answered.
+struct PooledConnection {
     inner: redis::Connection,
     last_used: Instant,
-    /// Set after an I/O error: a late reply may still be in flight, so the
-    /// connection must never carry another request.
-    broken: bool,
 }
 
-struct Manager {
-    client: redis::Client,
+#[derive(Default)]
+struct Slots {
+    idle: Vec<PooledConnection>,
+    /// Connections open now: idle, in use, or being opened.
+    open: u32,
+}
+
+/// A bounded pool of blocking connections shared by all clones of a client.
+pub(crate) struct Pool {
+    connector: Arc<Connector>,
     config: PoolConfig,
+    slots: Mutex<Slots>,
+    returned: Condvar,
     /// When a health check last failed: while Redis is stalled, the other idle
     /// connections are discarded at once instead of each waiting for its PING.
     failed_check: Mutex<Option<Instant>>,
 }
 
-impl r2d2::ManageConnection for Manager {
-    type Connection = PooledConnection;
-    type Error = RedisError;
+impl Pool {
+    /// Builds the pool without connecting: the first call connects.
+    pub fn new(connector: Arc<Connector>, config: PoolConfig) -> Pool {
+        Pool {
+            connector,
+            config,
+            slots: Mutex::default(),
+            returned: Condvar::new(),
+            failed_check: Mutex::new(None),
+        }
+    }
 
-    fn connect(&self) -> RedisResult<PooledConnection> {
-        let inner = open_connection(
-            &self.client,
-            self.config.connect_timeout,
-            self.config.response_timeout,
-        )?;
-        Ok(PooledConnection {
-            inner,
-            last_used: Instant::now(),
-            broken: false,
-        })
+    /// Runs one request on a pooled connection. `key` names the object in
+    /// errors. A connection that saw an I/O error is discarded, never reused:
+    /// a late reply may still be in flight on it.
+    pub fn run<T>(
+        &self,
+        key: &str,
+        request: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let mut conn = self.checkout()?;
+        match request(&mut conn.inner) {
+            Ok(value) => {
+                conn.last_used = Instant::now();
+                self.checkin(Some(conn));
+                Ok(value)
+            }
+            Err(error) => {
+                let (error, breaks) = classify(error, key, self.config.response_timeout);
+                if breaks || !conn.inner.is_open() {
+                    self.checkin(None);
+                } else {
+                    conn.last_used = Instant::now();
+                    self.checkin(Some(conn));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn checkout(&self) -> Result<PooledConnection> {
+        let deadline = Instant::now() + self.config.connect_timeout;
+        let mut slots = self.slots.lock();
+        loop {
+            if let Some(mut conn) = slots.idle.pop() {
+                drop(slots);
+                if self.is_healthy(&mut conn) {
+                    return Ok(conn);
+                }
+                self.checkin(None);
+                slots = self.slots.lock();
+                continue;
+            }
+            if slots.open < self.config.max_connections {
+                slots.open += 1;
+                drop(slots);
+                return match self.connector.connect(Purpose::Commands) {
+                    Ok(inner) => Ok(PooledConnection {
+                        inner,
+                        last_used: Instant::now(),
+                    }),
+                    Err(error) => {
+                        self.checkin(None);
+                        Err(error)
+                    }
+                };
+            }
+            if self.returned.wait_until(&mut slots, deadline).timed_out() {
+                return Err(Error::Unavailable {
+                    reason: format!(
+                        "all {} connections stayed busy for {:?}",
+                        self.config.max_connections, self.config.connect_timeout
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Gives a connection back, or (`None`) frees its slot.
+    fn checkin(&self, conn: Option<PooledConnection>) {
+        let mut slots = self.slots.lock();
+        match conn {
+            Some(conn) => slots.idle.push(conn),
+            None => slots.open = slots.open.saturating_sub(1),
+        }
+        drop(slots);
+        self.returned.notify_one();
     }
 
     /// A connection idle for a while is pinged first, so that a Redis restart
     /// while the client was idle costs a reconnect, not a failed call.
-    fn is_valid(&self, conn: &mut PooledConnection) -> RedisResult<()> {
+    fn is_healthy(&self, conn: &mut PooledConnection) -> bool {
+        if !conn.inner.is_open() {
+            return false;
+        }
         if conn.last_used.elapsed() < self.config.health_check_after {
-            return Ok(());
+            return true;
         }
         let failed_recently = self
             .failed_check
             .lock()
             .is_some_and(|at| at.elapsed() < self.config.response_timeout);
         if failed_recently {
-            return Err(RedisError::from((
-                ErrorKind::Io,
-                "discarded: another idle connection just failed its health check",
-            )));
+            return false;
         }
         match redis::cmd("PING").query::<()>(&mut conn.inner) {
             Ok(()) => {
                 conn.last_used = Instant::now();
-                Ok(())
+                true
             }
-            Err(error) => {
+            Err(_) => {
                 *self.failed_check.lock() = Some(Instant::now());
-                Err(error)
-            }
-        }
-    }
-
-    fn has_broken(&self, conn: &mut PooledConnection) -> bool {
-        conn.broken || !conn.inner.is_open()
-    }
-}
-
-#[derive(Debug)]
-struct LogPoolErrors;
-
-impl r2d2::HandleError<RedisError> for LogPoolErrors {
-    fn handle_error(&self, error: RedisError) {
-        tracing::warn!(%error, "tollgate: could not open a Redis connection");
-    }
-}
-
-/// A bounded pool of blocking connections shared by all clones of a client.
-pub(crate) struct Pool {
-    pool: r2d2::Pool<Manager>,
-    response_timeout: Duration,
-}
-
-impl Pool {
-    /// Builds the pool without connecting: the first call connects.
-    pub fn new(client: redis::Client, config: PoolConfig) -> Pool {
-        let response_timeout = config.response_timeout;
-        // r2d2 opens connections on these threads; they end with the pool.
-        let threads = ScheduledThreadPool::builder()
-            .num_threads(2)
-            .thread_name_pattern("tollgate-pool-{}")
-            .on_drop_behavior(OnPoolDropBehavior::DiscardPendingScheduled)
-            .build();
-        let pool = r2d2::Pool::builder()
-            .max_size(config.max_connections)
-            .min_idle(Some(0))
-            .connection_timeout(config.connect_timeout)
-            .test_on_check_out(true)
-            .error_handler(Box::new(LogPoolErrors))
-            .thread_pool(Arc::new(threads))
-            .build_unchecked(Manager {
-                client,
-                config,
-                failed_check: Mutex::new(None),
-            });
-        Pool {
-            pool,
-            response_timeout,
-        }
-    }
-
-    /// Runs one request on a pooled connection. `key` names the object in
-    /// errors. A connection that saw an I/O error is discarded, never reused.
-    pub fn run<T>(
-        &self,
-        key: &str,
-        request: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
-    ) -> Result<T> {
-        let mut conn = self.pool.get().map_err(|e| Error::Unavailable {
-            reason: e.to_string(),
-        })?;
-        match request(&mut conn.inner) {
-            Ok(value) => {
-                conn.last_used = Instant::now();
-                Ok(value)
-            }
-            Err(error) => {
-                let (error, breaks) = classify(error, key, self.response_timeout);
-                if breaks {
-                    conn.broken = true;
-                } else {
-                    conn.last_used = Instant::now();
-                }
-                Err(error)
+                false
             }
         }
     }
@@ -202,6 +202,12 @@ fn classify(error: RedisError, key: &str, response_timeout: Duration) -> (Error,
     }
     let detail = error.detail().unwrap_or_default().to_owned();
     match error.code() {
+        Some(code @ ("NOAUTH" | "WRONGPASS")) => (
+            Error::Auth {
+                message: format!("{code} {detail}"),
+            },
+            false,
+        ),
         Some("WRONGTYPE") => (
             Error::WrongType {
                 key: key.to_owned(),

@@ -2,12 +2,15 @@
 //! (`EVALSHA`) and loaded again by the `redis` crate when the server answers
 //! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::Script;
 
+use super::connect::Connector;
 use super::pool::{Pool, PoolConfig};
-use super::subscriber::Subscriber;
+use super::subscriber::{Notifications, Subscriber};
 use super::{
     Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
     Reserved, Store,
@@ -18,6 +21,7 @@ use crate::notify::Watch;
 
 /// Locks (and later the other primitives) on one Redis server.
 pub(crate) struct RedisStore {
+    connector: Arc<Connector>,
     pool: Pool,
     subscriber: Subscriber,
     scripts: Scripts,
@@ -43,13 +47,19 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            acquire: Script::new(include_str!("lock_acquire.lua")),
+            acquire: Script::new(concat!(
+                include_str!("waiters.lua"),
+                include_str!("lock_acquire.lua")
+            )),
             extend: Script::new(include_str!("lock_extend.lua")),
             release: Script::new(include_str!("lock_release.lua")),
             owned_ttl: Script::new(include_str!("lock_owned_ttl.lua")),
             inspect: Script::new(include_str!("lock_inspect.lua")),
             force_unlock: Script::new(include_str!("lock_force_unlock.lua")),
-            claim_begin: Script::new(include_str!("claim_begin.lua")),
+            claim_begin: Script::new(concat!(
+                include_str!("waiters.lua"),
+                include_str!("claim_begin.lua")
+            )),
             claim_extend: Script::new(include_str!("claim_extend.lua")),
             claim_finish: Script::new(include_str!("claim_finish.lua")),
             claim_abandon: Script::new(include_str!("claim_abandon.lua")),
@@ -63,14 +73,21 @@ impl Scripts {
 impl RedisStore {
     /// Builds the store without connecting; `channel` carries release
     /// notifications.
-    pub fn new(client: redis::Client, config: PoolConfig, channel: String) -> Self {
+    pub fn new(client: &redis::Client, config: PoolConfig, channel: String) -> Result<Self> {
         let connect_timeout = config.connect_timeout;
-        RedisStore {
-            subscriber: Subscriber::new(client.clone(), channel, connect_timeout),
-            pool: Pool::new(client, config),
+        let connector = Arc::new(Connector::new(
+            client,
+            config.connect_timeout,
+            config.response_timeout,
+            config.accept_eviction,
+        )?);
+        Ok(RedisStore {
+            subscriber: Subscriber::new(Arc::clone(&connector), channel),
+            pool: Pool::new(Arc::clone(&connector), config),
+            connector,
             scripts: Scripts::new(),
             connect_timeout,
-        }
+        })
     }
 }
 
@@ -317,6 +334,18 @@ impl Store for RedisStore {
                 .query(conn)
         })?;
         Ok(set.is_some())
+    }
+
+    fn notifications(&self) -> Notifications {
+        self.subscriber.status()
+    }
+
+    fn server_generation(&self) -> u64 {
+        self.connector.server_generation().load(Ordering::Acquire)
+    }
+
+    fn on_server_changed(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.connector.on_server_changed(callback);
     }
 
     fn watch(&self, key: &str, until: Instant) -> Watch {

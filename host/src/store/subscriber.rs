@@ -10,9 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use redis::RedisResult;
 
-use super::pool::open_connection;
+use super::connect::{Connector, Purpose};
+use crate::error::Error;
 use crate::notify::WakeBoard;
 
 /// How often a listening thread looks up from its socket to see whether the
@@ -31,9 +31,8 @@ pub(crate) struct Subscriber {
 
 struct Shared {
     board: Arc<WakeBoard>,
-    client: redis::Client,
+    connector: Arc<Connector>,
     channel: String,
-    connect_timeout: Duration,
     status: Mutex<Status>,
     changed: Condvar,
 }
@@ -45,20 +44,68 @@ struct Status {
     /// The last attempt to subscribe failed: waiters should not wait for the
     /// next one.
     failing: bool,
+    /// Why the last attempt failed, if it did.
+    last_error: Option<Error>,
+    /// The refusal already logged as a warning (logged once, not per retry).
+    warned: Option<Error>,
     shutdown: bool,
 }
 
+/// Whether waiters of a client are woken by release notifications, or rely
+/// on polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notifications {
+    /// Nobody has waited yet, so nothing listens (it starts on the first wait).
+    NotStarted,
+    /// Subscribed: a release wakes its waiters at once.
+    Listening,
+    /// The connection is being opened or was lost: waiters poll meanwhile.
+    Connecting {
+        /// Why the last attempt failed, when one did.
+        reason: Option<String>,
+    },
+    /// Redis refused to deliver notifications (e.g. the ACL user may not
+    /// `SUBSCRIBE` to the channel): waiters poll at the client's poll
+    /// interval until it is allowed. Retried with backoff.
+    Refused {
+        /// The server's message.
+        reason: String,
+    },
+}
+
 impl Subscriber {
-    pub fn new(client: redis::Client, channel: String, connect_timeout: Duration) -> Self {
+    pub fn new(connector: Arc<Connector>, channel: String) -> Self {
         Subscriber {
             shared: Arc::new(Shared {
                 board: Arc::new(WakeBoard::default()),
-                client,
+                connector,
                 channel,
-                connect_timeout,
                 status: Mutex::new(Status::default()),
                 changed: Condvar::new(),
             }),
+        }
+    }
+
+    /// What the notification connection is doing now.
+    pub fn status(&self) -> Notifications {
+        let status = self.shared.status.lock();
+        if !status.started {
+            return Notifications::NotStarted;
+        }
+        if status.subscribed {
+            return Notifications::Listening;
+        }
+        match &status.last_error {
+            Some(Error::Refused { code, message }) => Notifications::Refused {
+                reason: format!("{code}: {message}"),
+            },
+            Some(error @ Error::Auth { .. }) => Notifications::Refused {
+                reason: error.to_string(),
+            },
+            other => Notifications::Connecting {
+                reason: other.as_ref().map(Error::to_string),
+            },
         }
     }
 
@@ -114,6 +161,10 @@ impl Shared {
             let mut status = self.status.lock();
             status.subscribed = subscribed;
             status.failing = false;
+            if subscribed {
+                status.last_error = None;
+                status.warned = None;
+            }
         }
         self.changed.notify_all();
         // Subscribed: releases may have been missed before. Unsubscribed:
@@ -137,8 +188,9 @@ fn run(shared: &Shared) {
     let mut backoff = MIN_BACKOFF;
     while !shared.is_shutdown() {
         let mut subscribed = false;
-        if let Err(error) = listen(shared, &mut subscribed) {
-            tracing::debug!(%error, "tollgate: notification connection lost; waiters poll until it is back");
+        let ended = listen(shared, &mut subscribed);
+        if let Err(error) = &ended {
+            shared.failed(error);
         }
         if !subscribed {
             shared.status.lock().failing = true;
@@ -153,15 +205,49 @@ fn run(shared: &Shared) {
     }
 }
 
-fn listen(shared: &Shared, subscribed: &mut bool) -> RedisResult<()> {
-    let mut conn = open_connection(
-        &shared.client,
-        shared.connect_timeout,
-        shared.connect_timeout,
-    )?;
+impl Shared {
+    /// Records why listening failed; a refusal is logged as a warning once
+    /// (until notifications flow again), anything else at debug level.
+    fn failed(&self, error: &Error) {
+        let refused = matches!(error, Error::Refused { .. } | Error::Auth { .. });
+        let mut status = self.status.lock();
+        status.last_error = Some(error.clone());
+        if refused && status.warned.as_ref() != Some(error) {
+            status.warned = Some(error.clone());
+            drop(status);
+            tracing::warn!(%error, channel = %self.channel, "tollgate: Redis refused release notifications; lock waiters poll instead (see Client::notifications)");
+        } else {
+            drop(status);
+            tracing::debug!(%error, "tollgate: notification connection lost; waiters poll until it is back");
+        }
+    }
+}
+
+/// Maps an error on the listening connection onto ours.
+fn listen_error(error: redis::RedisError) -> Error {
+    match error.code() {
+        Some(code) if !error.is_io_error() => Error::Refused {
+            code: code.to_owned(),
+            message: error.detail().unwrap_or_default().to_owned(),
+        },
+        _ => Error::Unavailable {
+            reason: error.to_string(),
+        },
+    }
+}
+
+fn listen(shared: &Shared, subscribed: &mut bool) -> Result<(), Error> {
+    let mut conn = shared.connector.connect(Purpose::Notifications)?;
+    // Subscribed by hand: the pub/sub wrapper's own `subscribe` does not
+    // report a refusal (an ACL without the channel answers NOPERM).
+    redis::cmd("SUBSCRIBE")
+        .arg(&shared.channel)
+        .query::<redis::Value>(&mut conn)
+        .map_err(listen_error)?;
     let mut pubsub = conn.as_pubsub();
-    pubsub.subscribe(&shared.channel)?;
-    pubsub.set_read_timeout(Some(SHUTDOWN_CHECK))?;
+    pubsub
+        .set_read_timeout(Some(SHUTDOWN_CHECK))
+        .map_err(listen_error)?;
     *subscribed = true;
     shared.set_subscribed(true);
     let mut quiet_checks = 0;
@@ -175,11 +261,11 @@ fn listen(shared: &Shared, subscribed: &mut bool) -> RedisResult<()> {
             Err(error) if error.is_timeout() => {
                 quiet_checks += 1;
                 if quiet_checks >= PING_AFTER_QUIET_CHECKS {
-                    pubsub.ping::<redis::Value>()?;
+                    pubsub.ping::<redis::Value>().map_err(listen_error)?;
                     quiet_checks = 0;
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(listen_error(error)),
         }
         if shared.is_shutdown() {
             return Ok(());

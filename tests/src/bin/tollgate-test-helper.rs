@@ -15,7 +15,7 @@
 //! blocks of BLOCK), one per line.
 //!
 //! `tollgate-test-helper thread-count-after-drop URL`: uses every background
-//! thread a client has (pool, notifications, watchdog), drops the client and
+//! thread a client has (notifications, watchdog), drops the client and
 //! prints how many `tollgate-*` threads are left a second later. The URL
 //! `memory` uses an in-process store instead.
 

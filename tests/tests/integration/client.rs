@@ -138,7 +138,7 @@ fn password_and_database_come_from_the_url() {
         .lock("db")
         .acquire()
         .unwrap_err();
-    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
 }
 
 #[test]

@@ -12,12 +12,14 @@
 mod cli;
 mod client;
 mod counter;
+mod faults;
 mod idempotency;
 mod kit;
 mod lock;
 mod lock_wait;
 mod plugin;
 mod sequence;
+mod setup;
 
 use std::time::Duration;
 

@@ -1,0 +1,263 @@
+//! Opening a connection: the TCP (or TLS, or Unix socket) connect, and the
+//! handshake tollgate runs itself so that every failure gets its own type.
+//!
+//! The handshake authenticates (`AUTH`), selects the database and, for
+//! connections that carry tollgate's writes, reads `INFO server` and
+//! `INFO memory` once per new connection (the first contact with a server
+//! and every reconnect):
+//! - `maxmemory_policy` must be `noeviction` unless the client accepted
+//!   eviction: a server that evicts keys under memory pressure can drop a
+//!   live lock (and grant it again), a stored result (and run its action
+//!   again), a counter or a sequence;
+//! - `run_id` changes when the server restarted or another server took its
+//!   place (a failover): every lease granted before may be gone, so the
+//!   client's watchdog checks them all at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{ErrorKind, RedisError};
+
+use crate::error::{Error, Result};
+
+/// The only `maxmemory-policy` under which Redis never drops a key by itself.
+const SAFE_POLICY: &str = "noeviction";
+
+/// Called when a connection finds a server other than the one seen before.
+pub(crate) type ServerChanged = Box<dyn Fn() + Send + Sync>;
+
+/// Opens connections to one Redis server and runs tollgate's handshake.
+pub(crate) struct Connector {
+    /// The server's address, without credentials or database: tollgate
+    /// sends `AUTH` and `SELECT` itself to tell their failures apart.
+    client: redis::Client,
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+    address: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    accept_eviction: bool,
+    seen: Mutex<Seen>,
+    /// Bumped each time a connection meets a server with a new run id.
+    generation: Arc<AtomicU64>,
+    on_server_changed: Mutex<Option<ServerChanged>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    run_id: Option<String>,
+    /// The evicting policy that was accepted and warned about, so the
+    /// warning is logged once per policy, not once per connection.
+    warned_policy: Option<String>,
+}
+
+/// Whether a connection will carry tollgate's reads and writes (and must
+/// meet the server checks) or only listen for notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Commands,
+    Notifications,
+}
+
+impl Connector {
+    /// A connector for the server of `client` (credentials and database are
+    /// taken out of it and sent by the handshake).
+    pub fn new(
+        client: &redis::Client,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        accept_eviction: bool,
+    ) -> Result<Connector> {
+        let info = client.get_connection_info().clone();
+        let settings = info.redis_settings();
+        let username = settings.username().map(str::to_owned);
+        let password = settings.password().map(str::to_owned);
+        let db = settings.db();
+        let address = info.addr().to_string();
+        let bare = redis::RedisConnectionInfo::default()
+            .set_protocol(settings.protocol())
+            .set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(bare))
+            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        Ok(Connector {
+            client,
+            username,
+            password,
+            db,
+            address,
+            connect_timeout,
+            response_timeout,
+            accept_eviction,
+            seen: Mutex::default(),
+            generation: Arc::new(AtomicU64::new(0)),
+            on_server_changed: Mutex::new(None),
+        })
+    }
+
+    /// The counter bumped each time a new server (run id) is met.
+    pub fn server_generation(&self) -> &Arc<AtomicU64> {
+        &self.generation
+    }
+
+    /// Sets what to call when a connection meets a new server.
+    pub fn on_server_changed(&self, callback: ServerChanged) {
+        *self.on_server_changed.lock() = Some(callback);
+    }
+
+    /// Opens a connection whose every read and write is bounded by the
+    /// response timeout, and runs the handshake on it.
+    pub fn connect(&self, purpose: Purpose) -> Result<redis::Connection> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)
+            .map_err(|e| self.connect_error(&e))?;
+        let bounded = conn
+            .set_read_timeout(Some(self.response_timeout))
+            .and_then(|()| conn.set_write_timeout(Some(self.response_timeout)));
+        bounded.map_err(|e| self.connect_error(&e))?;
+        self.handshake(&mut conn, purpose)?;
+        Ok(conn)
+    }
+
+    fn handshake(&self, conn: &mut redis::Connection, purpose: Purpose) -> Result<()> {
+        if let Some(password) = &self.password {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(username) = &self.username {
+                auth.arg(username);
+            }
+            auth.arg(password)
+                .exec(conn)
+                .map_err(|e| self.handshake_error(&e))?;
+        }
+        if self.db != 0 {
+            redis::cmd("SELECT")
+                .arg(self.db)
+                .exec(conn)
+                .map_err(|e| self.handshake_error(&e))?;
+        }
+        if purpose == Purpose::Notifications {
+            return Ok(());
+        }
+        let info: String = match redis::cmd("INFO").arg("server").arg("memory").query(conn) {
+            Ok(info) => info,
+            // Eviction accepted: the policy need not be read.
+            Err(e) if self.accept_eviction && e.code() == Some("NOPERM") => return Ok(()),
+            Err(e) => return Err(self.handshake_error(&e)),
+        };
+        self.check_policy(info_field(&info, "maxmemory_policy"))?;
+        if let Some(run_id) = info_field(&info, "run_id") {
+            self.saw_server(run_id);
+        }
+        Ok(())
+    }
+
+    fn check_policy(&self, policy: Option<&str>) -> Result<()> {
+        let policy = policy.unwrap_or("unknown (INFO memory has no maxmemory_policy)");
+        if policy == SAFE_POLICY {
+            return Ok(());
+        }
+        if !self.accept_eviction {
+            return Err(Error::EvictionPolicy {
+                policy: policy.to_owned(),
+            });
+        }
+        let mut seen = self.seen.lock();
+        if seen.warned_policy.as_deref() != Some(policy) {
+            seen.warned_policy = Some(policy.to_owned());
+            tracing::warn!(
+                server = %self.address,
+                policy,
+                "tollgate: the Redis server may evict keys (maxmemory-policy is not noeviction); \
+                 accepted by ClientBuilder::accept_eviction: locks, results and counters can vanish under memory pressure"
+            );
+        }
+        Ok(())
+    }
+
+    fn saw_server(&self, run_id: &str) {
+        let changed = {
+            let mut seen = self.seen.lock();
+            let changed = seen.run_id.as_deref().is_some_and(|old| old != run_id);
+            if seen.run_id.as_deref() != Some(run_id) {
+                seen.run_id = Some(run_id.to_owned());
+            }
+            changed
+        };
+        if changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                server = %self.address,
+                "tollgate: the Redis server restarted or was replaced (new run id); leases granted before may be gone"
+            );
+            if let Some(callback) = &*self.on_server_changed.lock() {
+                callback();
+            }
+        }
+    }
+
+    /// Errors of the connect itself: nothing was sent.
+    fn connect_error(&self, error: &RedisError) -> Error {
+        if error.kind() == ErrorKind::AuthenticationFailed {
+            return Error::Auth {
+                message: error.to_string(),
+            };
+        }
+        let reason = if error.is_connection_refusal() {
+            format!("{} refused the connection", self.address)
+        } else if error.is_timeout() {
+            format!(
+                "no connection to {} within {:?}",
+                self.address, self.connect_timeout
+            )
+        } else {
+            format!("cannot connect to {}: {error}", self.address)
+        };
+        Error::Unavailable { reason }
+    }
+
+    /// Errors of the handshake: nothing of the caller's was sent yet.
+    fn handshake_error(&self, error: &RedisError) -> Error {
+        let detail = error.detail().unwrap_or_default();
+        match error.code() {
+            Some(code @ ("WRONGPASS" | "NOAUTH")) => Error::Auth {
+                message: format!("{code} {detail}"),
+            },
+            Some(code @ "NOPERM") => Error::Refused {
+                code: code.to_owned(),
+                message: format!(
+                    "{detail} (tollgate reads INFO on each new connection to check maxmemory-policy: \
+                     allow +info for this user, or accept eviction with ClientBuilder::accept_eviction)"
+                ),
+            },
+            Some(code) if !error.is_io_error() => Error::Refused {
+                code: code.to_owned(),
+                message: detail.to_owned(),
+            },
+            _ => Error::Unavailable {
+                reason: format!("{} did not complete the handshake: {error}", self.address),
+            },
+        }
+    }
+}
+
+/// The value of `field` in an `INFO` reply (`field:value` lines).
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(str::trim))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::info_field;
+
+    #[test]
+    fn info_fields_are_read_by_exact_name() {
+        let info = "# Server\r\nrun_id:abc\r\n# Memory\r\nmaxmemory_policy:allkeys-lru\r\nmaxmemory_policy_x:no\r\n";
+        assert_eq!(info_field(info, "run_id"), Some("abc"));
+        assert_eq!(info_field(info, "maxmemory_policy"), Some("allkeys-lru"));
+        assert_eq!(info_field(info, "maxmemory"), None);
+    }
+}

@@ -1,0 +1,570 @@
+//! Faults of real deployments: evicting servers, lost replies, a full
+//! server, wrong credentials, ACLs without channel access, foreign data, a
+//! restarted server. Each test fails on a version of tollgate that gets the
+//! fault wrong.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tollgate::{Client, Duplicate, Error, LockGuard, Notifications, RunError};
+use tollgate_tests::{FaultProxy, RedisServer, ReplyFault};
+
+use crate::{client, raw_lock};
+
+/// The SHA1 by which tollgate calls one of its scripts.
+fn script_sha(source: &str) -> String {
+    redis::Script::new(source).get_hash().to_owned()
+}
+
+fn release_sha() -> String {
+    script_sha(include_str!("../../../host/src/store/lock_release.lua"))
+}
+
+fn claim_finish_sha() -> String {
+    script_sha(include_str!("../../../host/src/store/claim_finish.lua"))
+}
+
+fn dbsize(server: &RedisServer) -> u64 {
+    redis::cmd("DBSIZE").query(&mut server.conn()).unwrap()
+}
+
+/// A client through `proxy` with test timeouts.
+fn proxied(proxy: &FaultProxy) -> Client {
+    Client::builder(proxy.url())
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_may_evict_keys_is_refused_before_anything_is_written() {
+    for policy in [
+        "allkeys-lru",
+        "volatile-lru",
+        "allkeys-random",
+        "volatile-ttl",
+    ] {
+        let server = RedisServer::builder()
+            .args(["--maxmemory", "100mb", "--maxmemory-policy", policy])
+            .start();
+        let client = client(&server);
+        let err = client.lock("orders:42").acquire().unwrap_err();
+        assert_eq!(
+            err,
+            Error::EvictionPolicy {
+                policy: policy.to_owned()
+            }
+        );
+        assert!(!err.is_retryable());
+        let err = client.counter("views").incr(1).unwrap_err();
+        assert!(matches!(err, Error::EvictionPolicy { .. }), "{err:?}");
+        assert_eq!(dbsize(&server), 0, "{policy}: nothing may be written");
+    }
+}
+
+#[test]
+fn an_evicting_server_is_used_only_when_accepted_knowingly() {
+    let server = RedisServer::builder()
+        .args(["--maxmemory-policy", "allkeys-lru"])
+        .start();
+    let client = Client::builder(server.url())
+        .accept_eviction()
+        .build()
+        .unwrap();
+    let guard = client.lock("orders:42").acquire().unwrap();
+    assert!(guard.is_held().unwrap());
+}
+
+#[test]
+fn a_policy_changed_to_evicting_is_refused_on_the_next_connection() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    assert_eq!(client.counter("c").incr(1).unwrap(), 1);
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lfu")
+        .exec(&mut server.conn())
+        .unwrap();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .exec(&mut server.conn())
+        .unwrap();
+    thread::sleep(Duration::from_millis(150)); // past the health-check idle time
+    let err = client.counter("c").incr(1).unwrap_err();
+    assert!(
+        matches!(err, Error::EvictionPolicy { ref policy } if policy == "allkeys-lfu"),
+        "{err:?}"
+    );
+}
+
+/// A lock "job" with `ttl`, held through a proxy that loses the reply to
+/// the next release; the proxy is returned to keep it alive.
+fn held_with_release_reply_lost(server: &RedisServer, ttl: Duration) -> (FaultProxy, LockGuard) {
+    let proxy = FaultProxy::start(server.port());
+    let guard = proxied(&proxy).lock("job").ttl(ttl).acquire().unwrap();
+    proxy.fault_replies(release_sha(), ReplyFault::Drop, 1);
+    (proxy, guard)
+}
+
+#[test]
+fn a_release_whose_reply_was_lost_is_resent_and_frees_the_lock_at_once() {
+    let server = RedisServer::start();
+    let (proxy, guard) = held_with_release_reply_lost(&server, Duration::from_secs(30));
+    guard
+        .release()
+        .expect("the resent release reports the lock released");
+    assert_eq!(proxy.faults_applied(), 1, "the first reply was dropped");
+    assert!(raw_lock(&server, "job").is_empty());
+    assert!(client(&server).lock("job").try_acquire().unwrap().is_some());
+}
+
+#[test]
+fn a_dropped_guard_whose_release_reply_was_lost_frees_the_lock_at_once() {
+    let server = RedisServer::start();
+    let (proxy, guard) = held_with_release_reply_lost(&server, Duration::from_secs(30));
+    drop(guard);
+    assert_eq!(proxy.faults_applied(), 1);
+    assert!(raw_lock(&server, "job").is_empty());
+}
+
+#[test]
+fn a_release_that_finds_its_lock_taken_over_still_says_not_held() {
+    let server = RedisServer::start();
+    let (_proxy, guard) = held_with_release_reply_lost(&server, Duration::from_millis(100));
+    thread::sleep(Duration::from_millis(150));
+    let _theirs = client(&server).lock("job").acquire().unwrap();
+    assert!(matches!(guard.release(), Err(Error::NotHeld { .. })));
+    assert!(
+        !raw_lock(&server, "job").is_empty(),
+        "the rival's lock stays"
+    );
+}
+
+#[test]
+fn a_stored_result_whose_replies_were_lost_while_renewals_fell_due_is_reported_stored() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let client = proxied(&proxy);
+    // A 100 ms lease is renewed every 33 ms: renewals fall due while the
+    // lost replies to the store are resent.
+    let idem = client.idempotency("pay").lease(Duration::from_millis(100));
+    let runs = AtomicUsize::new(0);
+    proxy.fault_replies(claim_finish_sha(), ReplyFault::Drop, 4);
+    let out = idem
+        .key("k")
+        .run(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(b"charged".to_vec())
+        })
+        .expect("the result is stored, and the call says so");
+    assert_eq!(proxy.faults_applied(), 4);
+    assert_eq!(out.value, b"charged");
+    assert!(!out.replayed);
+    thread::sleep(Duration::from_millis(250)); // past the lease
+    let again = idem
+        .key("k")
+        .run(|| Ok::<_, std::io::Error>(b"twice".to_vec()));
+    assert_eq!(again.unwrap().value, b"charged");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Keeps a `maxmemory` server under `noeviction` full, so that it refuses
+/// writes with OOM, until dropped; then deletes what it wrote. Small writes
+/// top memory up every few milliseconds, since Redis frees some by itself
+/// (client buffers shrink).
+struct MemoryHog {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl MemoryHog {
+    fn fill(url: &str) -> MemoryHog {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut keys = 0usize;
+        // Writes until OOM; `false` when the connection broke.
+        let mut top_up = move |conn: &mut redis::Connection, sizes: &[usize]| -> bool {
+            for &size in sizes {
+                let value = vec![b'x'; size];
+                loop {
+                    let key = format!("hog:{keys}");
+                    match redis::cmd("SET").arg(&key).arg(&value).exec(conn) {
+                        Ok(()) => keys += 1,
+                        Err(e) if e.code() == Some("OOM") => break,
+                        Err(_) => return false,
+                    }
+                    assert!(keys < 200_000, "no OOM after 200,000 keys");
+                }
+            }
+            true
+        };
+        assert!(top_up(&mut conn, &[64 * 1024, 1024, 16]), "filling failed");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                if !top_up(&mut conn, &[16]) {
+                    conn = client.get_connection().unwrap();
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            // The keys are hog:0, hog:1, ... with no gap.
+            let mut key = 0;
+            while redis::cmd("DEL").arg(format!("hog:{key}")).query(&mut conn) == Ok(1) {
+                key += 1;
+            }
+        });
+        MemoryHog {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MemoryHog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_result_refused_with_oom_is_stored_once_memory_frees_and_the_action_runs_once() {
+    let server = RedisServer::builder()
+        .args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .start();
+    let client = client(&server);
+    let idem = client
+        .idempotency("pay")
+        .lease(Duration::from_millis(300))
+        .store_retry(Duration::from_secs(5));
+    let runs = AtomicUsize::new(0);
+    let full_for = Duration::from_millis(700);
+    let started = Instant::now();
+    let out = idem
+        .key("k")
+        .run(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let hog = MemoryHog::fill(&server.url());
+            // Memory frees after a while (an operator, keys expiring),
+            // longer than the lease: renewals must keep it.
+            thread::spawn(move || {
+                thread::sleep(full_for);
+                drop(hog);
+            });
+            Ok::<_, std::io::Error>(b"charged".to_vec())
+        })
+        .expect("stored once memory freed");
+    assert!(!out.replayed);
+    assert!(
+        started.elapsed() >= full_for,
+        "stored while the server was still full?"
+    );
+    let again = idem
+        .key("k")
+        .run(|| Ok::<_, std::io::Error>(b"twice".to_vec()));
+    assert_eq!(again.unwrap().value, b"charged");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_result_refused_with_oom_past_the_retry_says_so_and_keeps_repeats_out_during_the_lease() {
+    let server = RedisServer::builder()
+        .args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .start();
+    let client = client(&server);
+    let idem = client
+        .idempotency("pay")
+        .lease(Duration::from_secs(2))
+        .store_retry(Duration::from_millis(300));
+    let mut hog = None;
+    let err = idem
+        .key("k")
+        .run(|| {
+            hog = Some(MemoryHog::fill(&server.url()));
+            Ok::<_, std::io::Error>(b"charged".to_vec())
+        })
+        .unwrap_err();
+    match &err {
+        RunError::NotStored { value, error } => {
+            assert_eq!(value, b"charged");
+            assert!(
+                matches!(error, Error::Refused { code, .. } if code == "OOM"),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected NotStored, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("the action ran") && text.contains("not stored"),
+        "{text}"
+    );
+    // The lease still stands: a repeat does not run the action now.
+    let repeat = idem
+        .key("k")
+        .run(|| Ok::<_, std::io::Error>(b"twice".to_vec()));
+    assert!(
+        matches!(repeat, Err(RunError::Tollgate(Error::InProgress { .. }))),
+        "{repeat:?}"
+    );
+    drop(hog);
+}
+
+#[test]
+fn wrong_credentials_are_an_auth_error_at_once_with_the_servers_message() {
+    let server = RedisServer::builder().requirepass("s3cret").start();
+    let port = server.port();
+    let cases = [
+        (format!("redis://:wrong@127.0.0.1:{port}/"), "WRONGPASS"),
+        (
+            format!("redis://nobody:s3cret@127.0.0.1:{port}/"),
+            "WRONGPASS",
+        ),
+        (format!("redis://127.0.0.1:{port}/"), "NOAUTH"),
+    ];
+    for (url, code) in cases {
+        let client = Client::builder(url.as_str())
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let err = client.lock("x").acquire().unwrap_err();
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "{url}: took {:?}",
+                started.elapsed()
+            );
+            match &err {
+                Error::Auth { message } => assert!(message.contains(code), "{url}: {message}"),
+                other => panic!("{url}: expected Error::Auth, got {other:?}"),
+            }
+            assert!(!err.is_retryable());
+        }
+    }
+    // The right password works.
+    let client = Client::open(&server.url()).unwrap();
+    assert!(client.lock("x").try_acquire().unwrap().is_some());
+}
+
+#[test]
+fn a_refused_connection_is_unavailable_at_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    drop(server);
+    let client = Client::builder(url)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.counter("c").incr(1).unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A server with an ACL user `limited` (password `pw`) that may run every
+/// command on every key but use no pub/sub channel.
+fn server_without_channel_access() -> (RedisServer, String) {
+    let server = RedisServer::start();
+    redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "limited",
+                "on",
+                ">pw",
+                "~*",
+                "resetchannels",
+                "+@all",
+            ][..],
+        )
+        .exec(&mut server.conn())
+        .unwrap();
+    let url = format!("redis://limited:pw@127.0.0.1:{}/", server.port());
+    (server, url)
+}
+
+#[test]
+fn without_channel_access_a_release_reports_what_it_did_and_waiters_poll() {
+    let (server, url) = server_without_channel_access();
+    let client = Client::builder(url.as_str())
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let guard = client.lock("job").acquire().unwrap();
+    let waiter = {
+        let client = client.clone();
+        thread::spawn(move || {
+            client
+                .lock("job")
+                .wait(Duration::from_secs(5))
+                .acquire()
+                .map(|guard| guard.fencing_token())
+        })
+    };
+    // The waiter has marked itself (so the release publishes).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !matches!(client.notifications(), Notifications::Refused { .. }) {
+        assert!(Instant::now() < deadline, "{:?}", client.notifications());
+        thread::sleep(Duration::from_millis(10));
+    }
+    let marker: bool = redis::cmd("EXISTS")
+        .arg("tollgate:lock:{job}:waiters")
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(
+        marker,
+        "the waiter is marked, so the release tries to PUBLISH"
+    );
+    guard
+        .release()
+        .expect("the lock was deleted, and release says so");
+    assert!(
+        waiter.join().unwrap().is_ok(),
+        "the waiter got the lock by polling"
+    );
+    match client.notifications() {
+        Notifications::Refused { reason } => assert!(reason.contains("NOPERM"), "{reason}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn without_channel_access_storing_a_result_for_a_waiting_duplicate_succeeds() {
+    let (_server, url) = server_without_channel_access();
+    let client = Client::builder(url.as_str())
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let idem = client.idempotency("pay");
+    let claim = match idem.key("k").begin().unwrap() {
+        tollgate::Begin::Fresh(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let duplicate = {
+        let idem = idem.clone();
+        thread::spawn(move || {
+            idem.key("k")
+                .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+                .run(|| Ok::<_, std::io::Error>(b"second".to_vec()))
+        })
+    };
+    thread::sleep(Duration::from_millis(300)); // the duplicate waits and is marked
+    claim
+        .complete(b"first")
+        .expect("stored, and complete says so");
+    let out = duplicate.join().unwrap().unwrap();
+    assert_eq!(out.value, b"first");
+    assert!(out.replayed);
+}
+
+#[test]
+fn foreign_data_under_a_waiters_key_is_wrong_type_and_untouched() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let mut conn = server.conn();
+    let plants = [
+        ("tollgate:lock:{job}:waiters", "lock"),
+        ("tollgate:idem:{3:pay:k}:waiters", "claim"),
+    ];
+    for (key, _) in plants {
+        redis::cmd("HSET")
+            .arg(key)
+            .arg("a")
+            .arg("b")
+            .exec(&mut conn)
+            .unwrap();
+    }
+    let dump = |conn: &mut redis::Connection, key: &str| -> Vec<u8> {
+        redis::cmd("DUMP").arg(key).query(conn).unwrap()
+    };
+    let before: Vec<Vec<u8>> = plants.iter().map(|(key, _)| dump(&mut conn, key)).collect();
+
+    let _held = client.lock("job").acquire().unwrap();
+    let rival = thread::spawn({
+        let client = client.clone();
+        move || {
+            client
+                .lock("job")
+                .wait(Duration::from_millis(200))
+                .acquire()
+                .map(drop)
+        }
+    });
+    let err = rival.join().unwrap();
+    assert!(matches!(err, Err(Error::WrongType { .. })), "{err:?}");
+
+    let claim = client.idempotency("pay").key("k").begin().unwrap();
+    let duplicate = client
+        .idempotency("pay")
+        .key("k")
+        .on_duplicate(Duplicate::Wait(Duration::from_millis(200)))
+        .begin();
+    assert!(
+        matches!(duplicate, Err(Error::WrongType { .. })),
+        "{duplicate:?}"
+    );
+    drop(claim);
+
+    for ((key, what), before) in plants.iter().zip(before) {
+        assert_eq!(
+            dump(&mut conn, key),
+            before,
+            "{what}: the foreign value changed"
+        );
+    }
+}
+
+#[test]
+fn every_guard_knows_its_lock_may_be_gone_as_soon_as_the_client_sees_a_restarted_server() {
+    let mut server = RedisServer::start();
+    let client = client(&server);
+    let lost = Arc::new(AtomicUsize::new(0));
+    let watched = {
+        let lost = Arc::clone(&lost);
+        client
+            .lock("a")
+            .ttl(Duration::from_secs(3))
+            .on_lost(move |_| {
+                lost.fetch_add(1, Ordering::SeqCst);
+            })
+            .acquire()
+            .unwrap()
+    };
+    let plain = client
+        .lock("b")
+        .ttl(Duration::from_secs(3))
+        .acquire()
+        .unwrap();
+    server.restart();
+    // Any call of the client meets the new server...
+    assert_eq!(client.lock_info("c").unwrap(), None);
+    // ... and from then on every guard says its lock may be gone.
+    assert!(watched.is_lost());
+    assert!(plain.is_lost());
+    // The watchdog checked its locks at once, not at its next renewal (1 s).
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while lost.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "on_lost was not called within 300 ms"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!plain.is_held().unwrap());
+}
