@@ -1,6 +1,7 @@
 //! The `Host*` traits generated from the WIT, implemented by translating:
 //! check the policy, call the library, map the error.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,10 +40,19 @@ pub(crate) struct Invocation {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub limits: InvocationLimits,
-    /// When the invocation must end (monotonic clock); host waits end here.
+    /// When the invocation's time is up (monotonic clock): the next epoch
+    /// tick after it stops the guest.
+    pub ends_at: Instant,
+    /// When host waits and Redis requests of the invocation end: a little
+    /// after `ends_at`, so that the guest is stopped by its timeout rather
+    /// than failed by a cut-short wait.
     pub deadline: Instant,
     pub locks_held: usize,
     pub claims_held: usize,
+    /// The names the invocation wrote to, by kind (for the policy's quota).
+    pub written: HashSet<(&'static str, String)>,
+    /// Bytes of results and failures stored so far.
+    pub stored_bytes: usize,
 }
 
 impl WasiView for Invocation {
@@ -55,6 +65,35 @@ impl WasiView for Invocation {
 }
 
 impl Invocation {
+    /// Counts a write to `name` (scoped) of kind `kind`; refuses the call
+    /// when it would write to more distinct names than the policy allows.
+    fn writes(&mut self, kind: &'static str, name: &str) -> Result<(), CallError> {
+        let max = self.policy.max_written_names;
+        if self.written.len() >= max && !self.written.contains(&(kind, name.to_owned())) {
+            return Err(CallError::QuotaExceeded(format!(
+                "the plugin may write to at most {max} names per invocation \
+                 (locks, idempotency keys, once keys, counters, operation ids, sequences)"
+            )));
+        }
+        self.written.insert((kind, name.to_owned()));
+        Ok(())
+    }
+
+    /// Counts `bytes` of a result or failure about to be stored; refuses
+    /// past the policy's total.
+    fn stores(&mut self, bytes: usize) -> Result<(), CallError> {
+        let max = self.policy.max_stored_bytes;
+        if self.stored_bytes.saturating_add(bytes) > max {
+            return Err(CallError::QuotaExceeded(format!(
+                "storing {bytes} more bytes would pass the plugin's {max} bytes of results per invocation \
+                 ({} stored so far)",
+                self.stored_bytes
+            )));
+        }
+        self.stored_bytes += bytes;
+        Ok(())
+    }
+
     /// A guest's wait, within the policy and the invocation's deadline.
     fn wait(&self, wait_ms: u64) -> Result<Duration, CallError> {
         let wait = self
@@ -77,6 +116,7 @@ impl Invocation {
             )));
         }
         let ttl = policy.duration("ttl", options.ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
+        self.writes("lock", &scoped)?;
         let mut request = self
             .client
             .lock(scoped)
@@ -92,10 +132,18 @@ impl Invocation {
         Ok(Some(self.table.push(GuestGuard { guard, name })?))
     }
 
-    fn counter(&self, name: &str, bounds: Option<counter::Bounds>) -> Result<Counter, CallError> {
-        let counter = self
-            .client
-            .counter(self.policy.scoped("counter name", name)?);
+    /// The guest's counter `name`, counted as written to when `writes`.
+    fn counter(
+        &mut self,
+        name: &str,
+        bounds: Option<counter::Bounds>,
+        writes: bool,
+    ) -> Result<Counter, CallError> {
+        let scoped = self.policy.scoped("counter name", name)?;
+        if writes {
+            self.writes("counter", &scoped)?;
+        }
+        let counter = self.client.counter(scoped);
         Ok(match bounds {
             None => counter,
             Some(b) => counter.bounds((
@@ -106,13 +154,13 @@ impl Invocation {
     }
 
     fn sequence(
-        &self,
+        &mut self,
         name: &str,
         options: sequence::SequenceOptions,
     ) -> Result<Sequence, CallError> {
-        let mut sequence = self
-            .client
-            .sequence(self.policy.scoped("sequence name", name)?);
+        let scoped = self.policy.scoped("sequence name", name)?;
+        self.writes("sequence", &scoped)?;
+        let mut sequence = self.client.sequence(scoped);
         if let Some(format) = options.format {
             sequence = sequence.format(&format)?;
         }
@@ -222,7 +270,7 @@ impl idempotency::Host for Invocation {
         options: idempotency::ClaimOptions,
     ) -> Result<idempotency::ClaimOutcome, CallError> {
         let policy = Arc::clone(&self.policy);
-        policy.scoped("idempotency key", &key)?;
+        let scoped = policy.scoped("idempotency key", &key)?;
         if self.claims_held >= policy.max_claims {
             return Err(CallError::QuotaExceeded(format!(
                 "the plugin may hold at most {} claims at once",
@@ -237,6 +285,7 @@ impl idempotency::Host for Invocation {
             policy.max_retention,
         )?;
         let wait = self.wait(options.wait_ms)?;
+        self.writes("idempotency key", &scoped)?;
         let idempotency = self
             .client
             .idempotency(policy.namespace())
@@ -265,7 +314,7 @@ impl idempotency::Host for Invocation {
     }
 
     fn once(&mut self, key: String, window_ms: u64) -> Result<bool, CallError> {
-        let policy = &self.policy;
+        let policy = Arc::clone(&self.policy);
         let scoped = policy.scoped("once key", &key)?;
         let window = Duration::from_millis(window_ms);
         if window > policy.max_retention {
@@ -274,6 +323,7 @@ impl idempotency::Host for Invocation {
                 policy.max_retention
             )));
         }
+        self.writes("once key", &scoped)?;
         Ok(self.client.once(&scoped, window)?)
     }
 }
@@ -284,12 +334,16 @@ impl idempotency::HostClaim for Invocation {
     }
 
     fn complete(&mut self, claim: Resource<GuestClaim>, result: Vec<u8>) -> Result<(), CallError> {
+        self.table.get(&claim)?; // a bad handle traps before any quota is used
+        self.stores(result.len())?;
         let held = self.table.delete(claim)?;
         self.claims_held -= 1;
         Ok(held.claim.complete(&result)?)
     }
 
     fn fail(&mut self, claim: Resource<GuestClaim>, failure: String) -> Result<(), CallError> {
+        self.table.get(&claim)?;
+        self.stores(failure.len().min(self.policy.max_result_bytes))?;
         let held = self.table.delete(claim)?;
         self.claims_held -= 1;
         Ok(held.claim.fail(&failure)?)
@@ -309,7 +363,7 @@ impl counter::Host for Invocation {
         delta: i64,
         bounds: Option<counter::Bounds>,
     ) -> Result<i64, CallError> {
-        Ok(self.counter(&name, bounds)?.incr(delta)?)
+        Ok(self.counter(&name, bounds, true)?.incr(delta)?)
     }
 
     fn incr_once(
@@ -319,7 +373,9 @@ impl counter::Host for Invocation {
         delta: i64,
         bounds: Option<counter::Bounds>,
     ) -> Result<counter::OnceOutcome, CallError> {
-        let outcome = self.counter(&name, bounds)?.incr_once(&op_id, delta)?;
+        let counter = self.counter(&name, bounds, true)?;
+        self.writes("operation id", &format!("{name}\0{op_id}"))?;
+        let outcome = counter.incr_once(&op_id, delta)?;
         Ok(counter::OnceOutcome {
             value: outcome.value,
             applied: outcome.applied,
@@ -327,11 +383,11 @@ impl counter::Host for Invocation {
     }
 
     fn get(&mut self, name: String) -> Result<i64, CallError> {
-        Ok(self.counter(&name, None)?.get()?)
+        Ok(self.counter(&name, None, false)?.get()?)
     }
 
     fn set(&mut self, name: String, value: i64) -> Result<(), CallError> {
-        Ok(self.counter(&name, None)?.set(value)?)
+        Ok(self.counter(&name, None, true)?.set(value)?)
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Policy {
     pub(crate) max_wait: Duration,
     pub(crate) max_retention: Duration,
     pub(crate) max_result_bytes: usize,
+    pub(crate) max_written_names: usize,
+    pub(crate) max_stored_bytes: usize,
     pub(crate) timeout: Duration,
     pub(crate) max_memory: usize,
 }
@@ -41,8 +43,10 @@ pub struct Policy {
 impl Policy {
     /// A policy for the plugin whose names live under `namespace`: 1 to 64
     /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks and 16
-    /// idempotency claims held at once, TTLs and leases up to 60 s, waits up to 10 s, results kept up
-    /// to 24 h and up to 64 KiB, 5 s per invocation, 64 MiB of memory.
+    /// idempotency claims held at once, TTLs and leases up to 60 s, waits
+    /// up to 10 s, results kept up to 24 h and up to 64 KiB, 1,000 names
+    /// written and 1 MiB of results stored per invocation, 5 s per
+    /// invocation, 64 MiB of memory.
     pub fn new(namespace: impl Into<String>) -> Result<Policy, super::PluginError> {
         let namespace = namespace.into();
         let valid = !namespace.is_empty()
@@ -63,6 +67,8 @@ impl Policy {
             max_wait: Duration::from_secs(10),
             max_retention: Duration::from_secs(24 * 3600),
             max_result_bytes: 64 << 10,
+            max_written_names: 1000,
+            max_stored_bytes: 1 << 20,
             timeout: Duration::from_secs(5),
             max_memory: 64 << 20,
         })
@@ -128,6 +134,32 @@ impl Policy {
     /// Largest idempotent result a guest may store.
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_bytes = bytes;
+        self
+    }
+
+    /// Most distinct names one invocation may write to: locks taken (each
+    /// keeps a fencing counter for its TTL plus the client's fence
+    /// retention), idempotency keys claimed, `once` keys, counters changed,
+    /// counter operation ids, sequences drawn from. Each may leave a key in
+    /// Redis after the invocation; a call past the quota fails with
+    /// `quota-exceeded` and writes nothing. Writing one name again does not
+    /// count again.
+    ///
+    /// What a plugin can leave behind is bounded by invocations × this ×
+    /// (key size), for as long as the longest of: `max_retention` (results,
+    /// `once` keys, operation ids), TTL + fence retention (fencing
+    /// counters), 48 h (a daily sequence's day). Counters and plain
+    /// sequences never expire: they are the plugin's lasting state.
+    pub fn max_written_names(mut self, max: usize) -> Self {
+        self.max_written_names = max;
+        self
+    }
+
+    /// Most bytes of idempotent results and cached failures one invocation
+    /// may store, in all (each also within `max_result_size`). A `complete`
+    /// or `fail` past it fails with `quota-exceeded` and stores nothing.
+    pub fn max_stored_bytes(mut self, bytes: usize) -> Self {
+        self.max_stored_bytes = bytes;
         self
     }
 

@@ -1,7 +1,7 @@
 //! The engine, the compiled-component cache, and one fresh store per
 //! invocation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreContextMut, Trap};
+use wasmtime::{Config, Engine, Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::WasiClocksView;
 use wasmtime_wasi::p2::DynPollable;
@@ -24,6 +24,7 @@ use super::host::Invocation;
 use super::limits::InvocationLimits;
 use super::policy::Policy;
 use crate::Client;
+use crate::store::within_deadline;
 
 /// How often the deadline clock ticks: the resolution of plugin timeouts.
 const TICK: Duration = Duration::from_millis(10);
@@ -31,6 +32,10 @@ const TICK: Duration = Duration::from_millis(10);
 /// the invocation's epoch deadline, so that a guest returning from such a
 /// wait is stopped by its next epoch check instead of running on.
 const HOST_WAIT_SLACK: Duration = Duration::from_millis(50);
+/// How long releasing what an invocation left behind may take when the
+/// invocation used all its time (with Redis stalled, say): what is not
+/// released by then frees at its TTL.
+const CLEANUP_GRACE: Duration = Duration::from_millis(100);
 /// How much a plugin may write to stdout and to stderr per invocation; the
 /// text goes to the host's log. Writing more fails in the guest (a Rust
 /// guest's `println!` then panics, which traps the invocation).
@@ -195,6 +200,7 @@ impl Plugin {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let ends_at = Instant::now() + policy.timeout;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
         let mut store = Store::new(
@@ -205,21 +211,37 @@ impl Plugin {
                 table,
                 wasi,
                 limits: InvocationLimits::new(policy.max_memory),
-                deadline: Instant::now() + policy.timeout + HOST_WAIT_SLACK,
+                ends_at,
+                deadline: ends_at + HOST_WAIT_SLACK,
                 locks_held: 0,
                 claims_held: 0,
+                written: HashSet::new(),
+                stored_bytes: 0,
             },
         );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(policy.timeout.as_millis().div_ceil(TICK.as_millis()) as u64);
-        store.epoch_deadline_trap();
+        // Checked at every tick against the monotonic clock, so the timeout
+        // is kept to one tick however late the ticks come.
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().ends_at {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        store.set_epoch_deadline(1);
 
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| plugin.call_run(&mut store, input));
-        // Everything the instance held is released here, at once.
-        drop(store);
+        // Every Redis request of the invocation ends by its deadline.
+        let deadline = store.data().deadline;
+        let result = within_deadline(deadline, || {
+            self.pre
+                .instantiate(&mut store)
+                .and_then(|plugin| plugin.call_run(&mut store, input))
+        });
+        // Everything the instance held is released here, at once, within
+        // the deadline or a short grace after it; what Redis does not
+        // release in time frees at its TTL.
+        within_deadline(deadline.max(Instant::now() + CLEANUP_GRACE), || drop(store));
         self.log_output("stdout", &stdout.contents());
         self.log_output("stderr", &stderr.contents());
 
@@ -256,7 +278,7 @@ fn cap_clock_waits(linker: &mut Linker<Invocation>) -> wasmtime::Result<()> {
     clock.func_wrap(
         "subscribe-duration",
         |mut store: StoreContextMut<'_, Invocation>, (nanos,): (u64,)| {
-            let wait = within_deadline(&mut store, nanos);
+            let wait = sleep_within_deadline(&mut store, nanos);
             let pollable =
                 monotonic_clock::Host::subscribe_duration(&mut store.data_mut().clocks(), wait)?;
             Ok((pollable,))
@@ -266,7 +288,7 @@ fn cap_clock_waits(linker: &mut Linker<Invocation>) -> wasmtime::Result<()> {
         "subscribe-instant",
         |mut store: StoreContextMut<'_, Invocation>, (when,): (u64,)| {
             let now = monotonic_clock::Host::now(&mut store.data_mut().clocks())?;
-            let wait = within_deadline(&mut store, when.saturating_sub(now));
+            let wait = sleep_within_deadline(&mut store, when.saturating_sub(now));
             let pollable: Resource<DynPollable> =
                 monotonic_clock::Host::subscribe_duration(&mut store.data_mut().clocks(), wait)?;
             Ok((pollable,))
@@ -276,20 +298,12 @@ fn cap_clock_waits(linker: &mut Linker<Invocation>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// `nanos` if the wait ends before the invocation's deadline; otherwise zero,
-/// with the guest set to be stopped at its next epoch check.
-fn within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64) -> u64 {
-    if nanos <= nanos_left(store.data()) {
-        return nanos;
-    }
-    store.set_epoch_deadline(0);
-    0
-}
-
-/// Nanoseconds until the invocation's deadline.
-fn nanos_left(invocation: &Invocation) -> u64 {
-    let left = invocation
-        .deadline
+/// A guest's sleep, cut at the invocation's end (where the next tick stops
+/// the guest).
+fn sleep_within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64) -> u64 {
+    let left = store
+        .data()
+        .ends_at
         .saturating_duration_since(Instant::now());
-    u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)
+    nanos.min(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
 }

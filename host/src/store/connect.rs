@@ -108,17 +108,27 @@ impl Connector {
     }
 
     /// Opens a connection whose every read and write is bounded by the
-    /// response timeout, and runs the handshake on it.
-    pub fn connect(&self, purpose: Purpose) -> Result<redis::Connection> {
+    /// response timeout, and runs the handshake on it; all of it within
+    /// `budget` too, when one is given (a caller's deadline).
+    pub fn connect(&self, purpose: Purpose, budget: Option<Duration>) -> Result<redis::Connection> {
+        let connect_timeout = budget.map_or(self.connect_timeout, |b| b.min(self.connect_timeout));
+        let started = std::time::Instant::now();
         let mut conn = self
             .client
-            .get_connection_with_timeout(self.connect_timeout)
+            .get_connection_with_timeout(connect_timeout)
             .map_err(|e| self.connect_error(&e))?;
-        let bounded = conn
-            .set_read_timeout(Some(self.response_timeout))
-            .and_then(|()| conn.set_write_timeout(Some(self.response_timeout)));
-        bounded.map_err(|e| self.connect_error(&e))?;
+        let handshake_timeout = match budget {
+            Some(budget) => budget
+                .saturating_sub(started.elapsed())
+                .min(self.response_timeout)
+                .max(Duration::from_millis(1)),
+            None => self.response_timeout,
+        };
+        set_timeouts(&conn, handshake_timeout).map_err(|e| self.connect_error(&e))?;
         self.handshake(&mut conn, purpose)?;
+        if handshake_timeout != self.response_timeout {
+            set_timeouts(&conn, self.response_timeout).map_err(|e| self.connect_error(&e))?;
+        }
         Ok(conn)
     }
 
@@ -241,6 +251,11 @@ impl Connector {
             },
         }
     }
+}
+
+fn set_timeouts(conn: &redis::Connection, timeout: Duration) -> redis::RedisResult<()> {
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))
 }
 
 /// The value of `field` in an `INFO` reply (`field:value` lines).

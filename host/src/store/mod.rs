@@ -17,7 +17,7 @@ mod subscriber;
 use std::time::{Duration, Instant};
 
 pub(crate) use self::memory::MemoryStore;
-pub(crate) use self::pool::PoolConfig;
+pub(crate) use self::pool::{PoolConfig, within_deadline};
 pub(crate) use self::redis::RedisStore;
 pub use self::subscriber::Notifications;
 use crate::error::Result;

@@ -8,6 +8,7 @@
 //! credentials, an evicting server), never retried until the timeout hides
 //! what went wrong.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,30 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 use super::connect::{Connector, Purpose};
 use crate::error::{Error, Result};
+
+thread_local! {
+    /// The end of the caller's time on this thread (see [`within_deadline`]).
+    static CALL_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `work` with every Redis request it makes on this thread bounded by
+/// `deadline` as well as by the client's timeouts: a request is not sent
+/// once the deadline passed ([`Error::Unavailable`]), and its reply is waited
+/// for until the deadline at most ([`Error::OutcomeUnknown`]). Nested calls
+/// keep the earlier deadline. The plugin host bounds each invocation so.
+#[cfg_attr(not(feature = "plugin"), allow(dead_code))]
+pub(crate) fn within_deadline<T>(deadline: Instant, work: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CALL_DEADLINE.set(self.0);
+        }
+    }
+    let previous = CALL_DEADLINE.get();
+    let _restore = Restore(previous);
+    CALL_DEADLINE.set(Some(previous.map_or(deadline, |p| p.min(deadline))));
+    work()
+}
 
 /// How connections are opened and kept.
 #[derive(Debug, Clone)]
@@ -72,15 +97,34 @@ impl Pool {
         key: &str,
         request: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
     ) -> Result<T> {
-        let mut conn = self.checkout()?;
-        match request(&mut conn.inner) {
+        let deadline = CALL_DEADLINE.get();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            return Err(Error::Unavailable {
+                reason: "the caller's deadline passed before the request was sent".to_owned(),
+            });
+        }
+        let mut conn = self.checkout(left)?;
+        // A deadline nearer than the response timeout bounds this request.
+        let timeout = match left {
+            Some(left) if left < self.config.response_timeout => {
+                bound_request(&conn.inner, left);
+                left
+            }
+            _ => self.config.response_timeout,
+        };
+        let answer = request(&mut conn.inner);
+        if timeout != self.config.response_timeout {
+            bound_request(&conn.inner, self.config.response_timeout);
+        }
+        match answer {
             Ok(value) => {
                 conn.last_used = Instant::now();
                 self.checkin(Some(conn));
                 Ok(value)
             }
             Err(error) => {
-                let (error, breaks) = classify(error, key, self.config.response_timeout);
+                let (error, breaks) = classify(error, key, timeout);
                 if breaks || !conn.inner.is_open() {
                     self.checkin(None);
                 } else {
@@ -92,13 +136,20 @@ impl Pool {
         }
     }
 
-    fn checkout(&self) -> Result<PooledConnection> {
-        let deadline = Instant::now() + self.config.connect_timeout;
+    /// A connection, waiting at most the connect timeout (or `left`, when
+    /// shorter) for one to come back.
+    fn checkout(&self, left: Option<Duration>) -> Result<PooledConnection> {
+        let wait = left.map_or(self.config.connect_timeout, |left| {
+            left.min(self.config.connect_timeout)
+        });
+        let deadline = Instant::now() + wait;
+        let caller_deadline = left.map(|left| Instant::now() + left);
+        let left_now = || caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut slots = self.slots.lock();
         loop {
             if let Some(mut conn) = slots.idle.pop() {
                 drop(slots);
-                if self.is_healthy(&mut conn) {
+                if self.is_healthy(&mut conn, left_now()) {
                     return Ok(conn);
                 }
                 self.checkin(None);
@@ -108,7 +159,7 @@ impl Pool {
             if slots.open < self.config.max_connections {
                 slots.open += 1;
                 drop(slots);
-                return match self.connector.connect(Purpose::Commands) {
+                return match self.connector.connect(Purpose::Commands, left_now()) {
                     Ok(inner) => Ok(PooledConnection {
                         inner,
                         last_used: Instant::now(),
@@ -122,8 +173,8 @@ impl Pool {
             if self.returned.wait_until(&mut slots, deadline).timed_out() {
                 return Err(Error::Unavailable {
                     reason: format!(
-                        "all {} connections stayed busy for {:?}",
-                        self.config.max_connections, self.config.connect_timeout
+                        "all {} connections stayed busy for {wait:?}",
+                        self.config.max_connections
                     ),
                 });
             }
@@ -143,7 +194,7 @@ impl Pool {
 
     /// A connection idle for a while is pinged first, so that a Redis restart
     /// while the client was idle costs a reconnect, not a failed call.
-    fn is_healthy(&self, conn: &mut PooledConnection) -> bool {
+    fn is_healthy(&self, conn: &mut PooledConnection, left: Option<Duration>) -> bool {
         if !conn.inner.is_open() {
             return false;
         }
@@ -157,8 +208,15 @@ impl Pool {
         if failed_recently {
             return false;
         }
+        let bounded = left.filter(|left| *left < self.config.response_timeout);
+        if let Some(left) = bounded {
+            bound_request(&conn.inner, left.max(Duration::from_millis(1)));
+        }
         match redis::cmd("PING").query::<()>(&mut conn.inner) {
             Ok(()) => {
+                if bounded.is_some() {
+                    bound_request(&conn.inner, self.config.response_timeout);
+                }
                 conn.last_used = Instant::now();
                 true
             }
@@ -168,6 +226,13 @@ impl Pool {
             }
         }
     }
+}
+
+/// Bounds each read and write on `conn` by `timeout`. A failure leaves the
+/// old bound, which is never longer than the response timeout.
+fn bound_request(conn: &redis::Connection, timeout: Duration) {
+    let _ = conn.set_read_timeout(Some(timeout));
+    let _ = conn.set_write_timeout(Some(timeout));
 }
 
 /// Maps a `redis` error onto ours; the flag says whether the connection must

@@ -237,7 +237,7 @@ fn listen_error(error: redis::RedisError) -> Error {
 }
 
 fn listen(shared: &Shared, subscribed: &mut bool) -> Result<(), Error> {
-    let mut conn = shared.connector.connect(Purpose::Notifications)?;
+    let mut conn = shared.connector.connect(Purpose::Notifications, None)?;
     // Subscribed by hand: the pub/sub wrapper's own `subscribe` does not
     // report a refusal (an ACL without the channel answers NOPERM).
     redis::cmd("SUBSCRIBE")

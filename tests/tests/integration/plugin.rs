@@ -348,3 +348,104 @@ fn policies_that_cannot_work_are_refused_at_load() {
         assert!(matches!(err, PluginError::Load(_)), "{err:?}");
     }
 }
+
+#[test]
+fn a_guest_cannot_write_more_names_per_invocation_than_its_policy_allows() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("a").max_written_names(20));
+    for kind in ["lock", "counter", "op", "once", "seq", "idem"] {
+        let keys_before: u64 = redis::cmd("DBSIZE").query(&mut server.conn()).unwrap();
+        let out = run(&plugin, &format!("write-many {kind} 25")).unwrap();
+        // `op` writes to its counter too: 1 + 19 operation ids.
+        let refused_at = if kind == "op" { 19 } else { 20 };
+        assert!(
+            out.starts_with(&format!("error at {refused_at}:")) && out.contains("quota-exceeded"),
+            "{kind}: {out}"
+        );
+        let keys_after: u64 = redis::cmd("DBSIZE").query(&mut server.conn()).unwrap();
+        // Each name leaves at most one key behind (a lock its fencing
+        // counter, `op` the counter too): nothing past the quota.
+        assert!(
+            keys_after - keys_before <= 21,
+            "{kind}: {} keys written",
+            keys_after - keys_before
+        );
+        // Writing one name again does not count again.
+        assert_eq!(run(&plugin, "write-many counter 20").unwrap(), "wrote 20");
+    }
+}
+
+#[test]
+fn a_guest_cannot_store_more_result_bytes_per_invocation_than_its_policy_allows() {
+    let server = RedisServer::start();
+    let plugin = load(
+        &client(&server),
+        policy("a")
+            .max_result_size(64 << 10)
+            .max_stored_bytes(256 << 10),
+    );
+    let out = run(&plugin, &format!("store-many 10 {}", 64 << 10)).unwrap();
+    assert!(
+        out.starts_with("error at 4:") && out.contains("quota-exceeded"),
+        "{out}"
+    );
+    // The refused result was not stored, and its claim was given up.
+    let mut conn = server.conn();
+    let stored: Vec<String> = redis::cmd("KEYS")
+        .arg("tollgate:idem:*")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    // A new invocation starts with a fresh allowance.
+    assert_eq!(run(&plugin, "store-many 4 1000").unwrap(), "stored 4");
+}
+
+#[test]
+fn a_guest_is_stopped_within_a_tick_of_its_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_secs(2);
+    let plugin = load(&client(&server), policy("a").timeout(timeout));
+    let start = Instant::now();
+    let err = run(&plugin, "loop-holding l").unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(took >= timeout, "stopped early, after {took:?}");
+    // One 10 ms tick, plus room for a loaded machine; a deadline that
+    // counted ticks ran about 20 % long here.
+    assert!(
+        took < timeout + Duration::from_millis(150),
+        "stopped after {took:?}"
+    );
+}
+
+#[test]
+fn an_invocation_holding_locks_and_claims_returns_at_its_deadline_while_redis_is_stalled() {
+    let server = RedisServer::start();
+    let client = client(&server); // response timeout 1 s
+    let timeout = Duration::from_millis(1500);
+    let plugin = load(&client, policy("a").timeout(timeout));
+    let started = Instant::now();
+    let took = thread::scope(|scope| {
+        let invocation = scope.spawn(|| {
+            let err = run(&plugin, "hold-and-spin 4").unwrap_err();
+            assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+            started.elapsed()
+        });
+        // Once the guest holds its 4 locks and 4 claims, Redis stalls.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !lock_key_exists(&server, "a/h3") {
+            assert!(Instant::now() < deadline, "the guest took no locks");
+            thread::sleep(Duration::from_millis(5));
+        }
+        server.pause();
+        let took = invocation.join().unwrap();
+        server.resume();
+        took
+    });
+    // Releasing 8 holds one response timeout each would take 8 s more.
+    assert!(
+        took < timeout + Duration::from_millis(500),
+        "returned after {took:?}"
+    );
+}

@@ -30,6 +30,9 @@
 //! | `result-size BYTES`             | idempotent run on key `big` whose action returns BYTES bytes                                                                           | `ok`                            |
 //! | `sleep-holding NAME MS`         | acquire NAME (renewed), then sleep MS                                                                                                  | `slept`                         |
 //! | `drop-many COUNT`               | acquire and drop locks `d0..d{COUNT-1}` one after another                                                                              | `dropped COUNT`                 |
+//! | `write-many KIND COUNT`         | write to COUNT distinct names `w0..` of KIND: `lock` (acquire, drop), `counter` (incr), `op` (incr_once on counter `w` with op ids `w0..`), `once`, `seq`, `idem` (an idempotent run storing 1 byte) | `wrote COUNT` or `error at K: CASE` |
+//! | `store-many COUNT BYTES`        | COUNT idempotent runs on keys `s0..`, each storing BYTES bytes                                                                          | `stored COUNT` or `error at K: CASE` |
+//! | `hold-and-spin COUNT`           | acquire `h0..` and claim idempotency keys `h0..` (COUNT each, TTL and lease 30 s), then loop forever                                   | —                               |
 //! | `env`                           | count the environment variables and arguments the host grants                                                                          | `env N args M`                  |
 //! | `file PATH`                     | try to read a file                                                                                                                     | `read N bytes` or `no file access` |
 //!
@@ -158,6 +161,30 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
             }
             Ok(format!("dropped {count}"))
         }
+        ["write-many", kind, count] => Ok(write_many(kind, number(count)?)?),
+        ["store-many", count, bytes] => {
+            let value = vec![b'x'; number(bytes)?];
+            for k in 0..number::<u64>(count)? {
+                if let Err(e) = idempotent(format!("s{k}")).run(|| Ok(value.clone())) {
+                    return Ok(Ok(format!("error at {k}: {}", run_error(e))));
+                }
+            }
+            Ok(format!("stored {count}"))
+        }
+        ["hold-and-spin", count] => {
+            let count: u64 = number(count)?;
+            let mut held = Vec::new();
+            let mut claims = Vec::new();
+            for k in 0..count {
+                held.push(lock(format!("h{k}")).ttl(LOCK_TTL).acquire());
+                claims.push(idempotent(format!("h{k}")).lease(LOCK_TTL).begin());
+            }
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+                black_box((&held, &claims));
+            }
+        }
         ["env"] => Ok(format!(
             "env {} args {}",
             std::env::vars().count(),
@@ -169,6 +196,29 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
         }),
         _ => return Err(format!("unknown command or wrong arguments: {args:?}")),
     })
+}
+
+/// Writes to `count` distinct names of `kind`; stops at the first error.
+fn write_many(kind: &str, count: u64) -> Result<String, String> {
+    for k in 0..count {
+        let name = format!("w{k}");
+        let written = match kind {
+            "lock" => lock(name.as_str()).ttl(LOCK_TTL).acquire().map(drop),
+            "counter" => counter(name.as_str()).incr(1).map(drop),
+            "op" => counter("w").incr_once(&name, 1).map(drop),
+            "once" => once(&name, Duration::from_secs(60)).map(drop),
+            "seq" => sequence(name.as_str()).next_raw().map(drop),
+            "idem" => match idempotent(name.as_str()).run(|| Ok(vec![b'x'])) {
+                Ok(_) => Ok(()),
+                Err(e) => return Ok(format!("error at {k}: {}", run_error(e))),
+            },
+            other => return Err(format!("unknown kind {other:?}")),
+        };
+        if let Err(e) = written {
+            return Ok(format!("error at {k}: {}", e.code()));
+        }
+    }
+    Ok(format!("wrote {count}"))
 }
 
 fn number<T: std::str::FromStr>(text: &str) -> Result<T, String>
