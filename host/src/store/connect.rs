@@ -231,6 +231,12 @@ impl Connector {
     /// Errors of the handshake: nothing of the caller's was sent yet.
     fn handshake_error(&self, error: &RedisError) -> Error {
         let detail = error.detail().unwrap_or_default();
+        if detail.contains("max number of clients") {
+            // `maxclients` reached: the server takes no new connection now.
+            return Error::Unavailable {
+                reason: format!("{} refused the connection: {detail}", self.address),
+            };
+        }
         match error.code() {
             Some(code @ ("WRONGPASS" | "NOAUTH")) => Error::Auth {
                 message: format!("{code} {detail}"),

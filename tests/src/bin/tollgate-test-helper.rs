@@ -7,6 +7,13 @@
 //! an idempotency key (its lease renewed by the watchdog), prints `claimed`,
 //! then sleeps until killed.
 //!
+//! `tollgate-test-helper hold-then-write URL NAME TTL_MS RESOURCE_URL RECORD`:
+//! takes the lock (no watchdog), reads RECORD of the fenced resource, prints
+//! `granted FENCE`, then waits for a line on stdin (the test pauses and
+//! resumes it meanwhile). Then it writes `paused-holder` to RECORD with its
+//! token and prints `write OUTCOME`, extends the lock and prints
+//! `extend RESULT`, releases it and prints `release RESULT`.
+//!
 //! `tollgate-test-helper from-env`: opens a client from `$REDIS_URL` and
 //! takes a lock, or prints the error.
 //!
@@ -53,6 +60,26 @@ fn main() {
                 }
                 other => panic!("expected a fresh claim, got {other:?}"),
             }
+        }
+        ["hold-then-write", url, name, ttl_ms, resource_url, record] => {
+            use tollgate_tests::fenced::FencedResource;
+            let ttl = Duration::from_millis(ttl_ms.parse().expect("TTL_MS is a number"));
+            let client = tollgate::Client::open(url).expect("client opens");
+            let mut resource = redis::Client::open(*resource_url)
+                .and_then(|c| c.get_connection())
+                .expect("the resource answers");
+            let guard = client.lock(*name).ttl(ttl).acquire().expect("lock granted");
+            let read = FencedResource::read(&mut resource, record);
+            println!("granted {}", guard.fencing_token());
+            std::io::stdout().flush().expect("stdout flushes");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).expect("stdin reads");
+            let token = guard.fencing_token();
+            let written =
+                FencedResource::write(&mut resource, record, token, &read, "paused-holder");
+            println!("write {written:?}");
+            println!("extend {:?}", guard.extend(ttl).map_err(|e| e.to_string()));
+            println!("release {:?}", guard.release().map_err(|e| e.to_string()));
         }
         ["from-env"] => match tollgate::Client::from_env() {
             Ok(client) => {
@@ -114,6 +141,9 @@ fn main() {
             eprintln!("       tollgate-test-helper serial-numbers URL NAME COUNT BLOCK");
             eprintln!("       tollgate-test-helper thread-count-after-drop URL");
             eprintln!("       tollgate-test-helper from-env   (uses $REDIS_URL)");
+            eprintln!(
+                "       tollgate-test-helper hold-then-write URL NAME TTL_MS RESOURCE_URL RECORD"
+            );
             eprintln!("       tollgate-test-helper claim-and-hang URL NAMESPACE KEY LEASE_MS");
             std::process::exit(2);
         }

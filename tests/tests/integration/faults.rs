@@ -109,7 +109,10 @@ fn a_policy_changed_to_evicting_is_refused_on_the_next_connection() {
 /// the next release; the proxy is returned to keep it alive.
 fn held_with_release_reply_lost(server: &RedisServer, ttl: Duration) -> (FaultProxy, LockGuard) {
     let proxy = FaultProxy::start(server.port());
-    let guard = proxied(&proxy).lock("job").ttl(ttl).acquire().unwrap();
+    let client = proxied(&proxy);
+    // Both scripts loaded, so that the lost reply is the release's answer.
+    client.lock("warm").acquire().unwrap().release().unwrap();
+    let guard = client.lock("job").ttl(ttl).acquire().unwrap();
     proxy.fault_replies(release_sha(), ReplyFault::Drop, 1);
     (proxy, guard)
 }
@@ -156,6 +159,9 @@ fn a_stored_result_whose_replies_were_lost_while_renewals_fell_due_is_reported_s
     // A 100 ms lease is renewed every 33 ms: renewals fall due while the
     // lost replies to the store are resent.
     let idem = client.idempotency("pay").lease(Duration::from_millis(100));
+    idem.key("warm")
+        .run(|| Ok::<_, std::io::Error>(Vec::new()))
+        .unwrap();
     let runs = AtomicUsize::new(0);
     proxy.fault_replies(claim_finish_sha(), ReplyFault::Drop, 4);
     let out = idem

@@ -449,3 +449,49 @@ fn an_invocation_holding_locks_and_claims_returns_at_its_deadline_while_redis_is
         "returned after {took:?}"
     );
 }
+
+#[test]
+fn misbehaving_guests_do_not_stop_another_plugin_from_being_served() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let bad = load(
+        &client,
+        policy("bad")
+            .timeout(Duration::from_millis(800))
+            .max_memory(16 << 20)
+            .max_written_names(100),
+    );
+    let good = load(&client, policy("good").timeout(Duration::from_secs(2)));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let served = thread::scope(|scope| {
+        for command in [
+            "panic-holding p",
+            "loop-holding l",
+            "alloc 1073741824",
+            "write-many counter 5000",
+            "hold-and-spin 4",
+        ] {
+            let (bad, stop) = (&bad, &stop);
+            scope.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = run(bad, command);
+                }
+            });
+        }
+        let mut served = 0;
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            let started = Instant::now();
+            assert_eq!(
+                run(&good, "incr served 1").unwrap(),
+                format!("value {}", served + 1)
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+            served += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        served
+    });
+    assert!(served > 10, "only {served} calls served");
+    assert_eq!(client.counter("good/served").get().unwrap(), served);
+}
