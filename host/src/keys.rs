@@ -2,11 +2,18 @@
 //!
 //! Every key of one object carries the object's name as its hash tag
 //! (`{name}`), so all of them map to one Redis Cluster slot and one script can
-//! touch them together. The keys of different names never collide: every key
-//! of a name starts with `PREFIX + KIND + ":{" + name + "}"` and the suffixes
-//! after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`; `":YYYYMMDD"`)
-//! contain no `}`, so a brace inside a name cannot make its keys another
-//! name's.
+//! touch them together. Inside the tag, `%` and `}` are written `%25` and
+//! `%7D`: Redis ends a tag at its first `}`, so a name with a `}` (or one
+//! that starts with it, which would leave the tag empty and hash each key
+//! whole) could otherwise split one object's keys over several slots. Names
+//! without `%` or `}` appear as they are.
+//!
+//! The keys of different names never collide: every key of a name starts
+//! with `PREFIX + KIND + ":{" + tag + "}"`, the escaping is one to one, and
+//! the suffixes after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`;
+//! `":daily"`) contain no `}`.
+
+use std::borrow::Cow;
 
 /// The keys of one lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +63,11 @@ impl Keyspace {
     /// that no two (namespace, key) pairs share a tag.
     pub fn claim(&self, namespace: &str, key: &str) -> ClaimKeys {
         let record = format!(
-            "{}idem:{{{}:{namespace}:{key}}}",
+            "{}idem:{{{}:{}:{}}}",
             self.prefix,
-            namespace.len()
+            namespace.len(),
+            tag(namespace),
+            tag(key)
         );
         ClaimKeys {
             waiters: format!("{record}:waiters"),
@@ -69,24 +78,26 @@ impl Keyspace {
 
     /// The marker of a once-per-window submission.
     pub fn once(&self, key: &str) -> String {
-        format!("{}once:{{{key}}}", self.prefix)
+        format!("{}once:{{{}}}", self.prefix, tag(key))
     }
 
     /// A Redis glob matching the lock hashes (not their `:fence` or
     /// `:waiters` keys) of the names that match `name_glob`.
     pub fn lock_glob(&self, name_glob: &str) -> String {
-        format!("{}lock:{{{name_glob}}}", self.prefix)
+        format!("{}lock:{{{}}}", self.prefix, tag(name_glob))
     }
 
     /// The lock name inside a lock hash key.
-    pub fn lock_name<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.prefix.as_str())?
+    pub fn lock_name<'k>(&self, key: &'k str) -> Option<Cow<'k, str>> {
+        let tagged = key
+            .strip_prefix(self.prefix.as_str())?
             .strip_prefix("lock:{")?
-            .strip_suffix('}')
+            .strip_suffix('}')?;
+        untag(tagged)
     }
 
     pub fn lock(&self, name: &str) -> LockKeys {
-        let lock = format!("{}lock:{{{}}}", self.prefix, name);
+        let lock = format!("{}lock:{{{}}}", self.prefix, tag(name));
         LockKeys {
             fence: format!("{lock}:fence"),
             waiters: format!("{lock}:waiters"),
@@ -97,7 +108,7 @@ impl Keyspace {
 
     /// The key of counter `name`: an integer as text, no TTL.
     pub fn counter(&self, name: &str) -> String {
-        format!("{}counter:{{{}}}", self.prefix, name)
+        format!("{}counter:{{{}}}", self.prefix, tag(name))
     }
 
     /// The record of operation `op_id` on counter `name`: a hash
@@ -113,11 +124,52 @@ impl Keyspace {
         key
     }
 
-    /// The key of sequence `name`; a daily sequence uses this key plus
-    /// `:YYYYMMDD`, built by the script from the server's day.
+    /// The key of sequence `name` (an integer).
     pub fn sequence(&self, name: &str) -> String {
-        format!("{}seq:{{{}}}", self.prefix, name)
+        format!("{}seq:{{{}}}", self.prefix, tag(name))
     }
+
+    /// The key of daily sequence `name`: a hash of the server's current and
+    /// previous day's counts.
+    pub fn daily_sequence(&self, name: &str) -> String {
+        format!("{}:daily", self.sequence(name))
+    }
+}
+
+/// `name` as the inside of a hash tag: `%` as `%25` and `}` as `%7D`.
+fn tag(name: &str) -> Cow<'_, str> {
+    if !name.contains(['%', '}']) {
+        return Cow::Borrowed(name);
+    }
+    let mut escaped = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '}' => escaped.push_str("%7D"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// The name inside a tag made by [`tag`]; `None` for a tag it cannot make.
+fn untag(tagged: &str) -> Option<Cow<'_, str>> {
+    if !tagged.contains('%') {
+        return (!tagged.contains('}')).then_some(Cow::Borrowed(tagged));
+    }
+    let mut name = String::with_capacity(tagged.len());
+    let mut rest = tagged;
+    while let Some(at) = rest.find('%') {
+        name.push_str(&rest[..at]);
+        match rest.get(at..at + 3) {
+            Some("%25") => name.push('%'),
+            Some("%7D") => name.push('}'),
+            _ => return None,
+        }
+        rest = &rest[at + 3..];
+    }
+    name.push_str(rest);
+    Some(Cow::Owned(name))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -140,7 +192,7 @@ mod tests {
         let space = Keyspace::new("t:");
         let keys = space.lock("a:1");
         assert_eq!(space.lock_glob("a:*"), "t:lock:{a:*}");
-        assert_eq!(space.lock_name(&keys.lock), Some("a:1"));
+        assert_eq!(space.lock_name(&keys.lock).as_deref(), Some("a:1"));
         assert_eq!(space.lock_name(&keys.fence), None);
         assert_eq!(space.lock_name(&keys.waiters), None);
     }
@@ -172,6 +224,55 @@ mod tests {
         // Name "a}:op:61" vs. name "a" with op id "a" (hex 61).
         assert_ne!(space.counter("a}:op:61"), space.counter_op("a", "a"));
         assert_ne!(space.counter_op("a}", "x"), space.counter_op("a", "}x"));
+    }
+
+    /// The hash tag Redis Cluster hashes for `key`: between the first `{`
+    /// and the first `}` after it, if not empty; else the whole key.
+    fn cluster_tag(key: &str) -> &str {
+        if let Some(open) = key.find('{') {
+            if let Some(len) = key[open + 1..].find('}') {
+                if len > 0 {
+                    return &key[open + 1..open + 1 + len];
+                }
+            }
+        }
+        key
+    }
+
+    #[test]
+    fn every_key_of_an_object_hashes_the_same_tag_whatever_its_name() {
+        let space = Keyspace::new("t:");
+        for name in ["}", "}x", "{", "{}", "}{", "a}b", "%7D", "a%b}", "plain"] {
+            let lock = space.lock(name);
+            let tags: Vec<&str> = [&lock.lock, &lock.fence, &lock.waiters]
+                .iter()
+                .map(|k| cluster_tag(k))
+                .collect();
+            assert!(tags.iter().all(|t| *t == tags[0]), "{name}: {tags:?}");
+            assert_ne!(tags[0], lock.lock, "{name}: no tag");
+            let counter = space.counter(name);
+            assert_eq!(
+                cluster_tag(&counter),
+                cluster_tag(&space.counter_op(name, "}{"))
+            );
+            assert_eq!(space.lock_name(&lock.lock).as_deref(), Some(name));
+            let claim = space.claim(name, name);
+            assert_eq!(cluster_tag(&claim.record), cluster_tag(&claim.waiters));
+            assert_ne!(cluster_tag(&space.once(name)), space.once(name));
+            assert_eq!(
+                cluster_tag(&space.sequence(name)),
+                cluster_tag(&space.daily_sequence(name))
+            );
+        }
+    }
+
+    #[test]
+    fn escaping_keeps_names_apart() {
+        let space = Keyspace::new("t:");
+        assert_ne!(space.lock("%7D").lock, space.lock("}").lock);
+        assert_ne!(space.lock("%25").lock, space.lock("%").lock);
+        assert_eq!(space.lock("}").lock, "t:lock:{%7D}");
+        assert_eq!(space.lock_name("t:lock:{%zz}"), None);
     }
 
     #[test]

@@ -594,7 +594,7 @@ impl Client {
             .into_iter()
             .filter_map(|(key, record)| {
                 Some(LockInfo {
-                    name: keyspace.lock_name(&key)?.to_owned(),
+                    name: keyspace.lock_name(&key)?.into_owned(),
                     fencing_token: record.fence,
                     holder: record.holder,
                     remaining_ttl: record.remaining,

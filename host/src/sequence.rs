@@ -229,8 +229,13 @@ impl Sequence {
         let inner = self.client.inner();
         let daily = self.reset == Reset::Daily;
         let sent = Instant::now();
+        let key = if daily {
+            inner.keyspace.daily_sequence(&self.name)
+        } else {
+            inner.keyspace.sequence(&self.name)
+        };
         let reserved = inner.store.sequence_reserve(
-            &inner.keyspace.sequence(&self.name),
+            &key,
             self.block_size,
             daily,
             DAY_KEY_TTL.as_secs(),

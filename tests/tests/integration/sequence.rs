@@ -96,19 +96,36 @@ fn numbers_restart_at_one_on_the_servers_new_day(backend: &Backend) {
     // A late caller still on the old day continues the old day's count.
     assert_eq!(before.next().unwrap(), "ORD-20261122-000003");
 
-    // One key per day, each with a TTL of about 48 h.
+    // One hash with the server's current and previous day, kept about 48 h
+    // from the day's first number; no plain key.
     if let Some(server) = backend.server() {
-        for key in [
-            "tollgate:seq:{orders}:20261122",
-            "tollgate:seq:{orders}:20261123",
-        ] {
-            let ttl = pttl(server, key);
-            assert!(
-                (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&ttl),
-                "{key}: {ttl}"
-            );
-        }
+        let key = "tollgate:seq:{orders}:daily";
+        let ttl = pttl(server, key);
+        assert!(
+            (47 * 3600 * 1000..=48 * 3600 * 1000).contains(&ttl),
+            "{key}: {ttl}"
+        );
+        let days: Vec<String> = redis::cmd("HKEYS")
+            .arg(key)
+            .query(&mut server.conn())
+            .unwrap();
+        assert_eq!(days.len(), 2, "{days:?}");
         assert_eq!(pttl(server, "tollgate:seq:{orders}"), -2);
+    }
+    // Two days on, the days before yesterday are forgotten.
+    let later = client
+        .sequence("orders")
+        .format("ORD-{date}-{seq:06}")
+        .unwrap()
+        .reset(Reset::Daily)
+        .server_time_override(AFTER_MIDNIGHT + 2 * 86_400);
+    assert_eq!(later.next().unwrap(), "ORD-20261125-000001");
+    if let Some(server) = backend.server() {
+        let days: Vec<String> = redis::cmd("HKEYS")
+            .arg("tollgate:seq:{orders}:daily")
+            .query(&mut server.conn())
+            .unwrap();
+        assert_eq!(days, ["20261125"]);
     }
 }
 
