@@ -80,8 +80,10 @@ impl fmt::Debug for Client {
 impl Client {
     /// Opens a client on a Redis URL: `redis://[:password@]host[:port][/db]`,
     /// `rediss://…` for TLS (with the `tls` feature), or
-    /// `redis+unix:///path/to/socket`. Connects lazily: the first call
-    /// connects.
+    /// `redis+unix:///path/to/socket`; for a Redis Cluster,
+    /// `redis+cluster://[user:password@]host:port,host:port,…/` (or
+    /// `rediss+cluster://`) with any of its nodes as seeds. Connects lazily:
+    /// the first call connects.
     ///
     /// ```no_run
     /// let client = tollgate::Client::open("redis://127.0.0.1:6379/0")?;
@@ -369,17 +371,22 @@ impl ClientBuilder {
         }
         let store: Arc<dyn Store> = match &self.backend {
             Backend::Memory(store) => Arc::clone(store) as Arc<dyn Store>,
-            Backend::Redis(url) => Arc::new(RedisStore::new(
-                &self.redis_client(url)?,
-                PoolConfig {
+            Backend::Redis(url) => {
+                let config = PoolConfig {
                     connect_timeout: self.connect_timeout,
                     response_timeout: self.response_timeout,
                     max_connections: self.max_connections,
                     health_check_after: self.health_check_after,
                     accept_eviction: self.accept_eviction,
-                },
-                Keyspace::new(self.key_prefix.as_str()).channel(),
-            )?),
+                };
+                let channel = Keyspace::new(self.key_prefix.as_str()).channel();
+                Arc::new(match cluster_seeds(url).transpose()? {
+                    Some((first, seeds)) => {
+                        RedisStore::cluster(&self.redis_client(&first)?, seeds, config, channel)?
+                    }
+                    None => RedisStore::new(&self.redis_client(url)?, config, channel)?,
+                })
+            }
         };
         Ok(self.assemble(store))
     }
@@ -442,5 +449,72 @@ impl ClientBuilder {
             ));
         }
         redis::Client::open(url).map_err(|e| Error::invalid("redis url", e.to_string()))
+    }
+}
+
+/// The seeds of a cluster URL: the URL of the first (as a plain Redis URL)
+/// and every seed's (host, port).
+type ClusterSeeds = (String, Vec<(String, u16)>);
+
+/// For a cluster URL (`redis+cluster://[auth@]host:port,…[/path]`, or
+/// `rediss+cluster://`): the URL of its first seed, with the same scheme
+/// (without `+cluster`), credentials and path, and every seed as (host,
+/// port). `None` for any other URL.
+fn cluster_seeds(url: &str) -> Option<Result<ClusterSeeds>> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("redis+cluster://") {
+        ("redis", rest)
+    } else {
+        ("rediss", url.strip_prefix("rediss+cluster://")?)
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (auth, hosts) = match authority.rsplit_once('@') {
+        Some((auth, hosts)) => (Some(auth), hosts),
+        None => (None, authority),
+    };
+    let mut seeds = Vec::new();
+    for seed in hosts.split(',').filter(|seed| !seed.is_empty()) {
+        let (host, port) = match seed.rsplit_once(':') {
+            Some((host, port)) => match port.parse() {
+                Ok(port) => (host, port),
+                Err(_) => {
+                    return Some(Err(Error::invalid(
+                        "redis url",
+                        format!("cluster seed {seed:?} has no valid port"),
+                    )));
+                }
+            },
+            None => (seed, 6379),
+        };
+        seeds.push((host.to_owned(), port));
+    }
+    let Some((host, port)) = seeds.first() else {
+        return Some(Err(Error::invalid(
+            "redis url",
+            "a cluster URL needs at least one seed: redis+cluster://host:port,host:port/",
+        )));
+    };
+    let auth = auth.map(|auth| format!("{auth}@")).unwrap_or_default();
+    Some(Ok((
+        format!("{scheme}://{auth}{host}:{port}/{path}"),
+        seeds,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_seeds;
+
+    #[test]
+    fn cluster_urls_give_the_first_seed_and_every_seed() {
+        let (first, seeds) = cluster_seeds("redis+cluster://u:p@h1:7000,h2:7001/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, "redis://u:p@h1:7000/");
+        assert_eq!(seeds, [("h1".to_owned(), 7000), ("h2".to_owned(), 7001)]);
+        let (first, _) = cluster_seeds("rediss+cluster://h1").unwrap().unwrap();
+        assert_eq!(first, "rediss://h1:6379/");
+        assert!(cluster_seeds("redis://h1:7000/").is_none());
+        assert!(cluster_seeds("redis+cluster:///").unwrap().is_err());
+        assert!(cluster_seeds("redis+cluster://h1:x/").unwrap().is_err());
     }
 }

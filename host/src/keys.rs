@@ -226,17 +226,8 @@ mod tests {
         assert_ne!(space.counter_op("a}", "x"), space.counter_op("a", "}x"));
     }
 
-    /// The hash tag Redis Cluster hashes for `key`: between the first `{`
-    /// and the first `}` after it, if not empty; else the whole key.
     fn cluster_tag(key: &str) -> &str {
-        if let Some(open) = key.find('{') {
-            if let Some(len) = key[open + 1..].find('}') {
-                if len > 0 {
-                    return &key[open + 1..open + 1 + len];
-                }
-            }
-        }
-        key
+        std::str::from_utf8(crate::store::hash_tag(key.as_bytes())).unwrap()
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! [`Hold`] and [`check_mutual_exclusion`] check the same invariant from the
 //! client's side, over an operation history.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::RedisServer;
 
@@ -141,4 +141,47 @@ pub fn check_mutual_exclusion(holds: &[Hold]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What one [`increment_under`] did.
+#[derive(Debug)]
+pub struct Turn {
+    /// The hold, for [`check_mutual_exclusion`].
+    pub hold: Hold,
+    /// What the resource said to the write.
+    pub write: FencedWrite,
+    /// What the release returned.
+    pub release: Result<(), tollgate::Error>,
+    /// How long the release took.
+    pub release_took: Duration,
+}
+
+/// A worker's critical section under `guard`, whose reply arrived at
+/// `granted_by`: reads the integer in `record`, waits `pause`, writes it
+/// plus one with the guard's fencing token, then releases the lock.
+pub fn increment_under(
+    guard: tollgate::LockGuard,
+    granted_by: Instant,
+    conn: &mut redis::Connection,
+    record: &str,
+    pause: Duration,
+) -> Turn {
+    let token = guard.fencing_token();
+    let read = FencedResource::read(conn, record);
+    std::thread::sleep(pause);
+    let next = read.parse::<u64>().unwrap_or(0) + 1;
+    let write = FencedResource::write(conn, record, token, &read, &next.to_string());
+    let released_after = Instant::now();
+    let release = guard.release();
+    Turn {
+        hold: Hold {
+            token,
+            granted_by,
+            released_after,
+            confirmed: release.is_ok(),
+        },
+        write,
+        release,
+        release_took: released_after.elapsed(),
+    }
 }

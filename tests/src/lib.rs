@@ -5,12 +5,14 @@
 //! need Redis fail — they never skip — when `redis-server` is not installed.
 #![deny(missing_docs)]
 
+mod cluster;
 pub mod fenced;
 pub mod guest;
 pub mod proxy;
 mod redis_server;
 mod tls;
 
+pub use cluster::RedisCluster;
 pub use proxy::{FaultProxy, ReplyFault};
 pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
 pub use tls::TestCertificates;

@@ -299,6 +299,22 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server with SIGKILL without waiting for it or touching
+    /// shared state: for process-exit hooks, where a `Drop` does not run.
+    pub fn kill_for_exit(&self) {
+        if self.child.is_some() {
+            // SAFETY: plain syscall on our own child's pid.
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+
+    /// Connects like [`conn`](Self::conn), but returns the error instead
+    /// of panicking (for a node that may be down).
+    pub fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
+        self.connect(ADMIN_TIMEOUT)
+    }
+
     /// Kills the server if running and starts it again on the same port with the same
     /// args (retrying for a few seconds while the port is busy); data is gone afterwards.
     ///

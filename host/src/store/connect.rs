@@ -20,6 +20,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::{ErrorKind, RedisError};
 
+use super::pool::PoolConfig;
 use crate::error::{Error, Result};
 
 /// The only `maxmemory-policy` under which Redis never drops a key by itself.
@@ -33,6 +34,8 @@ pub(crate) struct Connector {
     /// The server's address, without credentials or database: tollgate
     /// sends `AUTH` and `SELECT` itself to tell their failures apart.
     client: redis::Client,
+    /// `client`'s connection info, to make connectors for other nodes.
+    bare: redis::ConnectionInfo,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -41,9 +44,10 @@ pub(crate) struct Connector {
     response_timeout: Duration,
     accept_eviction: bool,
     seen: Mutex<Seen>,
-    /// Bumped each time a connection meets a server with a new run id.
+    /// Bumped each time a connection meets a server with a new run id
+    /// (shared by the connectors of one cluster's nodes).
     generation: Arc<AtomicU64>,
-    on_server_changed: Mutex<Option<ServerChanged>>,
+    on_server_changed: Arc<Mutex<Option<ServerChanged>>>,
 }
 
 #[derive(Default)]
@@ -65,12 +69,12 @@ pub(crate) enum Purpose {
 impl Connector {
     /// A connector for the server of `client` (credentials and database are
     /// taken out of it and sent by the handshake).
-    pub fn new(
-        client: &redis::Client,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-        accept_eviction: bool,
-    ) -> Result<Connector> {
+    pub fn new(client: &redis::Client, config: &PoolConfig) -> Result<Connector> {
+        let (connect_timeout, response_timeout, accept_eviction) = (
+            config.connect_timeout,
+            config.response_timeout,
+            config.accept_eviction,
+        );
         let info = client.get_connection_info().clone();
         let settings = info.redis_settings();
         let username = settings.username().map(str::to_owned);
@@ -80,10 +84,12 @@ impl Connector {
         let bare = redis::RedisConnectionInfo::default()
             .set_protocol(settings.protocol())
             .set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(bare))
+        let bare = info.set_redis_settings(bare);
+        let client = redis::Client::open(bare.clone())
             .map_err(|e| Error::invalid("redis url", e.to_string()))?;
         Ok(Connector {
             client,
+            bare,
             username,
             password,
             db,
@@ -93,8 +99,49 @@ impl Connector {
             accept_eviction,
             seen: Mutex::default(),
             generation: Arc::new(AtomicU64::new(0)),
-            on_server_changed: Mutex::new(None),
+            on_server_changed: Arc::default(),
         })
+    }
+
+    /// A connector for another node of the same deployment (a cluster
+    /// node), at `host:port`: same credentials, database, TLS settings and
+    /// timeouts, and the same server generation and callback.
+    pub fn for_node(&self, host: &str, port: u16) -> Result<Connector> {
+        let addr = match self.bare.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let bare = self.bare.clone().set_addr(addr);
+        let client = redis::Client::open(bare.clone())
+            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        Ok(Connector {
+            client,
+            bare,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            db: self.db,
+            address: format!("{host}:{port}"),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            accept_eviction: self.accept_eviction,
+            seen: Mutex::default(),
+            generation: Arc::clone(&self.generation),
+            on_server_changed: Arc::clone(&self.on_server_changed),
+        })
+    }
+
+    /// The longest wait for a connection to open.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The counter bumped each time a new server (run id) is met.
@@ -197,14 +244,20 @@ impl Connector {
             changed
         };
         if changed {
-            self.generation.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(
                 server = %self.address,
                 "tollgate: the Redis server restarted or was replaced (new run id); leases granted before may be gone"
             );
-            if let Some(callback) = &*self.on_server_changed.lock() {
-                callback();
-            }
+            self.server_changed();
+        }
+    }
+
+    /// Records that the server (or, in a cluster, a master) was replaced:
+    /// every lease granted before may be gone.
+    pub fn server_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(callback) = &*self.on_server_changed.lock() {
+            callback();
         }
     }
 

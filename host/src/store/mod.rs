@@ -8,10 +8,12 @@
 //! layers (locks, the watchdog, counters, sequences) compose these steps and
 //! never read-modify-write across two of them.
 
+mod cluster;
 mod connect;
 mod memory;
 mod pool;
 mod redis;
+mod slot;
 mod subscriber;
 
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::pool::{PoolConfig, within_deadline};
 pub(crate) use self::redis::RedisStore;
+#[cfg(test)]
+pub(crate) use self::slot::hash_tag;
 pub use self::subscriber::Notifications;
 use crate::error::Result;
 use crate::keys::{ClaimKeys, LockKeys};

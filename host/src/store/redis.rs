@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 
-use super::connect::Connector;
+use super::cluster::ClusterRouter;
+use super::connect::{Connector, Purpose};
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{Notifications, Subscriber};
 use super::{
@@ -22,7 +23,7 @@ use crate::notify::Watch;
 /// Locks (and later the other primitives) on one Redis server.
 pub(crate) struct RedisStore {
     connector: Arc<Connector>,
-    pool: Pool,
+    route: Route,
     subscriber: Subscriber,
     scripts: Scripts,
     connect_timeout: Duration,
@@ -71,23 +72,119 @@ impl Scripts {
 }
 
 impl RedisStore {
-    /// Builds the store without connecting; `channel` carries release
-    /// notifications.
+    /// Builds the store on one server without connecting; `channel`
+    /// carries release notifications.
     pub fn new(client: &redis::Client, config: PoolConfig, channel: String) -> Result<Self> {
-        let connect_timeout = config.connect_timeout;
-        let connector = Arc::new(Connector::new(
-            client,
-            config.connect_timeout,
-            config.response_timeout,
-            config.accept_eviction,
-        )?);
-        Ok(RedisStore {
-            subscriber: Subscriber::new(Arc::clone(&connector), channel),
-            pool: Pool::new(Arc::clone(&connector), config),
+        let connector = Arc::new(Connector::new(client, &config)?);
+        let listening = Arc::clone(&connector);
+        let subscriber = Subscriber::new(
+            Box::new(move || listening.connect(Purpose::Notifications, None)),
+            channel,
+        );
+        let route = Route::Single(Arc::new(Pool::new(Arc::clone(&connector), config)));
+        Ok(Self::assemble(connector, route, subscriber))
+    }
+
+    /// Builds the store on the Redis Cluster whose first seed is `client`
+    /// and whose seeds are `seeds` (`host`, `port`), without connecting.
+    pub fn cluster(
+        client: &redis::Client,
+        seeds: Vec<(String, u16)>,
+        config: PoolConfig,
+        channel: String,
+    ) -> Result<Self> {
+        let connector = Arc::new(Connector::new(client, &config)?);
+        let router = Arc::new(ClusterRouter::new(Arc::clone(&connector), seeds, config));
+        let listening = Arc::clone(&router);
+        let subscriber = Subscriber::new(
+            Box::new(move || listening.connect_any(Purpose::Notifications)),
+            channel,
+        );
+        Ok(Self::assemble(
             connector,
+            Route::Cluster(router),
+            subscriber,
+        ))
+    }
+
+    fn assemble(connector: Arc<Connector>, route: Route, subscriber: Subscriber) -> Self {
+        RedisStore {
+            connect_timeout: connector.connect_timeout(),
+            connector,
+            route,
+            subscriber,
             scripts: Scripts::new(),
-            connect_timeout,
-        })
+        }
+    }
+
+    /// Adds the held locks on `master` whose keys match `key_glob` to
+    /// `found`, up to `limit` in all.
+    fn scan_locks(
+        &self,
+        master: &Pool,
+        key_glob: &str,
+        limit: usize,
+        found: &mut Vec<(String, LockRecord)>,
+    ) -> Result<()> {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = master.run(key_glob, |conn| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(key_glob)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(conn)
+            })?;
+            for key in keys {
+                if found.len() >= limit {
+                    return Ok(());
+                }
+                let lock = LockKeys {
+                    lock: key.clone(),
+                    fence: String::new(),
+                    waiters: String::new(),
+                    channel: String::new(),
+                };
+                // A lock may be released between SCAN and here: skip it.
+                if let Some(record) = self.lock_record(&lock)? {
+                    found.push((key, record));
+                }
+            }
+            if next == 0 || found.len() >= limit {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Where requests go: one server, or the masters of a cluster.
+enum Route {
+    Single(Arc<Pool>),
+    Cluster(Arc<ClusterRouter>),
+}
+
+impl Route {
+    /// Runs `request` on the server that holds `key`.
+    fn run<T>(
+        &self,
+        key: &str,
+        request: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        match self {
+            Route::Single(pool) => pool.run(key, request),
+            Route::Cluster(router) => router.run(key, request),
+        }
+    }
+
+    /// Every server that holds keys: the one, or each master.
+    fn masters(&self) -> Result<Vec<Arc<Pool>>> {
+        match self {
+            Route::Single(pool) => Ok(vec![Arc::clone(pool)]),
+            Route::Cluster(router) => router.masters(),
+        }
     }
 }
 
@@ -104,7 +201,7 @@ fn token_from(value: i64) -> Result<u64> {
 impl Store for RedisStore {
     fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
         let keys = req.keys;
-        let (granted, value): (i64, i64) = self.pool.run(&keys.lock, |conn| {
+        let (granted, value): (i64, i64) = self.route.run(&keys.lock, |conn| {
             self.scripts
                 .acquire
                 .key(&keys.lock)
@@ -135,7 +232,7 @@ impl Store for RedisStore {
         ttl_ms: u64,
         fence_retention_ms: u64,
     ) -> Result<bool> {
-        self.pool.run(&keys.lock, |conn| {
+        self.route.run(&keys.lock, |conn| {
             self.scripts
                 .extend
                 .key(&keys.lock)
@@ -148,7 +245,7 @@ impl Store for RedisStore {
     }
 
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
-        self.pool.run(&keys.lock, |conn| {
+        self.route.run(&keys.lock, |conn| {
             self.scripts
                 .release
                 .key(&keys.lock)
@@ -161,7 +258,7 @@ impl Store for RedisStore {
     }
 
     fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>> {
-        let ms: i64 = self.pool.run(&keys.lock, |conn| {
+        let ms: i64 = self.route.run(&keys.lock, |conn| {
             self.scripts
                 .owned_ttl
                 .key(&keys.lock)
@@ -178,7 +275,7 @@ impl Store for RedisStore {
     }
 
     fn lock_record(&self, keys: &LockKeys) -> Result<Option<LockRecord>> {
-        let record: Option<(String, String, i64)> = self.pool.run(&keys.lock, |conn| {
+        let record: Option<(String, String, i64)> = self.route.run(&keys.lock, |conn| {
             self.scripts.inspect.key(&keys.lock).invoke(conn)
         })?;
         record
@@ -198,41 +295,17 @@ impl Store for RedisStore {
 
     fn list_locks(&self, key_glob: &str, limit: usize) -> Result<Vec<(String, LockRecord)>> {
         let mut found = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self.pool.run(key_glob, |conn| {
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(key_glob)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(conn)
-            })?;
-            for key in keys {
-                if found.len() >= limit {
-                    return Ok(found);
-                }
-                let lock = LockKeys {
-                    lock: key.clone(),
-                    fence: String::new(),
-                    waiters: String::new(),
-                    channel: String::new(),
-                };
-                // A lock may be released between SCAN and here: skip it.
-                if let Some(record) = self.lock_record(&lock)? {
-                    found.push((key, record));
-                }
+        for master in self.route.masters()? {
+            self.scan_locks(&master, key_glob, limit, &mut found)?;
+            if found.len() >= limit {
+                break;
             }
-            if next == 0 || found.len() >= limit {
-                return Ok(found);
-            }
-            cursor = next;
         }
+        Ok(found)
     }
 
     fn force_unlock(&self, keys: &LockKeys) -> Result<bool> {
-        self.pool.run(&keys.lock, |conn| {
+        self.route.run(&keys.lock, |conn| {
             self.scripts
                 .force_unlock
                 .key(&keys.lock)
@@ -245,17 +318,18 @@ impl Store for RedisStore {
 
     fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState> {
         let keys = req.keys;
-        let (tag, payload, pttl): (String, Vec<u8>, i64) = self.pool.run(&keys.record, |conn| {
-            self.scripts
-                .claim_begin
-                .key(&keys.record)
-                .key(&keys.waiters)
-                .arg(req.owner)
-                .arg(req.fingerprint)
-                .arg(req.lease_ms)
-                .arg(req.waiting_ms)
-                .invoke(conn)
-        })?;
+        let (tag, payload, pttl): (String, Vec<u8>, i64) =
+            self.route.run(&keys.record, |conn| {
+                self.scripts
+                    .claim_begin
+                    .key(&keys.record)
+                    .key(&keys.waiters)
+                    .arg(req.owner)
+                    .arg(req.fingerprint)
+                    .arg(req.lease_ms)
+                    .arg(req.waiting_ms)
+                    .invoke(conn)
+            })?;
         Ok(match tag.as_str() {
             "fresh" => ClaimState::Fresh,
             "done" => ClaimState::Done(payload),
@@ -274,7 +348,7 @@ impl Store for RedisStore {
     }
 
     fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool> {
-        self.pool.run(&keys.record, |conn| {
+        self.route.run(&keys.record, |conn| {
             self.scripts
                 .claim_extend
                 .key(&keys.record)
@@ -295,7 +369,7 @@ impl Store for RedisStore {
             Finish::Done(result) => ("done", result),
             Finish::Failed(failure) => ("failed", failure),
         };
-        self.pool.run(&keys.record, |conn| {
+        self.route.run(&keys.record, |conn| {
             self.scripts
                 .claim_finish
                 .key(&keys.record)
@@ -311,7 +385,7 @@ impl Store for RedisStore {
     }
 
     fn abandon_claim(&self, keys: &ClaimKeys, owner: &str) -> Result<bool> {
-        self.pool.run(&keys.record, |conn| {
+        self.route.run(&keys.record, |conn| {
             self.scripts
                 .claim_abandon
                 .key(&keys.record)
@@ -324,7 +398,7 @@ impl Store for RedisStore {
     }
 
     fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool> {
-        let set: Option<String> = self.pool.run(key, |conn| {
+        let set: Option<String> = self.route.run(key, |conn| {
             redis::cmd("SET")
                 .arg(key)
                 .arg(1)
@@ -364,14 +438,14 @@ impl Store for RedisStore {
 
     fn counter_get(&self, key: &str) -> Result<Option<i64>> {
         let text: Option<String> = self
-            .pool
+            .route
             .run(key, |conn| redis::cmd("GET").arg(key).query(conn))?;
         text.map(|text| integer_at(key, &text)).transpose()
     }
 
     fn counter_set(&self, key: &str, value: i64) -> Result<()> {
         let _: i64 = self
-            .pool
+            .route
             .run(key, |conn| {
                 self.scripts.counter_set.key(key).arg(value).invoke(conn)
             })
@@ -380,7 +454,7 @@ impl Store for RedisStore {
     }
 
     fn counter_incr(&self, key: &str, delta: i64) -> Result<i64> {
-        self.pool
+        self.route
             .run(key, |conn| {
                 redis::cmd("INCRBY").arg(key).arg(delta).query(conn)
             })
@@ -391,7 +465,7 @@ impl Store for RedisStore {
         let key = change.key;
         let bound = |b: Option<i64>| b.map(|b| b.to_string()).unwrap_or_default();
         let reply: Vec<String> = self
-            .pool
+            .route
             .run(key, |conn| {
                 let mut call = self.scripts.counter_change.key(key);
                 if let Some((op_key, _)) = change.once {
@@ -426,7 +500,7 @@ impl Store for RedisStore {
         now: Option<u64>,
     ) -> Result<Reserved> {
         let (last, day, to_midnight_ms): (String, String, u64) = self
-            .pool
+            .route
             .run(key, |conn| {
                 self.scripts
                     .sequence_reserve

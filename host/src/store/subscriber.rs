@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::connect::{Connector, Purpose};
 use crate::error::Error;
 use crate::notify::WakeBoard;
 
@@ -29,9 +28,12 @@ pub(crate) struct Subscriber {
     shared: Arc<Shared>,
 }
 
+/// Opens a connection to listen on (to any node of a cluster).
+pub(crate) type ConnectFn = Box<dyn Fn() -> Result<redis::Connection, Error> + Send + Sync>;
+
 struct Shared {
     board: Arc<WakeBoard>,
-    connector: Arc<Connector>,
+    connect: ConnectFn,
     channel: String,
     status: Mutex<Status>,
     changed: Condvar,
@@ -75,11 +77,11 @@ pub enum Notifications {
 }
 
 impl Subscriber {
-    pub fn new(connector: Arc<Connector>, channel: String) -> Self {
+    pub fn new(connect: ConnectFn, channel: String) -> Self {
         Subscriber {
             shared: Arc::new(Shared {
                 board: Arc::new(WakeBoard::default()),
-                connector,
+                connect,
                 channel,
                 status: Mutex::new(Status::default()),
                 changed: Condvar::new(),
@@ -237,7 +239,7 @@ fn listen_error(error: redis::RedisError) -> Error {
 }
 
 fn listen(shared: &Shared, subscribed: &mut bool) -> Result<(), Error> {
-    let mut conn = shared.connector.connect(Purpose::Notifications, None)?;
+    let mut conn = (shared.connect)()?;
     // Subscribed by hand: the pub/sub wrapper's own `subscribe` does not
     // report a refusal (an ACL without the channel answers NOPERM).
     redis::cmd("SUBSCRIBE")

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tollgate::{Client, Duplicate, Error};
-use tollgate_tests::fenced::{FencedResource, FencedWrite, Hold, check_mutual_exclusion};
+use tollgate_tests::fenced::{
+    FencedResource, FencedWrite, check_mutual_exclusion, increment_under,
+};
 use tollgate_tests::{FaultProxy, RedisServer, ReplyFault};
 
 /// How long a timed scenario runs: `TOLLGATE_TORTURE_SECS`, or `default`.
@@ -63,10 +65,13 @@ impl Longest {
     fn time<T>(&self, call: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let value = call();
-        let took = started.elapsed();
+        self.record(started.elapsed());
+        value
+    }
+
+    fn record(&self, took: Duration) {
         let mut longest = self.0.lock();
         *longest = (*longest).max(took);
-        value
     }
 
     fn get(&self) -> Duration {
@@ -120,35 +125,19 @@ fn contention_under_a_connection_kill_storm_keeps_one_holder_and_exact_counts() 
                             continue;
                         }
                     };
-                    let granted_by = Instant::now();
-                    let token = guard.fencing_token();
-                    let read = FencedResource::read(&mut conn, "balance");
-                    thread::sleep(Duration::from_micros(next_random(&mut random) % 2000));
-                    let next = read.parse::<u64>().unwrap_or(0) + 1;
-                    let written = FencedResource::write(
-                        &mut conn,
-                        "balance",
-                        token,
-                        &read,
-                        &next.to_string(),
-                    );
-                    let kind = match written {
+                    let pause = Duration::from_micros(next_random(&mut random) % 2000);
+                    let turn = increment_under(guard, Instant::now(), &mut conn, "balance", pause);
+                    let kind = match turn.write {
                         FencedWrite::Ok => "ok",
                         FencedWrite::Stale => "stale",
                         FencedWrite::Overlap => "overlap",
                     };
                     *writes.lock().entry(kind).or_default() += 1;
-                    let released_after = Instant::now();
-                    let released = longest.time(|| guard.release());
-                    if released.is_err() {
+                    longest.record(turn.release_took);
+                    if turn.release.is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    holds.lock().push(Hold {
-                        token,
-                        granted_by,
-                        released_after,
-                        confirmed: released.is_ok(),
-                    });
+                    holds.lock().push(turn.hold);
                 }
             });
         }

@@ -481,7 +481,7 @@ fn overflow_is_a_typed_error_and_changes_nothing(backend: &Backend) {
     let big = client.counter("big");
     big.set(i64::MAX - 1).unwrap();
     assert_eq!(big.incr(1).unwrap(), i64::MAX);
-    let key = "tollgate:counter:{big}".to_owned();
+    let key = format!("{}counter:{{big}}", backend.key_prefix());
     assert_eq!(big.incr(1), Err(Error::Overflow { key: key.clone() }));
     assert_eq!(
         big.incr_once("op", 1),

@@ -182,72 +182,23 @@ fn a_stored_result_whose_replies_were_lost_while_renewals_fell_due_is_reported_s
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
-/// Keeps a `maxmemory` server under `noeviction` full, so that it refuses
-/// writes with OOM, until dropped; then deletes what it wrote. Small writes
-/// top memory up every few milliseconds, since Redis frees some by itself
-/// (client buffers shrink).
-struct MemoryHog {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl MemoryHog {
-    fn fill(url: &str) -> MemoryHog {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        let mut keys = 0usize;
-        // Writes until OOM; `false` when the connection broke.
-        let mut top_up = move |conn: &mut redis::Connection, sizes: &[usize]| -> bool {
-            for &size in sizes {
-                let value = vec![b'x'; size];
-                loop {
-                    let key = format!("hog:{keys}");
-                    match redis::cmd("SET").arg(&key).arg(&value).exec(conn) {
-                        Ok(()) => keys += 1,
-                        Err(e) if e.code() == Some("OOM") => break,
-                        Err(_) => return false,
-                    }
-                    assert!(keys < 200_000, "no OOM after 200,000 keys");
-                }
-            }
-            true
-        };
-        assert!(top_up(&mut conn, &[64 * 1024, 1024, 16]), "filling failed");
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            while !stopping.load(Ordering::SeqCst) {
-                if !top_up(&mut conn, &[16]) {
-                    conn = client.get_connection().unwrap();
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
-            // The keys are hog:0, hog:1, ... with no gap.
-            let mut key = 0;
-            while redis::cmd("DEL").arg(format!("hog:{key}")).query(&mut conn) == Ok(1) {
-                key += 1;
-            }
-        });
-        MemoryHog {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for MemoryHog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// Sets the server's `maxmemory` (0: no limit). Under `noeviction`, a
+/// limit far below what the server uses makes every write that could grow
+/// memory fail with OOM, while commands that cannot (`PEXPIRE`, reads) work.
+fn set_maxmemory(url: &str, bytes: u64) {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(bytes)
+        .exec(&mut conn)
+        .unwrap();
 }
 
 #[test]
 fn a_result_refused_with_oom_is_stored_once_memory_frees_and_the_action_runs_once() {
     let server = RedisServer::builder()
-        .args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .args(["--maxmemory-policy", "noeviction"])
         .start();
     let client = client(&server);
     let idem = client
@@ -255,18 +206,20 @@ fn a_result_refused_with_oom_is_stored_once_memory_frees_and_the_action_runs_onc
         .lease(Duration::from_millis(300))
         .store_retry(Duration::from_secs(5));
     let runs = AtomicUsize::new(0);
+    let url = server.url();
     let full_for = Duration::from_millis(700);
     let started = Instant::now();
     let out = idem
         .key("k")
         .run(|| {
             runs.fetch_add(1, Ordering::SeqCst);
-            let hog = MemoryHog::fill(&server.url());
+            set_maxmemory(&url, 1); // the server is full from now on
             // Memory frees after a while (an operator, keys expiring),
             // longer than the lease: renewals must keep it.
+            let url = url.clone();
             thread::spawn(move || {
                 thread::sleep(full_for);
-                drop(hog);
+                set_maxmemory(&url, 0);
             });
             Ok::<_, std::io::Error>(b"charged".to_vec())
         })
@@ -286,18 +239,17 @@ fn a_result_refused_with_oom_is_stored_once_memory_frees_and_the_action_runs_onc
 #[test]
 fn a_result_refused_with_oom_past_the_retry_says_so_and_keeps_repeats_out_during_the_lease() {
     let server = RedisServer::builder()
-        .args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .args(["--maxmemory-policy", "noeviction"])
         .start();
     let client = client(&server);
     let idem = client
         .idempotency("pay")
         .lease(Duration::from_secs(2))
         .store_retry(Duration::from_millis(300));
-    let mut hog = None;
     let err = idem
         .key("k")
         .run(|| {
-            hog = Some(MemoryHog::fill(&server.url()));
+            set_maxmemory(&server.url(), 1); // full from now on
             Ok::<_, std::io::Error>(b"charged".to_vec())
         })
         .unwrap_err();
@@ -324,7 +276,6 @@ fn a_result_refused_with_oom_past_the_retry_says_so_and_keeps_repeats_out_during
         matches!(repeat, Err(RunError::Tollgate(Error::InProgress { .. }))),
         "{repeat:?}"
     );
-    drop(hog);
 }
 
 #[test]

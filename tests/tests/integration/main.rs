@@ -12,6 +12,7 @@
 mod chaos;
 mod cli;
 mod client;
+mod cluster;
 mod counter;
 mod faults;
 mod idempotency;
@@ -24,8 +25,10 @@ mod setup;
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tollgate::{Client, ClientBuilder};
-use tollgate_tests::RedisServer;
+use tollgate_tests::{RedisCluster, RedisServer};
 
 /// Runs test bodies against both stores: for each `fn name(backend:
 /// &Backend)` listed, the tests `on_redis::name` and `in_memory::name` call
@@ -39,6 +42,17 @@ macro_rules! conformance {
                 #[test]
                 fn $name() {
                     super::$name(&$crate::Backend::redis());
+                }
+            )*
+        }
+
+        /// The conformance tests of this module on the shared Redis Cluster,
+        /// each under its own key prefix.
+        mod on_cluster {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$crate::Backend::cluster());
                 }
             )*
         }
@@ -59,6 +73,8 @@ pub(crate) use conformance;
 /// The store a conformance test runs against.
 pub(crate) enum Backend {
     Redis(RedisServer),
+    /// The shared cluster, and this test's key prefix on it.
+    Cluster(&'static RedisCluster, String),
     /// Clients built from clones of this builder share one store.
     Memory(ClientBuilder),
 }
@@ -66,6 +82,12 @@ pub(crate) enum Backend {
 impl Backend {
     fn redis() -> Backend {
         Backend::Redis(RedisServer::start())
+    }
+
+    fn cluster() -> Backend {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix = format!("t{}:", NEXT.fetch_add(1, Ordering::Relaxed));
+        Backend::Cluster(RedisCluster::shared(), prefix)
     }
 
     fn memory() -> Backend {
@@ -77,6 +99,9 @@ impl Backend {
     fn builder(&self) -> ClientBuilder {
         match self {
             Backend::Redis(server) => Client::builder(server.url()),
+            Backend::Cluster(cluster, prefix) => {
+                Client::builder(cluster.url()).key_prefix(prefix.as_str())
+            }
             Backend::Memory(builder) => builder.clone(),
         }
     }
@@ -90,12 +115,20 @@ impl Backend {
             .expect("client builds")
     }
 
+    /// The key prefix of this backend's clients.
+    fn key_prefix(&self) -> &str {
+        match self {
+            Backend::Cluster(_, prefix) => prefix,
+            Backend::Redis(_) | Backend::Memory(_) => tollgate::DEFAULT_KEY_PREFIX,
+        }
+    }
+
     /// The Redis server, for checks only Redis can answer (raw keys and
     /// TTLs, command statistics); `None` on the in-process store.
     fn server(&self) -> Option<&RedisServer> {
         match self {
             Backend::Redis(server) => Some(server),
-            Backend::Memory(_) => None,
+            Backend::Cluster(..) | Backend::Memory(_) => None,
         }
     }
 
@@ -104,6 +137,11 @@ impl Backend {
         match self {
             Backend::Redis(server) => {
                 let time: Vec<u64> = redis::cmd("TIME").query(&mut server.conn()).expect("TIME");
+                time[0]
+            }
+            Backend::Cluster(cluster, _) => {
+                let mut conn = cluster.nodes()[0].conn();
+                let time: Vec<u64> = redis::cmd("TIME").query(&mut conn).expect("TIME");
                 time[0]
             }
             Backend::Memory(_) => std::time::SystemTime::now()
