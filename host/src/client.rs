@@ -177,6 +177,7 @@ pub struct ClientBuilder {
     fence_retention: Duration,
     poll_interval: Duration,
     accept_eviction: bool,
+    synced: Option<(u32, Duration)>,
     #[cfg(feature = "tls")]
     tls_root_certificates: Option<Vec<u8>>,
 }
@@ -228,6 +229,7 @@ impl ClientBuilder {
             fence_retention: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(1),
             accept_eviction: false,
+            synced: None,
             #[cfg(feature = "tls")]
             tls_root_certificates: None,
         }
@@ -318,6 +320,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Synced mode, for a primary with replicas (or a cluster's masters):
+    /// after each lock grant, idempotency claim and stored result, wait
+    /// until `replicas` replicas confirm the write (`WAIT`, on the
+    /// connection and node that wrote it), for at most `timeout`. When fewer
+    /// confirm, a grant is given back (a claim abandoned) and the call fails
+    /// with [`Error::NotReplicated`], so a failover to a replica cannot hand
+    /// the same lock to a second holder. A result that replicas did not
+    /// confirm stays stored on the primary and is reported the same way
+    /// (storing is retried within `Idempotency::store_retry`). Renewals and
+    /// releases are not waited for. Costs one `WAIT` round trip per grant.
+    /// `timeout` must be shorter than the response timeout. The in-process
+    /// store has no replicas and ignores it.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.synced = Some((replicas, timeout));
+        self
+    }
+
     /// For `rediss://` URLs: trust only these root certificates (PEM) instead
     /// of the system's, e.g. a private CA's. Needs the `tls` feature (on by
     /// default).
@@ -360,6 +379,20 @@ impl ClientBuilder {
         at_most("max ttl", self.max_ttl, YEAR)?;
         at_most("max wait", self.max_wait, YEAR)?;
         at_most("fence retention", self.fence_retention, YEAR)?;
+        if let Some((replicas, timeout)) = self.synced {
+            if replicas == 0 {
+                return Err(Error::invalid("replicas", "synced mode needs at least 1"));
+            }
+            if timeout.is_zero() || timeout >= self.response_timeout {
+                return Err(Error::invalid(
+                    "replica timeout",
+                    format!(
+                        "{timeout:?} must be above zero and shorter than the response timeout ({:?})",
+                        self.response_timeout
+                    ),
+                ));
+            }
+        }
         if self.max_connections == 0 {
             return Err(Error::invalid("max connections", "must be at least 1"));
         }
@@ -378,6 +411,7 @@ impl ClientBuilder {
                     max_connections: self.max_connections,
                     health_check_after: self.health_check_after,
                     accept_eviction: self.accept_eviction,
+                    synced: self.synced,
                 };
                 let channel = Keyspace::new(self.key_prefix.as_str()).channel();
                 Arc::new(match cluster_seeds(url).transpose()? {

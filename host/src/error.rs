@@ -97,6 +97,18 @@ pub enum Error {
         /// The server's policy, such as `allkeys-lru`.
         policy: String,
     },
+    /// In synced mode ([`ClientBuilder::wait_for_replicas`](crate::ClientBuilder::wait_for_replicas)),
+    /// fewer replicas than asked confirmed a write in time. A lock grant or
+    /// an idempotency claim is given back before this is returned, so
+    /// nothing is held and retrying is safe. A stored result stays stored on
+    /// the primary, unconfirmed: a failover now could lose it.
+    #[error("only {confirmed} of {wanted} replicas confirmed the write in time")]
+    NotReplicated {
+        /// The replicas asked for.
+        wanted: u32,
+        /// The replicas that confirmed it.
+        confirmed: u32,
+    },
     /// Redis refused the request (out of memory, read-only replica, missing
     /// permission, ...). Nothing was changed.
     #[error("Redis refused the request: {code}: {message}")]
@@ -196,13 +208,14 @@ impl Error {
     /// it is safe to repeat.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } | Error::Timeout { .. } => {
-                true
-            }
+            Error::Unavailable { .. }
+            | Error::OutcomeUnknown { .. }
+            | Error::Timeout { .. }
+            | Error::NotReplicated { .. } => true,
             Error::Refused { code, .. } => {
                 matches!(
                     code.as_str(),
-                    "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN"
+                    "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"
                 )
             }
             _ => false,

@@ -67,7 +67,9 @@ impl From<Error> for Failure {
             Error::InvalidArgument { .. } | Error::Auth { .. } | Error::EvictionPolicy { .. } => {
                 USAGE
             }
-            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } => UNAVAILABLE,
+            Error::Unavailable { .. }
+            | Error::OutcomeUnknown { .. }
+            | Error::NotReplicated { .. } => UNAVAILABLE,
             Error::WrongType { .. }
             | Error::Refused { .. }
             | Error::UnexpectedReply(_)

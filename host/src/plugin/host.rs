@@ -183,7 +183,11 @@ impl types::Host for Invocation {
                 Error::Timeout { .. } => Wit::Timeout,
                 Error::NotHeld { .. } => Wit::NotHeld,
                 Error::WouldDeadlock { .. } => Wit::WouldDeadlock,
-                e @ Error::Unavailable { .. } => Wit::Unavailable(e.to_string()),
+                // A grant that replicas did not confirm was given back:
+                // nothing is held, as when the store is unreachable.
+                e @ (Error::Unavailable { .. } | Error::NotReplicated { .. }) => {
+                    Wit::Unavailable(e.to_string())
+                }
                 e @ Error::OutcomeUnknown { .. } => Wit::OutcomeUnknown(e.to_string()),
                 e @ Error::WrongType { .. } => Wit::WrongType(e.to_string()),
                 // The host's configuration errors: the guest can only stop.

@@ -51,6 +51,9 @@ pub(crate) struct PoolConfig {
     pub health_check_after: Duration,
     /// Use a server whose `maxmemory-policy` may evict keys (with a warning).
     pub accept_eviction: bool,
+    /// Synced mode: replicas that must confirm each grant, claim and stored
+    /// result, and how long to wait for them.
+    pub synced: Option<(u32, Duration)>,
 }
 
 /// A pooled connection and when it last answered.

@@ -18,11 +18,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
+use crate::limits::millis;
 use crate::notify::Watch;
 
 /// Locks (and later the other primitives) on one Redis server.
 pub(crate) struct RedisStore {
     connector: Arc<Connector>,
+    /// Replicas that must confirm a grant, and the wait in milliseconds.
+    synced: Option<(u32, u64)>,
     route: Route,
     subscriber: Subscriber,
     scripts: Scripts,
@@ -81,8 +84,9 @@ impl RedisStore {
             Box::new(move || listening.connect(Purpose::Notifications, None)),
             channel,
         );
+        let synced = config.synced;
         let route = Route::Single(Arc::new(Pool::new(Arc::clone(&connector), config)));
-        Ok(Self::assemble(connector, route, subscriber))
+        Ok(Self::assemble(connector, route, subscriber, synced))
     }
 
     /// Builds the store on the Redis Cluster whose first seed is `client`
@@ -94,6 +98,7 @@ impl RedisStore {
         channel: String,
     ) -> Result<Self> {
         let connector = Arc::new(Connector::new(client, &config)?);
+        let synced = config.synced;
         let router = Arc::new(ClusterRouter::new(Arc::clone(&connector), seeds, config));
         let listening = Arc::clone(&router);
         let subscriber = Subscriber::new(
@@ -104,16 +109,47 @@ impl RedisStore {
             connector,
             Route::Cluster(router),
             subscriber,
+            synced,
         ))
     }
 
-    fn assemble(connector: Arc<Connector>, route: Route, subscriber: Subscriber) -> Self {
+    fn assemble(
+        connector: Arc<Connector>,
+        route: Route,
+        subscriber: Subscriber,
+        synced: Option<(u32, Duration)>,
+    ) -> Self {
         RedisStore {
+            synced: synced.map(|(replicas, timeout)| (replicas, millis(timeout))),
             connect_timeout: connector.connect_timeout(),
             connector,
             route,
             subscriber,
             scripts: Scripts::new(),
+        }
+    }
+
+    /// In synced mode, after a write on `conn`: how many replicas confirmed
+    /// it (`WAIT`, which counts this connection's writes); `None` when not
+    /// synced.
+    fn replicas_confirming(&self, conn: &mut redis::Connection) -> redis::RedisResult<Option<u32>> {
+        match self.synced {
+            None => Ok(None),
+            Some((replicas, timeout_ms)) => redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout_ms)
+                .query(conn)
+                .map(Some),
+        }
+    }
+
+    /// [`Error::NotReplicated`] when fewer replicas confirmed than asked.
+    fn check_replicated(&self, confirmed: Option<u32>) -> Result<()> {
+        match (self.synced, confirmed) {
+            (Some((wanted, _)), Some(confirmed)) if confirmed < wanted => {
+                Err(Error::NotReplicated { wanted, confirmed })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -201,8 +237,9 @@ fn token_from(value: i64) -> Result<u64> {
 impl Store for RedisStore {
     fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
         let keys = req.keys;
-        let (granted, value): (i64, i64) = self.route.run(&keys.lock, |conn| {
-            self.scripts
+        let ((granted, value), confirmed) = self.route.run(&keys.lock, |conn| {
+            let reply: (i64, i64) = self
+                .scripts
                 .acquire
                 .key(&keys.lock)
                 .key(&keys.fence)
@@ -212,8 +249,19 @@ impl Store for RedisStore {
                 .arg(req.waiting_ms)
                 .arg(req.holder)
                 .arg(req.fence_retention_ms)
-                .invoke(conn)
+                .invoke(conn)?;
+            let confirmed = match reply.0 {
+                1 => self.replicas_confirming(conn)?,
+                _ => None,
+            };
+            Ok((reply, confirmed))
         })?;
+        if let Err(error) = self.check_replicated(confirmed) {
+            // Given back, so that no replica promoted later lacks it while
+            // we hold it. A failed release leaves it to its TTL.
+            let _ = self.release_lock(keys, req.owner);
+            return Err(error);
+        }
         Ok(if granted == 1 {
             Acquired::Granted {
                 fence: token_from(value)?,
@@ -318,18 +366,27 @@ impl Store for RedisStore {
 
     fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState> {
         let keys = req.keys;
-        let (tag, payload, pttl): (String, Vec<u8>, i64) =
-            self.route.run(&keys.record, |conn| {
-                self.scripts
-                    .claim_begin
-                    .key(&keys.record)
-                    .key(&keys.waiters)
-                    .arg(req.owner)
-                    .arg(req.fingerprint)
-                    .arg(req.lease_ms)
-                    .arg(req.waiting_ms)
-                    .invoke(conn)
-            })?;
+        let ((tag, payload, pttl), confirmed) = self.route.run(&keys.record, |conn| {
+            let reply: (String, Vec<u8>, i64) = self
+                .scripts
+                .claim_begin
+                .key(&keys.record)
+                .key(&keys.waiters)
+                .arg(req.owner)
+                .arg(req.fingerprint)
+                .arg(req.lease_ms)
+                .arg(req.waiting_ms)
+                .invoke(conn)?;
+            let confirmed = match reply.0.as_str() {
+                "fresh" => self.replicas_confirming(conn)?,
+                _ => None,
+            };
+            Ok((reply, confirmed))
+        })?;
+        if let Err(error) = self.check_replicated(confirmed) {
+            let _ = self.abandon_claim(keys, req.owner);
+            return Err(error);
+        }
         Ok(match tag.as_str() {
             "fresh" => ClaimState::Fresh,
             "done" => ClaimState::Done(payload),
@@ -369,8 +426,9 @@ impl Store for RedisStore {
             Finish::Done(result) => ("done", result),
             Finish::Failed(failure) => ("failed", failure),
         };
-        self.route.run(&keys.record, |conn| {
-            self.scripts
+        let (stored, confirmed) = self.route.run(&keys.record, |conn| {
+            let stored: bool = self
+                .scripts
                 .claim_finish
                 .key(&keys.record)
                 .key(&keys.waiters)
@@ -380,8 +438,15 @@ impl Store for RedisStore {
                 .arg(result_ttl_ms)
                 .arg(&keys.channel)
                 .arg(&keys.record)
-                .invoke(conn)
-        })
+                .invoke(conn)?;
+            let confirmed = match stored {
+                true => self.replicas_confirming(conn)?,
+                false => None,
+            };
+            Ok((stored, confirmed))
+        })?;
+        self.check_replicated(confirmed)?;
+        Ok(stored)
     }
 
     fn abandon_claim(&self, keys: &ClaimKeys, owner: &str) -> Result<bool> {

@@ -1,0 +1,157 @@
+//! A primary with a replica that gets promoted (a failover), with and
+//! without synced grants (`ClientBuilder::wait_for_replicas`).
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tollgate::{Client, Error};
+use tollgate_tests::RedisServer;
+
+/// A primary and a replica of it, the link up.
+fn primary_and_replica() -> (RedisServer, RedisServer) {
+    let primary = RedisServer::start();
+    let replica = RedisServer::builder()
+        .args(["--replicaof", "127.0.0.1", &primary.port().to_string()])
+        .start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.conn())
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            return (primary, replica);
+        }
+        assert!(Instant::now() < deadline, "the replica never synced");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Promotes `replica` (`REPLICAOF NO ONE`): the failover of a platform, or
+/// a replica cut off from its primary and promoted (a split).
+fn promote(replica: &RedisServer) {
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .exec(&mut replica.conn())
+        .unwrap();
+}
+
+fn synced_client(server: &RedisServer) -> Client {
+    Client::builder(server.url())
+        .response_timeout(Duration::from_secs(2))
+        .wait_for_replicas(1, Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_synced_grant_is_on_the_replica_when_it_is_promoted() {
+    let (primary, replica) = primary_and_replica();
+    let guard = synced_client(&primary)
+        .lock("job")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let claim = synced_client(&primary)
+        .idempotency("pay")
+        .key("k")
+        .run(|| Ok::<_, std::io::Error>(b"charged".to_vec()))
+        .unwrap();
+    assert!(!claim.replayed);
+    promote(&replica);
+    let rival = Client::open(&replica.url()).unwrap();
+    assert!(
+        rival.lock("job").try_acquire().unwrap().is_none(),
+        "the promoted replica had the grant"
+    );
+    let info = rival.lock_info("job").unwrap().unwrap();
+    assert_eq!(info.fencing_token, guard.fencing_token());
+    let repeat = rival
+        .idempotency("pay")
+        .key("k")
+        .run(|| Ok::<_, std::io::Error>(b"twice".to_vec()))
+        .unwrap();
+    assert_eq!(
+        (repeat.value.as_slice(), repeat.replayed),
+        (&b"charged"[..], true)
+    );
+}
+
+#[test]
+fn a_grant_no_replica_confirms_is_given_back_with_a_typed_error() {
+    let (primary, replica) = primary_and_replica();
+    // The replica is cut off and promoted: the old primary has no replica.
+    promote(&replica);
+    let client = synced_client(&primary);
+    let started = Instant::now();
+    let err = client.lock("job").acquire().unwrap_err();
+    assert_eq!(
+        err,
+        Error::NotReplicated {
+            wanted: 1,
+            confirmed: 0
+        }
+    );
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing is held on the old primary.
+    let plain = Client::open(&primary.url()).unwrap();
+    assert!(
+        plain.lock_info("job").unwrap().is_none(),
+        "the grant was given back"
+    );
+    let begun = client.idempotency("pay").key("k").begin();
+    assert!(
+        matches!(begun, Err(Error::NotReplicated { .. })),
+        "{begun:?}"
+    );
+    let record: bool = redis::cmd("EXISTS")
+        .arg("tollgate:idem:{3:pay:k}")
+        .query(&mut primary.conn())
+        .unwrap();
+    assert!(!record, "the claim was abandoned");
+}
+
+#[test]
+fn without_synced_grants_a_split_can_give_one_lock_to_two_holders() {
+    // The documented window: replication is asynchronous, so a grant the
+    // replica never saw is not on it when it is promoted.
+    let (primary, replica) = primary_and_replica();
+    promote(&replica);
+    let old = Client::open(&primary.url()).unwrap();
+    let new = Client::open(&replica.url()).unwrap();
+    let first = old.lock("job").acquire().unwrap();
+    let second = new.lock("job").acquire().unwrap();
+    assert!(first.is_held().unwrap() && second.is_held().unwrap());
+    // Fencing tokens still order them (the floor is the server's clock):
+    // a resource that refuses smaller tokens keeps the later holder's writes.
+    assert!(second.fencing_token() > first.fencing_token());
+}
+
+#[test]
+fn synced_mode_settings_are_checked() {
+    let bad = |replicas, timeout| {
+        Client::builder("redis://127.0.0.1/")
+            .response_timeout(Duration::from_secs(1))
+            .wait_for_replicas(replicas, timeout)
+            .build()
+            .unwrap_err()
+    };
+    assert!(matches!(
+        bad(0, Duration::from_millis(100)),
+        Error::InvalidArgument { .. }
+    ));
+    assert!(matches!(
+        bad(1, Duration::ZERO),
+        Error::InvalidArgument { .. }
+    ));
+    assert!(matches!(
+        bad(1, Duration::from_secs(1)),
+        Error::InvalidArgument { .. }
+    ));
+}
