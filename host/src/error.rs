@@ -109,6 +109,24 @@ pub enum Error {
         /// The replicas that confirmed it.
         confirmed: u32,
     },
+    /// A [`Redlock`](crate::Redlock) step did not reach a majority of its
+    /// masters in time: `refused` of them hold the lock for another owner,
+    /// `failed` ones did not answer in time, refused the request or
+    /// restarted too recently to vote. Whatever a failed attempt was granted
+    /// has been released.
+    #[error("{}", no_quorum(name, *needed, *granted, *refused, *failed))]
+    NoQuorum {
+        /// The lock's name.
+        name: String,
+        /// The majority needed.
+        needed: usize,
+        /// Masters that granted (or extended, or released).
+        granted: usize,
+        /// Masters where another owner holds it (or it was gone).
+        refused: usize,
+        /// Masters that failed to answer.
+        failed: usize,
+    },
     /// Redis refused the request (out of memory, read-only replica, missing
     /// permission, ...). Nothing was changed.
     #[error("Redis refused the request: {code}: {message}")]
@@ -180,6 +198,22 @@ pub enum Error {
     },
 }
 
+/// The message of [`Error::NoQuorum`]: held elsewhere, or masters failed.
+fn no_quorum(name: &str, needed: usize, granted: usize, refused: usize, failed: usize) -> String {
+    let masters = granted + refused + failed;
+    if granted + failed >= needed {
+        format!(
+            "no quorum for lock {name:?}: {failed} of {masters} masters failed \
+             ({granted} granted, {needed} needed)"
+        )
+    } else {
+        format!(
+            "lock {name:?} is held by another owner on {refused} of {masters} masters \
+             ({granted} granted, {needed} needed)"
+        )
+    }
+}
+
 impl Error {
     /// `true` for errors after which Redis's state is unknown to the caller
     /// ([`OutcomeUnknown`](Error::OutcomeUnknown)).
@@ -211,7 +245,8 @@ impl Error {
             Error::Unavailable { .. }
             | Error::OutcomeUnknown { .. }
             | Error::Timeout { .. }
-            | Error::NotReplicated { .. } => true,
+            | Error::NotReplicated { .. }
+            | Error::NoQuorum { .. } => true,
             Error::Refused { code, .. } => {
                 matches!(
                     code.as_str(),

@@ -84,6 +84,7 @@ pub mod lock;
 mod notify;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+pub mod redlock;
 pub mod sequence;
 mod store;
 mod wait;
@@ -98,5 +99,6 @@ pub use error::{Error, Result};
 pub use idempotency::{Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outcome, RunError};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
+pub use redlock::{Redlock, RedlockBuilder, RedlockGuard};
 pub use sequence::{Reset, Sequence};
 pub use store::Notifications;

@@ -94,6 +94,15 @@ pub(crate) enum LeaseTarget {
     },
     /// The in-progress lease of an idempotent action.
     Claim { keys: ClaimKeys },
+    /// A lease kept by several stores at once (a Redlock), extended by its
+    /// own rule.
+    Quorum(Arc<dyn QuorumLease>),
+}
+
+/// A lease on several stores that extends itself: `Ok(true)` when it is
+/// still held (by a quorum) with the new TTL, `Ok(false)` when it is lost.
+pub(crate) trait QuorumLease: Send + Sync {
+    fn extend(&self, ttl: Duration) -> Result<bool>;
 }
 
 /// A lock or claim to keep alive.
@@ -299,6 +308,7 @@ fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
             fence_retention_ms,
         } => store.extend_lock(keys, &renewal.owner, millis(ttl), *fence_retention_ms),
         LeaseTarget::Claim { keys } => store.extend_claim(keys, &renewal.owner, millis(ttl)),
+        LeaseTarget::Quorum(lease) => lease.extend(ttl),
     };
     match extended {
         Ok(true) => Outcome::Renewed { sent, generation },

@@ -69,7 +69,8 @@ impl From<Error> for Failure {
             }
             Error::Unavailable { .. }
             | Error::OutcomeUnknown { .. }
-            | Error::NotReplicated { .. } => UNAVAILABLE,
+            | Error::NotReplicated { .. }
+            | Error::NoQuorum { .. } => UNAVAILABLE,
             Error::WrongType { .. }
             | Error::Refused { .. }
             | Error::UnexpectedReply(_)

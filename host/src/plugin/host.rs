@@ -185,9 +185,9 @@ impl types::Host for Invocation {
                 Error::WouldDeadlock { .. } => Wit::WouldDeadlock,
                 // A grant that replicas did not confirm was given back:
                 // nothing is held, as when the store is unreachable.
-                e @ (Error::Unavailable { .. } | Error::NotReplicated { .. }) => {
-                    Wit::Unavailable(e.to_string())
-                }
+                e @ (Error::Unavailable { .. }
+                | Error::NotReplicated { .. }
+                | Error::NoQuorum { .. }) => Wit::Unavailable(e.to_string()),
                 e @ Error::OutcomeUnknown { .. } => Wit::OutcomeUnknown(e.to_string()),
                 e @ Error::WrongType { .. } => Wit::WrongType(e.to_string()),
                 // The host's configuration errors: the guest can only stop.

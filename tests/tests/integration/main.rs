@@ -20,6 +20,7 @@ mod kit;
 mod lock;
 mod lock_wait;
 mod plugin;
+mod redlock;
 mod replicas;
 mod sequence;
 mod setup;

@@ -1,0 +1,626 @@
+//! Locks over several independent Redis masters (the Redlock algorithm).
+//!
+//! A [`Redlock`] is made of N clients, each on its own Redis master (not
+//! replicas of each other, not one cluster). A lock is granted when a
+//! majority of them grant it within its validity:
+//!
+//! - **Acquire** asks every master at once, each bounded by a short
+//!   per-master timeout, with one random owner token. The lock is granted
+//!   when at least `N / 2 + 1` granted it and the validity left —
+//!   TTL − time taken − drift (1 % of the TTL + 2 ms) — is above zero. Else
+//!   it is released on every master (also where the answer was lost) and
+//!   tried again after a jittered pause, until the wait ends.
+//! - **Extend** and the watchdog's renewals succeed on a majority within
+//!   the validity; **release** goes to every master.
+//! - **Fencing token**: the largest of the granting majority's tokens. Any
+//!   two majorities share a master, whose counter only grows, so a later
+//!   grant's token is larger than an earlier one's unless the masters'
+//!   clocks differ by more than the time between the two grants (each
+//!   master's token floor is its clock in µs).
+//! - **Restarted masters**: a master that restarted empty forgets its
+//!   grants, and could make a second majority for a lock that is held. A
+//!   master seen with a new run id does not vote for the restart delay
+//!   (by default the longest TTL this Redlock has granted), as the
+//!   algorithm's "delayed restart" asks. This process can only see restarts
+//!   of masters it had talked to before; for other processes, keep a
+//!   restarted master out of service for the longest TTL in use (start it
+//!   late), or give it persistence with `appendfsync always`.
+//!
+//! # What Redlock does not guarantee
+//! Its safety rests on timing: the validity is counted on this process's
+//! monotonic clock, and each master counts the TTL on its own clock. A
+//! holder paused (GC, SIGSTOP, a slow disk) past its validity, or a master
+//! whose clock jumps, can leave two holders at once (Martin Kleppmann's
+//! critique). The fencing token is what makes that harmless: the protected
+//! resource must refuse a token lower than the highest it has seen.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::LockKeys;
+use crate::limits::{check_name, check_ttl, check_wait, millis};
+use crate::lock::{DEFAULT_LOCK_TTL, MIN_WATCHDOG_TTL};
+use crate::store::{Acquired, LockRequest, within_deadline};
+use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
+
+/// The longest a master is waited for in one round of a Redlock
+/// operation when the TTL allows it (else a tenth of the TTL).
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Locks that a majority of independent Redis masters must grant.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tollgate::{Client, Redlock};
+///
+/// # fn main() -> tollgate::Result<()> {
+/// let redlock = Redlock::new([
+///     Client::open("redis://10.0.0.1:6379/")?,
+///     Client::open("redis://10.0.0.2:6379/")?,
+///     Client::open("redis://10.0.0.3:6379/")?,
+/// ])?;
+/// let guard = redlock
+///     .lock("orders:42")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(3))
+///     .acquire()?;
+/// println!("fencing token {}", guard.fencing_token());
+/// guard.release()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Redlock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    nodes: Vec<Node>,
+    quorum: usize,
+    restart_delay: Option<Duration>,
+    /// The longest TTL granted so far: how long a restarted master may have
+    /// forgotten a live grant (the default restart delay).
+    longest_ttl: Mutex<Duration>,
+    /// Locks held through this Redlock, by name and acquiring thread.
+    held: Mutex<HashSet<(String, ThreadId)>>,
+}
+
+struct Node {
+    client: Client,
+    /// The server generation last seen, and when it last changed.
+    seen: Mutex<(u64, Option<Instant>)>,
+}
+
+impl fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redlock")
+            .field("masters", &self.inner.nodes.len())
+            .field("quorum", &self.inner.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one master answered one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vote {
+    Granted(u64),
+    Refused,
+    Failed,
+}
+
+impl Redlock {
+    /// A Redlock over the masters of `clients` (at least one; an odd number,
+    /// 3 or 5, tolerates the most failures). Each client's settings apply to
+    /// its master; the first client's watchdog renews guards that ask for it.
+    pub fn new(clients: impl IntoIterator<Item = Client>) -> Result<Redlock> {
+        let nodes: Vec<Node> = clients
+            .into_iter()
+            .map(|client| Node {
+                seen: Mutex::new((client.inner().store.server_generation(), None)),
+                client,
+            })
+            .collect();
+        if nodes.is_empty() {
+            return Err(Error::invalid("redlock", "needs at least one master"));
+        }
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                quorum: nodes.len() / 2 + 1,
+                nodes,
+                restart_delay: None,
+                longest_ttl: Mutex::new(Duration::ZERO),
+                held: Mutex::default(),
+            }),
+        })
+    }
+
+    /// How long a master seen restarted (a new run id) does not vote. The
+    /// default is the longest TTL this Redlock has granted, the longest a
+    /// restarted master may have forgotten a live grant. Zero turns the
+    /// delay off (a restarted master votes at once, and may help grant a
+    /// lock that is held: see the module docs).
+    pub fn restart_delay(mut self, delay: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.restart_delay = Some(delay);
+        }
+        self
+    }
+
+    /// How many masters must grant a lock: a majority.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum
+    }
+
+    /// Starts a lock request for `name`.
+    pub fn lock(&self, name: impl Into<String>) -> RedlockBuilder<'_> {
+        RedlockBuilder {
+            redlock: self,
+            name: name.into(),
+            ttl: DEFAULT_LOCK_TTL,
+            wait: Duration::ZERO,
+            watchdog: false,
+            node_timeout: None,
+        }
+    }
+}
+
+impl Inner {
+    fn first(&self) -> &Client {
+        &self.nodes[0].client
+    }
+
+    /// Asks every master at once; `op` runs on each with its deadline set.
+    fn ask_all<T: Send>(
+        &self,
+        node_timeout: Duration,
+        op: impl Fn(&Node) -> Result<T> + Sync,
+    ) -> Vec<Result<T>> {
+        let deadline = Instant::now() + node_timeout;
+        thread::scope(|scope| {
+            let asks: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|node| {
+                    let op = &op;
+                    scope.spawn(move || within_deadline(deadline, || op(node)))
+                })
+                .collect();
+            asks.into_iter()
+                .map(|ask| {
+                    ask.join().unwrap_or_else(|_| {
+                        Err(Error::UnexpectedReply("a Redlock vote panicked".into()))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Whether `node` may vote: not seen restarted within the delay. A new
+    /// restart seen now starts the delay.
+    fn may_vote(&self, node: &Node) -> bool {
+        let generation = node.client.inner().store.server_generation();
+        let delay = self
+            .restart_delay
+            .unwrap_or_else(|| *self.longest_ttl.lock());
+        let mut seen = node.seen.lock();
+        if seen.0 != generation {
+            *seen = (generation, Some(Instant::now()));
+        }
+        seen.1.is_none_or(|at| at.elapsed() >= delay)
+    }
+
+    fn release_all(&self, name: &str, owner: &str, node_timeout: Duration) -> Vec<Result<bool>> {
+        self.ask_all(node_timeout, |node| {
+            let keys = node.client.inner().keyspace.lock(name);
+            node.client.inner().store.release_lock(&keys, owner)
+        })
+    }
+}
+
+/// A Redlock request being put together; finish it with
+/// [`acquire`](RedlockBuilder::acquire) or
+/// [`try_acquire`](RedlockBuilder::try_acquire).
+#[must_use = "a lock builder does nothing until acquire() or try_acquire()"]
+#[derive(Debug)]
+pub struct RedlockBuilder<'r> {
+    redlock: &'r Redlock,
+    name: String,
+    ttl: Duration,
+    wait: Duration,
+    watchdog: bool,
+    node_timeout: Option<Duration>,
+}
+
+impl RedlockBuilder<'_> {
+    /// How long the lock lives on each master unless extended (default 30 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long `acquire` may keep trying (this process's monotonic clock).
+    /// Zero, the default, tries one round.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Renews the lock on a majority at a third of its TTL while the guard
+    /// lives (the first client's watchdog).
+    pub fn watchdog(mut self) -> Self {
+        self.watchdog = true;
+        self
+    }
+
+    /// The longest one master is waited for in one round (default: a tenth
+    /// of the TTL, at most [`DEFAULT_NODE_TIMEOUT`]).
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.node_timeout = Some(timeout);
+        self
+    }
+
+    /// Takes the lock, trying until the wait ends; [`Error::NoQuorum`] with
+    /// the last round's votes when no majority granted it.
+    pub fn acquire(self) -> Result<RedlockGuard> {
+        self.attempt()?
+    }
+
+    /// Takes the lock, trying until the wait ends; `Ok(None)` when other
+    /// owners still hold it on too many masters, [`Error::NoQuorum`] when
+    /// failed masters kept a majority out of reach.
+    pub fn try_acquire(self) -> Result<Option<RedlockGuard>> {
+        match self.attempt()? {
+            Ok(guard) => Ok(Some(guard)),
+            // Refusals, not failures, kept the majority out: held elsewhere.
+            Err(Error::NoQuorum {
+                needed,
+                granted,
+                failed,
+                ..
+            }) if granted + failed < needed => Ok(None),
+            Err(no_quorum) => Err(no_quorum),
+        }
+    }
+
+    /// The rounds: `Ok(Ok(guard))` when granted, `Ok(Err(NoQuorum))` when
+    /// not by the deadline, `Err` for bad input.
+    fn attempt(self) -> Result<Result<RedlockGuard>> {
+        let inner = &self.redlock.inner;
+        let settings = &inner.first().inner().settings;
+        check_name("lock name", &self.name)?;
+        let ttl_ms = check_ttl("ttl", self.ttl, settings.max_ttl)?;
+        check_wait(self.wait, settings.max_wait)?;
+        if self.watchdog && self.ttl < MIN_WATCHDOG_TTL {
+            return Err(Error::invalid(
+                "ttl",
+                format!("{:?} is too short for the watchdog", self.ttl),
+            ));
+        }
+        let thread = thread::current().id();
+        if inner.held.lock().contains(&(self.name.clone(), thread)) {
+            return Err(Error::WouldDeadlock { name: self.name });
+        }
+        let ttl = Duration::from_millis(ttl_ms);
+        let node_timeout = self
+            .node_timeout
+            .unwrap_or((ttl / 10).min(DEFAULT_NODE_TIMEOUT))
+            .max(Duration::from_millis(1));
+        let drift = ttl / 100 + Duration::from_millis(2);
+        let owner = Uuid::new_v4().simple().to_string();
+        let holder = format!("redlock {}", inner.first().inner().holder_description());
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let started = Instant::now();
+            let votes: Vec<Vote> = inner
+                .ask_all(node_timeout, |node| {
+                    let client = node.client.inner();
+                    let keys = client.keyspace.lock(&self.name);
+                    let request = LockRequest {
+                        keys: &keys,
+                        owner: &owner,
+                        holder: &holder,
+                        ttl_ms,
+                        waiting_ms: 0,
+                        fence_retention_ms: millis(client.settings.fence_retention),
+                    };
+                    client.store.acquire_lock(&request)
+                })
+                .into_iter()
+                .zip(&inner.nodes)
+                .map(|(answer, node)| match answer {
+                    // A master seen restarted within the delay does not vote.
+                    Ok(Acquired::Granted { .. }) if !inner.may_vote(node) => Vote::Failed,
+                    Ok(Acquired::Granted { fence }) => Vote::Granted(fence),
+                    Ok(Acquired::Held { .. }) => Vote::Refused,
+                    Err(_) => Vote::Failed,
+                })
+                .collect();
+            let validity = ttl.saturating_sub(started.elapsed()).saturating_sub(drift);
+            let tokens: Vec<u64> = votes
+                .iter()
+                .filter_map(|vote| match vote {
+                    Vote::Granted(token) => Some(*token),
+                    _ => None,
+                })
+                .collect();
+            if tokens.len() >= inner.quorum && !validity.is_zero() {
+                let granted = Grant {
+                    fence: tokens.iter().copied().max().unwrap_or_default(),
+                    valid_until: started + validity,
+                    ttl,
+                };
+                return RedlockGuard::start(
+                    self.redlock,
+                    self.name,
+                    owner,
+                    granted,
+                    self.watchdog,
+                    node_timeout,
+                )
+                .map(Ok);
+            }
+            // Not granted: give back what was granted, also where the
+            // answer was lost.
+            inner.release_all(&self.name, &owner, node_timeout);
+            let count = |wanted: fn(&Vote) -> bool| votes.iter().filter(|v| wanted(v)).count();
+            let no_quorum = Error::NoQuorum {
+                name: self.name.clone(),
+                needed: inner.quorum,
+                granted: tokens.len(),
+                refused: count(|v| *v == Vote::Refused),
+                failed: count(|v| *v == Vote::Failed),
+            };
+            let pause = jittered_pause(ttl);
+            if Instant::now() + pause >= deadline {
+                return Ok(Err(no_quorum));
+            }
+            thread::sleep(pause);
+        }
+    }
+}
+
+/// A pause of 5 to 50 ms (less for short TTLs) between rounds, so that
+/// contenders do not meet in step.
+fn jittered_pause(ttl: Duration) -> Duration {
+    let max = (ttl / 10).clamp(Duration::from_millis(5), Duration::from_millis(50));
+    let random = (Uuid::new_v4().as_u128() & 0xffff) as u32;
+    max / 10 + max * random / 0x1_0000 * 9 / 10
+}
+
+/// A majority's grant.
+struct Grant {
+    fence: u64,
+    /// When the validity ends (monotonic clock).
+    valid_until: Instant,
+    ttl: Duration,
+}
+
+/// Proof of holding a Redlock on a majority of its masters. Dropping it
+/// releases the lock on every master (best effort);
+/// [`release`](RedlockGuard::release) does the same and reports the outcome.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct RedlockGuard {
+    redlock: Redlock,
+    shared: Arc<Held>,
+    lease: Arc<Lease>,
+    renewal: Option<u64>,
+    thread: ThreadId,
+    finished: bool,
+}
+
+/// What the guard and the watchdog share.
+struct Held {
+    redlock: Redlock,
+    name: String,
+    owner: String,
+    fence: u64,
+    node_timeout: Duration,
+}
+
+impl fmt::Debug for RedlockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockGuard")
+            .field("name", &self.shared.name)
+            .field("fencing_token", &self.shared.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    /// Sets the TTL on every master; `Ok(true)` when a majority did within
+    /// the validity.
+    fn extend_all(&self, ttl: Duration) -> Result<bool> {
+        let inner = &self.redlock.inner;
+        let started = Instant::now();
+        let answers = inner.ask_all(self.node_timeout, |node| {
+            let client = node.client.inner();
+            let keys: LockKeys = client.keyspace.lock(&self.name);
+            client.store.extend_lock(
+                &keys,
+                &self.owner,
+                millis(ttl),
+                millis(client.settings.fence_retention),
+            )
+        });
+        let extended = answers.iter().filter(|a| matches!(a, Ok(true))).count();
+        let lost = answers.iter().filter(|a| matches!(a, Ok(false))).count();
+        let drift = ttl / 100 + Duration::from_millis(2);
+        let in_time = started.elapsed() + drift < ttl;
+        if extended >= inner.quorum && in_time {
+            return Ok(true);
+        }
+        if lost > inner.nodes.len() - inner.quorum {
+            return Ok(false); // a majority no longer has it
+        }
+        Err(Error::NoQuorum {
+            name: self.name.clone(),
+            needed: inner.quorum,
+            granted: extended,
+            refused: lost,
+            failed: answers.len() - extended - lost,
+        })
+    }
+}
+
+impl QuorumLease for Held {
+    fn extend(&self, ttl: Duration) -> Result<bool> {
+        self.extend_all(ttl)
+    }
+}
+
+impl RedlockGuard {
+    fn start(
+        redlock: &Redlock,
+        name: String,
+        owner: String,
+        grant: Grant,
+        watchdog: bool,
+        node_timeout: Duration,
+    ) -> Result<RedlockGuard> {
+        let inner = &redlock.inner;
+        {
+            let mut longest = inner.longest_ttl.lock();
+            *longest = (*longest).max(grant.ttl);
+        }
+        let thread = thread::current().id();
+        inner.held.lock().insert((name.clone(), thread));
+        let first = inner.first().inner();
+        let shared = Arc::new(Held {
+            redlock: redlock.clone(),
+            name,
+            owner,
+            fence: grant.fence,
+            node_timeout,
+        });
+        let mut guard = RedlockGuard {
+            redlock: redlock.clone(),
+            lease: Arc::new(Lease::new(
+                grant.valid_until,
+                first.store.server_generation(),
+            )),
+            shared,
+            renewal: None,
+            thread,
+            finished: false,
+        };
+        if watchdog {
+            let renewal = Renewal {
+                name: guard.shared.name.clone(),
+                target: LeaseTarget::Quorum(Arc::clone(&guard.shared) as Arc<dyn QuorumLease>),
+                owner: guard.shared.owner.clone(),
+                lease: Arc::clone(&guard.lease),
+                on_lost: None,
+            };
+            let granted_at = grant
+                .valid_until
+                .checked_sub(grant.ttl)
+                .unwrap_or_else(Instant::now);
+            guard.renewal = Some(first.watchdog.watch(renewal, grant.ttl, granted_at)?);
+        }
+        Ok(guard)
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This grant's fencing token: the largest of the granting majority's.
+    pub fn fencing_token(&self) -> u64 {
+        self.shared.fence
+    }
+
+    /// `true` once the lock may be gone: past its validity (on this
+    /// process's monotonic clock) without an extension, or found lost.
+    pub fn is_lost(&self) -> bool {
+        let first = self.redlock.inner.first().inner();
+        self.lease.may_be_lost(first.store.server_generation())
+    }
+
+    /// Sets the lock's TTL on every master; succeeds when a majority did
+    /// within the validity. [`Error::NotHeld`] when a majority no longer
+    /// holds it.
+    pub fn extend(&self, ttl: Duration) -> Result<()> {
+        let first = self.redlock.inner.first().inner();
+        let ttl_ms = check_ttl("ttl", ttl, first.settings.max_ttl)?;
+        let ttl = Duration::from_millis(ttl_ms);
+        let sent = Instant::now();
+        let generation = first.store.server_generation();
+        if self.shared.extend_all(ttl)? {
+            let drift = ttl / 100 + Duration::from_millis(2);
+            self.lease
+                .renewed(sent, ttl.saturating_sub(drift), generation);
+            if let Some(id) = self.renewal {
+                first.watchdog.retime(id, ttl, sent);
+            }
+            Ok(())
+        } else {
+            self.lease.mark_lost();
+            Err(Error::NotHeld {
+                name: self.shared.name.clone(),
+            })
+        }
+    }
+
+    /// Releases the lock on every master. [`Error::NotHeld`] when fewer
+    /// than a majority still had it (it had expired, at least in part);
+    /// [`Error::NoQuorum`] when failed masters leave that unknown. Another
+    /// owner's lock is never touched.
+    pub fn release(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.finished = true;
+        let inner = &self.redlock.inner;
+        if let Some(id) = self.renewal.take() {
+            inner.first().inner().watchdog.unwatch(id);
+        }
+        inner
+            .held
+            .lock()
+            .remove(&(self.shared.name.clone(), self.thread));
+        let answers = inner.release_all(
+            &self.shared.name,
+            &self.shared.owner,
+            self.shared.node_timeout,
+        );
+        let released = answers.iter().filter(|a| matches!(a, Ok(true))).count();
+        let gone = answers.iter().filter(|a| matches!(a, Ok(false))).count();
+        if released >= inner.quorum {
+            return Ok(());
+        }
+        self.lease.mark_lost();
+        if gone > inner.nodes.len() - inner.quorum {
+            return Err(Error::NotHeld {
+                name: self.shared.name.clone(),
+            });
+        }
+        Err(Error::NoQuorum {
+            name: self.shared.name.clone(),
+            needed: inner.quorum,
+            granted: released,
+            refused: gone,
+            failed: answers.len() - released - gone,
+        })
+    }
+}
+
+impl Drop for RedlockGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Err(error) = self.finish() {
+            tracing::warn!(lock = %self.shared.name, %error, "tollgate: releasing a dropped Redlock guard failed; it frees at its TTL");
+        }
+    }
+}
