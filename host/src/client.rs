@@ -413,12 +413,14 @@ impl ClientBuilder {
                     accept_eviction: self.accept_eviction,
                     synced: self.synced,
                 };
-                let channel = Keyspace::new(self.key_prefix.as_str()).channel();
                 Arc::new(match cluster_seeds(url).transpose()? {
-                    Some((first, seeds)) => {
-                        RedisStore::cluster(&self.redis_client(&first)?, seeds, config, channel)?
-                    }
-                    None => RedisStore::new(&self.redis_client(url)?, config, channel)?,
+                    Some((first, seeds)) => RedisStore::cluster(
+                        &self.redis_client(&first)?,
+                        seeds,
+                        config,
+                        &self.key_prefix,
+                    )?,
+                    None => RedisStore::new(&self.redis_client(url)?, config, &self.key_prefix)?,
                 })
             }
         };

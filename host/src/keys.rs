@@ -2,7 +2,9 @@
 //!
 //! Every key of one object carries the object's name as its hash tag
 //! (`{name}`), so all of them map to one Redis Cluster slot and one script can
-//! touch them together. Inside the tag, `%` and `}` are written `%25` and
+//! touch them together. Release notifications go to the sharded channel
+//! named like the object's waiters key (`SPUBLISH`), so they stay on the
+//! object's node too. Inside the tag, `%` and `}` are written `%25` and
 //! `%7D`: Redis ends a tag at its first `}`, so a name with a `}` (or one
 //! that starts with it, which would leave the tag empty and hash each key
 //! whole) could otherwise split one object's keys over several slots. Names
@@ -22,10 +24,9 @@ pub(crate) struct LockKeys {
     pub lock: String,
     /// The last fencing token issued for the name.
     pub fence: String,
-    /// Present while some client waits for the lock: release then publishes.
+    /// Present while some client waits for the lock: release then publishes
+    /// on the sharded channel of the same name.
     pub waiters: String,
-    /// Channel on which releases are announced (shared by all objects).
-    pub channel: String,
 }
 
 /// The keys of one idempotency record.
@@ -34,10 +35,9 @@ pub(crate) struct ClaimKeys {
     /// Hash `{state, owner, fp, result}`: the lease while running, the
     /// result (or cached failure) once finished.
     pub record: String,
-    /// Present while some duplicate waits: finishing then publishes.
+    /// Present while some duplicate waits: finishing then publishes on the
+    /// sharded channel of the same name.
     pub waiters: String,
-    /// Channel on which finished or abandoned claims are announced.
-    pub channel: String,
 }
 
 /// Builds key names under one prefix.
@@ -51,11 +51,6 @@ impl Keyspace {
         Keyspace {
             prefix: prefix.into(),
         }
-    }
-
-    /// The channel that carries release notifications for this prefix.
-    pub fn channel(&self) -> String {
-        format!("{}notify", self.prefix)
     }
 
     /// The record of `key` in `namespace`. The hash tag is
@@ -72,7 +67,6 @@ impl Keyspace {
         ClaimKeys {
             waiters: format!("{record}:waiters"),
             record,
-            channel: self.channel(),
         }
     }
 
@@ -102,7 +96,6 @@ impl Keyspace {
             fence: format!("{lock}:fence"),
             waiters: format!("{lock}:waiters"),
             lock,
-            channel: self.channel(),
         }
     }
 

@@ -14,8 +14,9 @@
 //!   client's fence retention (default one hour); after that it is deleted
 //!   (no key leaks), and the next token is still larger than every earlier one
 //!   unless the Redis server's clock was set back by more than the retention.
-//! - **Waiting** is woken by the release itself (pub/sub on one connection
-//!   per client), by the holder's TTL running out (the refusal carries the
+//! - **Waiting** is woken by the release itself (sharded pub/sub on the
+//!   lock's channel, one listening connection per client and node), by the
+//!   holder's TTL running out (the refusal carries the
 //!   holder's remaining TTL), or at the latest by a jittered fallback poll, so
 //!   a lost notification costs latency, never correctness. Waiters are not
 //!   served in order.

@@ -61,6 +61,14 @@ impl WakeBoard {
         }
     }
 
+    /// Whether somebody waits for `key` now.
+    pub fn is_watched(&self, key: &str) -> bool {
+        self.slots
+            .lock()
+            .get(key)
+            .is_some_and(|slot| slot.strong_count() > 0)
+    }
+
     /// Wakes every waiter: used when notifications may have been lost.
     pub fn wake_all(&self) {
         let slots: Vec<Arc<Slot>> = self

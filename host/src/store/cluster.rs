@@ -25,6 +25,7 @@ use redis::{RedisResult, Value};
 use super::connect::{Connector, Purpose};
 use super::pool::{Pool, PoolConfig};
 use super::slot::slot_of;
+use super::subscriber::ConnectFn;
 use crate::error::{Error, Result};
 
 /// Most redirects or `TRYAGAIN`s followed for one request.
@@ -148,26 +149,25 @@ impl ClusterRouter {
             .collect()
     }
 
-    /// Opens a connection to any reachable node (for notifications: a
-    /// `PUBLISH` reaches every node of a cluster).
-    pub fn connect_any(&self, purpose: Purpose) -> Result<redis::Connection> {
-        let mut last = None;
-        for address in self.known_addresses() {
-            let Some((host, port)) = split_address(&address) else {
-                continue;
-            };
-            match self
-                .seed
-                .for_node(host, port)
-                .and_then(|c| c.connect(purpose, None))
-            {
-                Ok(conn) => return Ok(conn),
-                Err(error) => last = Some(error),
+    /// The master that serves `channel`'s slot (a sharded pub/sub channel
+    /// lives there), and how to open a listening connection to it.
+    pub fn node_of(&self, channel: &str) -> Result<(String, ConnectFn)> {
+        let slot = slot_of(channel.as_bytes());
+        let address = match self.lookup(slot) {
+            Some(address) => address,
+            None => {
+                self.refresh(true);
+                self.lookup(slot).ok_or_else(|| Error::Unavailable {
+                    reason: format!("no cluster node serves slot {slot}"),
+                })?
             }
-        }
-        Err(last.unwrap_or_else(|| Error::Unavailable {
-            reason: "no cluster node is known".to_owned(),
-        }))
+        };
+        let (host, port) = split_address(&address).ok_or_else(|| {
+            Error::UnexpectedReply(format!("cluster node address {address:?} has no port"))
+        })?;
+        let connector = self.seed.for_node(host, port)?;
+        let connect: ConnectFn = Box::new(move || connector.connect(Purpose::Notifications, None));
+        Ok((address, connect))
     }
 
     fn master_of(&self, slot: u16) -> Result<Arc<Pool>> {
@@ -191,7 +191,8 @@ impl ClusterRouter {
             .map(|range| range.master.address())
     }
 
-    fn pool_at(&self, address: &str) -> Result<Arc<Pool>> {
+    /// The pool of the node at `address` (`host:port`), made if new.
+    pub fn pool_at(&self, address: &str) -> Result<Arc<Pool>> {
         if let Some(pool) = self.pools.lock().get(address) {
             return Ok(Arc::clone(pool));
         }

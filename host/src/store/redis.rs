@@ -11,7 +11,7 @@ use redis::Script;
 use super::cluster::ClusterRouter;
 use super::connect::{Connector, Purpose};
 use super::pool::{Pool, PoolConfig};
-use super::subscriber::{Notifications, Subscriber};
+use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
     Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
     Reserved, Store,
@@ -75,17 +75,25 @@ impl Scripts {
 }
 
 impl RedisStore {
-    /// Builds the store on one server without connecting; `channel`
-    /// carries release notifications.
-    pub fn new(client: &redis::Client, config: PoolConfig, channel: String) -> Result<Self> {
+    /// Builds the store on one server without connecting; `prefix` is the
+    /// client's key prefix (notification control channels use it too).
+    pub fn new(client: &redis::Client, config: PoolConfig, prefix: &str) -> Result<Self> {
         let connector = Arc::new(Connector::new(client, &config)?);
-        let listening = Arc::clone(&connector);
-        let subscriber = Subscriber::new(
-            Box::new(move || listening.connect(Purpose::Notifications, None)),
-            channel,
-        );
         let synced = config.synced;
-        let route = Route::Single(Arc::new(Pool::new(Arc::clone(&connector), config)));
+        let pool = Arc::new(Pool::new(Arc::clone(&connector), config));
+        let listening = Arc::clone(&connector);
+        let poking = Arc::clone(&pool);
+        let subscriber = Subscriber::new(
+            Box::new(move |_channel| {
+                let connector = Arc::clone(&listening);
+                let connect: ConnectFn =
+                    Box::new(move || connector.connect(Purpose::Notifications, None));
+                Ok((String::new(), connect))
+            }),
+            Box::new(move |_node, channel| poke(&poking, channel)),
+            prefix.to_owned(),
+        );
+        let route = Route::Single(pool);
         Ok(Self::assemble(connector, route, subscriber, synced))
     }
 
@@ -95,15 +103,20 @@ impl RedisStore {
         client: &redis::Client,
         seeds: Vec<(String, u16)>,
         config: PoolConfig,
-        channel: String,
+        prefix: &str,
     ) -> Result<Self> {
         let connector = Arc::new(Connector::new(client, &config)?);
         let synced = config.synced;
         let router = Arc::new(ClusterRouter::new(Arc::clone(&connector), seeds, config));
-        let listening = Arc::clone(&router);
+        let (listening, poking) = (Arc::clone(&router), Arc::clone(&router));
         let subscriber = Subscriber::new(
-            Box::new(move || listening.connect_any(Purpose::Notifications)),
-            channel,
+            Box::new(move |channel| listening.node_of(channel)),
+            Box::new(move |node, channel| {
+                if let Ok(pool) = poking.pool_at(node) {
+                    poke(&pool, channel);
+                }
+            }),
+            prefix.to_owned(),
         );
         Ok(Self::assemble(
             connector,
@@ -181,7 +194,6 @@ impl RedisStore {
                     lock: key.clone(),
                     fence: String::new(),
                     waiters: String::new(),
-                    channel: String::new(),
                 };
                 // A lock may be released between SCAN and here: skip it.
                 if let Some(record) = self.lock_record(&lock)? {
@@ -194,6 +206,18 @@ impl RedisStore {
             cursor = next;
         }
     }
+}
+
+/// Wakes a notification listener: an empty message on its control channel.
+/// Best effort: a listener not woken takes its new channel at its next
+/// message, and its waiters poll meanwhile.
+fn poke(pool: &Pool, channel: &str) {
+    let _ = pool.run(channel, |conn| {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg("")
+            .query::<i64>(conn)
+    });
 }
 
 /// Where requests go: one server, or the masters of a cluster.
@@ -299,7 +323,6 @@ impl Store for RedisStore {
                 .key(&keys.lock)
                 .key(&keys.waiters)
                 .arg(owner)
-                .arg(&keys.channel)
                 .arg(&keys.lock)
                 .invoke(conn)
         })
@@ -358,7 +381,6 @@ impl Store for RedisStore {
                 .force_unlock
                 .key(&keys.lock)
                 .key(&keys.waiters)
-                .arg(&keys.channel)
                 .arg(&keys.lock)
                 .invoke(conn)
         })
@@ -436,7 +458,6 @@ impl Store for RedisStore {
                 .arg(state)
                 .arg(result)
                 .arg(result_ttl_ms)
-                .arg(&keys.channel)
                 .arg(&keys.record)
                 .invoke(conn)?;
             let confirmed = match stored {
@@ -456,7 +477,6 @@ impl Store for RedisStore {
                 .key(&keys.record)
                 .key(&keys.waiters)
                 .arg(owner)
-                .arg(&keys.channel)
                 .arg(&keys.record)
                 .invoke(conn)
         })
@@ -490,7 +510,7 @@ impl Store for RedisStore {
     fn watch(&self, key: &str, until: Instant) -> Watch {
         let watch = self.subscriber.board().watch(key);
         let until = until.min(Instant::now() + self.connect_timeout);
-        if !self.subscriber.ensure_listening(until) {
+        if !self.subscriber.listen_for(key, until) {
             tracing::debug!(
                 key,
                 "tollgate: waiting without notifications (polling only)"

@@ -1,57 +1,49 @@
-//! The one pub/sub connection per client that turns release announcements
-//! into wake-ups on the [`WakeBoard`].
+//! Sharded pub/sub listeners that turn release announcements into wake-ups
+//! on the [`WakeBoard`].
 //!
-//! It starts on the first wait, reconnects with backoff when the connection
-//! breaks, and wakes every waiter after a (re)subscription, since messages
-//! sent while it was away are lost.
+//! A release publishes the object's key on the sharded channel named like
+//! the object's waiters key (`SPUBLISH`, Redis 7), on the node that holds
+//! the object; a cluster does not copy it to other nodes. A waiter
+//! subscribes (`SSUBSCRIBE`) to that channel on that node before it sleeps:
+//! one listening connection per node, started by the first wait there,
+//! holding the channels somebody waits on. Channels nobody waits on any
+//! more are dropped every few seconds.
+//!
+//! A listener blocks on its socket without a timeout (a read timeout would
+//! make the `redis` crate skip the next reply); to take a new channel it is
+//! woken by a `PUBLISH` on its own control channel, to which it subscribes
+//! first. A connection that breaks is opened again with backoff, its
+//! channels subscribed again, and every waiter woken (messages sent
+//! meanwhile are lost). A channel that its node drops (`sunsubscribe`: its
+//! slot moved to another node) or refuses wakes its waiters, which poll; the
+//! next wait subscribes again, on the node that serves the slot then.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use redis::Value;
 
 use crate::error::Error;
 use crate::notify::WakeBoard;
 
-/// How often a listening thread looks up from its socket to see whether the
-/// client is gone.
-const SHUTDOWN_CHECK: Duration = Duration::from_millis(250);
-/// After this many quiet [`SHUTDOWN_CHECK`]s the connection is pinged, so a
-/// half-open connection is noticed (about every 5 s).
-const PING_AFTER_QUIET_CHECKS: u32 = 20;
+/// Channels nobody waits on are dropped at most this often (when the
+/// listener next wakes).
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Listens on one channel for the client's lifetime.
-pub(crate) struct Subscriber {
-    shared: Arc<Shared>,
-}
-
-/// Opens a connection to listen on (to any node of a cluster).
+/// Opens a connection to one node.
 pub(crate) type ConnectFn = Box<dyn Fn() -> Result<redis::Connection, Error> + Send + Sync>;
 
-struct Shared {
-    board: Arc<WakeBoard>,
-    connect: ConnectFn,
-    channel: String,
-    status: Mutex<Status>,
-    changed: Condvar,
-}
+/// The node that serves a channel: a name for it, and how to connect to it.
+pub(crate) type NodeOf = Box<dyn Fn(&str) -> Result<(String, ConnectFn), Error> + Send + Sync>;
 
-#[derive(Default)]
-struct Status {
-    started: bool,
-    subscribed: bool,
-    /// The last attempt to subscribe failed: waiters should not wait for the
-    /// next one.
-    failing: bool,
-    /// Why the last attempt failed, if it did.
-    last_error: Option<Error>,
-    /// The refusal already logged as a warning (logged once, not per retry).
-    warned: Option<Error>,
-    shutdown: bool,
-}
+/// Publishes an empty message on a classic channel through node `node`'s
+/// command connections (to wake a listener there).
+pub(crate) type PokeFn = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Whether waiters of a client are woken by release notifications, or rely
 /// on polling.
@@ -60,54 +52,85 @@ struct Status {
 pub enum Notifications {
     /// Nobody has waited yet, so nothing listens (it starts on the first wait).
     NotStarted,
-    /// Subscribed: a release wakes its waiters at once.
+    /// Listening: a release wakes its waiters at once.
     Listening,
-    /// The connection is being opened or was lost: waiters poll meanwhile.
+    /// A connection is being opened or was lost: waiters poll meanwhile.
     Connecting {
         /// Why the last attempt failed, when one did.
         reason: Option<String>,
     },
     /// Redis refused to deliver notifications (e.g. the ACL user may not
-    /// `SUBSCRIBE` to the channel): waiters poll at the client's poll
-    /// interval until it is allowed. Retried with backoff.
+    /// subscribe to tollgate's channels): waiters poll at the client's poll
+    /// interval. Tried again with backoff.
     Refused {
         /// The server's message.
         reason: String,
     },
 }
 
+/// The listeners of one client, by node.
+pub(crate) struct Subscriber {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    board: Arc<WakeBoard>,
+    node_of: NodeOf,
+    poke: PokeFn,
+    /// The client's key prefix, which control channels start with too.
+    prefix: String,
+    listeners: Mutex<HashMap<String, Arc<Listener>>>,
+    status: Mutex<Status>,
+}
+
+#[derive(Default)]
+struct Status {
+    shutdown: bool,
+    /// The last failure of any listener, cleared when one listens again.
+    last_error: Option<Error>,
+    /// The refusal already logged as a warning (logged once, not per retry).
+    warned: Option<Error>,
+}
+
+/// One node's listening connection.
+struct Listener {
+    node: String,
+    /// The classic channel that wakes this listener.
+    control: String,
+    connect: ConnectFn,
+    state: Mutex<Channels>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Channels {
+    /// Channel → the object key its messages carry.
+    wanted: HashMap<String, String>,
+    /// Wanted, not yet asked for on the current connection.
+    pending: Vec<String>,
+    /// Asked for, in order, awaiting the server's answer.
+    in_flight: VecDeque<String>,
+    /// Subscribed on the current connection.
+    confirmed: HashSet<String>,
+    connected: bool,
+    /// The last connection attempt failed: waiters should not wait for the
+    /// next one.
+    failing: bool,
+    /// The server refuses our subscriptions (ACL): waiters should not wait.
+    refused: bool,
+}
+
 impl Subscriber {
-    pub fn new(connect: ConnectFn, channel: String) -> Self {
+    pub fn new(node_of: NodeOf, poke: PokeFn, prefix: String) -> Self {
         Subscriber {
             shared: Arc::new(Shared {
                 board: Arc::new(WakeBoard::default()),
-                connect,
-                channel,
-                status: Mutex::new(Status::default()),
-                changed: Condvar::new(),
+                node_of,
+                poke,
+                prefix,
+                listeners: Mutex::default(),
+                status: Mutex::default(),
             }),
-        }
-    }
-
-    /// What the notification connection is doing now.
-    pub fn status(&self) -> Notifications {
-        let status = self.shared.status.lock();
-        if !status.started {
-            return Notifications::NotStarted;
-        }
-        if status.subscribed {
-            return Notifications::Listening;
-        }
-        match &status.last_error {
-            Some(Error::Refused { code, message }) => Notifications::Refused {
-                reason: format!("{code}: {message}"),
-            },
-            Some(error @ Error::Auth { .. }) => Notifications::Refused {
-                reason: error.to_string(),
-            },
-            other => Notifications::Connecting {
-                reason: other.as_ref().map(Error::to_string),
-            },
         }
     }
 
@@ -115,99 +138,121 @@ impl Subscriber {
         &self.shared.board
     }
 
-    /// Starts listening if not yet started and waits until subscribed or
-    /// `until`, but not at all while reconnecting after a failure. Returns
-    /// whether notifications are flowing.
-    pub fn ensure_listening(&self, until: Instant) -> bool {
-        let mut status = self.shared.status.lock();
-        if !status.started {
-            let shared = Arc::clone(&self.shared);
-            let spawned = thread::Builder::new()
-                .name("tollgate-notify".into())
-                .spawn(move || run(&shared));
-            match spawned {
-                Ok(_) => status.started = true,
-                Err(error) => {
-                    tracing::warn!(%error, "tollgate: cannot start the notification thread; waiters will poll");
-                    return false;
-                }
+    /// What the listeners are doing now.
+    pub fn status(&self) -> Notifications {
+        let listeners: Vec<Arc<Listener>> =
+            self.shared.listeners.lock().values().cloned().collect();
+        if listeners.is_empty() {
+            return Notifications::NotStarted;
+        }
+        let status = self.shared.status.lock();
+        match &status.last_error {
+            Some(Error::Refused { code, message }) => {
+                return Notifications::Refused {
+                    reason: format!("{code}: {message}"),
+                };
+            }
+            Some(error @ Error::Auth { .. }) => {
+                return Notifications::Refused {
+                    reason: error.to_string(),
+                };
+            }
+            _ => {}
+        }
+        if listeners.iter().all(|l| l.state.lock().connected) {
+            Notifications::Listening
+        } else {
+            Notifications::Connecting {
+                reason: status.last_error.as_ref().map(Error::to_string),
             }
         }
-        while !status.subscribed {
-            if status.failing {
+    }
+
+    /// Starts listening for announcements about `key` (on its channel, on
+    /// its node) and waits until subscribed or `until`, but not at all while
+    /// the node cannot be reached or refuses. Returns whether announcements
+    /// are flowing.
+    pub fn listen_for(&self, key: &str, until: Instant) -> bool {
+        let channel = format!("{key}:waiters");
+        let Some(listener) = self.listener_for(&channel) else {
+            return false;
+        };
+        let mut state = listener.state.lock();
+        if !state.wanted.contains_key(&channel) {
+            state.wanted.insert(channel.clone(), key.to_owned());
+            state.pending.push(channel.clone());
+            if state.connected {
+                drop(state);
+                (self.shared.poke)(&listener.node, &listener.control);
+                state = listener.state.lock();
+            }
+        }
+        while !state.confirmed.contains(&channel) {
+            if state.failing || state.refused {
                 return false;
             }
-            if self
-                .shared
-                .changed
-                .wait_until(&mut status, until)
-                .timed_out()
-            {
-                return status.subscribed;
+            if listener.changed.wait_until(&mut state, until).timed_out() {
+                return state.confirmed.contains(&channel);
             }
         }
         true
+    }
+
+    /// The listener of the node that serves `channel`, started if new.
+    fn listener_for(&self, channel: &str) -> Option<Arc<Listener>> {
+        let (node, connect) = match (self.shared.node_of)(channel) {
+            Ok(found) => found,
+            Err(error) => {
+                self.shared.failed(&error);
+                return None;
+            }
+        };
+        let mut listeners = self.shared.listeners.lock();
+        if let Some(listener) = listeners.get(&node) {
+            return Some(Arc::clone(listener));
+        }
+        let listener = Arc::new(Listener {
+            control: format!(
+                "{}notify-poke:{}",
+                self.shared.prefix,
+                uuid::Uuid::new_v4().simple()
+            ),
+            node: node.clone(),
+            connect,
+            state: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let (shared, running) = (Arc::clone(&self.shared), Arc::clone(&listener));
+        let spawned = thread::Builder::new()
+            .name("tollgate-notify".into())
+            .spawn(move || run(&shared, &running));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "tollgate: cannot start a notification thread; waiters will poll");
+            return None;
+        }
+        listeners.insert(node, Arc::clone(&listener));
+        Some(listener)
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.shared.status.lock().shutdown = true;
-        self.shared.changed.notify_all();
+        for listener in self.shared.listeners.lock().values() {
+            listener.changed.notify_all();
+            // Wakes it from its socket, so that its thread ends.
+            if listener.state.lock().connected {
+                (self.shared.poke)(&listener.node, &listener.control);
+            }
+        }
     }
 }
 
 impl Shared {
-    fn set_subscribed(&self, subscribed: bool) {
-        {
-            let mut status = self.status.lock();
-            status.subscribed = subscribed;
-            status.failing = false;
-            if subscribed {
-                status.last_error = None;
-                status.warned = None;
-            }
-        }
-        self.changed.notify_all();
-        // Subscribed: releases may have been missed before. Unsubscribed:
-        // waiters should fall back to polling now, not at their next timeout.
-        self.board.wake_all();
-    }
-
     fn is_shutdown(&self) -> bool {
         self.status.lock().shutdown
     }
 
-    /// Sleeps for `pause` unless the client goes away first.
-    fn sleep(&self, pause: Duration) {
-        let until = Instant::now() + pause;
-        let mut status = self.status.lock();
-        while !status.shutdown && !self.changed.wait_until(&mut status, until).timed_out() {}
-    }
-}
-
-fn run(shared: &Shared) {
-    let mut backoff = MIN_BACKOFF;
-    while !shared.is_shutdown() {
-        let mut subscribed = false;
-        let ended = listen(shared, &mut subscribed);
-        if let Err(error) = &ended {
-            shared.failed(error);
-        }
-        if !subscribed {
-            shared.status.lock().failing = true;
-            shared.changed.notify_all();
-        }
-        if subscribed {
-            shared.set_subscribed(false);
-            backoff = MIN_BACKOFF;
-        }
-        shared.sleep(backoff);
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-impl Shared {
     /// Records why listening failed; a refusal is logged as a warning once
     /// (until notifications flow again), anything else at debug level.
     fn failed(&self, error: &Error) {
@@ -217,12 +262,51 @@ impl Shared {
         if refused && status.warned.as_ref() != Some(error) {
             status.warned = Some(error.clone());
             drop(status);
-            tracing::warn!(%error, channel = %self.channel, "tollgate: Redis refused release notifications; lock waiters poll instead (see Client::notifications)");
+            tracing::warn!(%error, "tollgate: Redis refused release notifications; waiters poll instead (see Client::notifications)");
         } else {
             drop(status);
             tracing::debug!(%error, "tollgate: notification connection lost; waiters poll until it is back");
         }
     }
+
+    fn listening(&self) {
+        let mut status = self.status.lock();
+        status.last_error = None;
+        status.warned = None;
+    }
+}
+
+fn run(shared: &Shared, listener: &Listener) {
+    let mut backoff = MIN_BACKOFF;
+    while !shared.is_shutdown() {
+        let mut connected = false;
+        if let Err(error) = listen(shared, listener, &mut connected) {
+            shared.failed(&error);
+        }
+        {
+            let mut state = listener.state.lock();
+            state.connected = false;
+            state.confirmed.clear();
+            state.in_flight.clear();
+            state.failing = !connected;
+            // Everything wanted is asked for again on the next connection.
+            state.pending = state.wanted.keys().cloned().collect();
+        }
+        listener.changed.notify_all();
+        // Announcements may have been missed: every waiter asks again.
+        shared.board.wake_all();
+        if connected {
+            backoff = MIN_BACKOFF;
+        }
+        sleep_unless_shutdown(shared, listener, backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn sleep_unless_shutdown(shared: &Shared, listener: &Listener, pause: Duration) {
+    let until = Instant::now() + pause;
+    let mut state = listener.state.lock();
+    while !shared.is_shutdown() && !listener.changed.wait_until(&mut state, until).timed_out() {}
 }
 
 /// Maps an error on the listening connection onto ours.
@@ -238,39 +322,132 @@ fn listen_error(error: redis::RedisError) -> Error {
     }
 }
 
-fn listen(shared: &Shared, subscribed: &mut bool) -> Result<(), Error> {
-    let mut conn = (shared.connect)()?;
-    // Subscribed by hand: the pub/sub wrapper's own `subscribe` does not
-    // report a refusal (an ACL without the channel answers NOPERM).
+fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<(), Error> {
+    let mut conn = (listener.connect)()?;
+    // No read timeout: see the module docs. The control channel wakes it.
+    conn.set_read_timeout(None).map_err(listen_error)?;
     redis::cmd("SUBSCRIBE")
-        .arg(&shared.channel)
-        .query::<redis::Value>(&mut conn)
+        .arg(&listener.control)
+        .query::<Value>(&mut conn)
         .map_err(listen_error)?;
-    let mut pubsub = conn.as_pubsub();
-    pubsub
-        .set_read_timeout(Some(SHUTDOWN_CHECK))
-        .map_err(listen_error)?;
-    *subscribed = true;
-    shared.set_subscribed(true);
-    let mut quiet_checks = 0;
+    {
+        let mut state = listener.state.lock();
+        state.connected = true;
+        state.failing = false;
+    }
+    *connected = true;
+    shared.listening();
+    listener.changed.notify_all();
+    let mut last_sweep = Instant::now();
     loop {
-        match pubsub.get_message() {
-            Ok(message) => {
-                let key = String::from_utf8_lossy(message.get_payload_bytes());
-                shared.board.wake(&key);
-                quiet_checks = 0;
-            }
-            Err(error) if error.is_timeout() => {
-                quiet_checks += 1;
-                if quiet_checks >= PING_AFTER_QUIET_CHECKS {
-                    pubsub.ping::<redis::Value>().map_err(listen_error)?;
-                    quiet_checks = 0;
-                }
-            }
-            Err(error) => return Err(listen_error(error)),
-        }
         if shared.is_shutdown() {
             return Ok(());
         }
+        let (subscribe, unsubscribe) = next_requests(shared, listener, &mut last_sweep);
+        for channel in &subscribe {
+            send(&mut conn, redis::cmd("SSUBSCRIBE").arg(channel))?;
+        }
+        for channel in &unsubscribe {
+            send(&mut conn, redis::cmd("SUNSUBSCRIBE").arg(channel))?;
+        }
+        match conn.recv_response() {
+            Ok(value) => handle(shared, listener, value),
+            Err(error) if !error.is_io_error() && error.code().is_some() => {
+                // A refused subscription, answered in order.
+                refused(shared, listener, listen_error(error));
+            }
+            Err(error) => return Err(listen_error(error)),
+        }
+    }
+}
+
+/// The channels to subscribe now, and those nobody waits on any more.
+fn next_requests(
+    shared: &Shared,
+    listener: &Listener,
+    last_sweep: &mut Instant,
+) -> (Vec<String>, Vec<String>) {
+    let mut state = listener.state.lock();
+    let subscribe = std::mem::take(&mut state.pending);
+    state.in_flight.extend(subscribe.iter().cloned());
+    let mut unsubscribe = Vec::new();
+    if last_sweep.elapsed() >= SWEEP_EVERY {
+        *last_sweep = Instant::now();
+        let idle: Vec<String> = state
+            .wanted
+            .iter()
+            .filter(|(channel, key)| {
+                state.confirmed.contains(*channel) && !shared.board.is_watched(key)
+            })
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        for channel in idle {
+            state.wanted.remove(&channel);
+            state.confirmed.remove(&channel);
+            unsubscribe.push(channel);
+        }
+    }
+    (subscribe, unsubscribe)
+}
+
+fn send(conn: &mut redis::Connection, cmd: &redis::Cmd) -> Result<(), Error> {
+    conn.send_packed_command(&cmd.get_packed_command())
+        .map_err(listen_error)
+}
+
+/// Acts on one message or reply of the listening connection.
+fn handle(shared: &Shared, listener: &Listener, value: Value) {
+    let Value::Array(parts) = value else {
+        if let Value::ServerError(error) = value {
+            refused(shared, listener, listen_error(error.into()));
+        }
+        return;
+    };
+    let text = |i: usize| match parts.get(i) {
+        Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        Some(Value::SimpleString(text)) => text.clone(),
+        _ => String::new(),
+    };
+    match text(0).as_str() {
+        "smessage" => shared.board.wake(&text(2)),
+        "ssubscribe" => {
+            let channel = text(1);
+            let mut state = listener.state.lock();
+            state.in_flight.retain(|c| *c != channel);
+            state.confirmed.insert(channel);
+            state.refused = false;
+            drop(state);
+            shared.listening();
+            listener.changed.notify_all();
+        }
+        "sunsubscribe" => {
+            // Asked for by the sweep, or the node gave the slot away: its
+            // waiters poll until their next wait subscribes again.
+            let channel = text(1);
+            let mut state = listener.state.lock();
+            state.confirmed.remove(&channel);
+            if let Some(key) = state.wanted.remove(&channel) {
+                drop(state);
+                shared.board.wake(&key);
+            }
+        }
+        _ => {} // "message" on the control channel: it only wakes us
+    }
+}
+
+/// The oldest subscription in flight was refused (an ACL without the
+/// channel, or a node that no longer serves its slot): its waiters poll.
+fn refused(shared: &Shared, listener: &Listener, error: Error) {
+    let mut state = listener.state.lock();
+    let channel = state.in_flight.pop_front();
+    let key = channel.and_then(|channel| state.wanted.remove(&channel));
+    if matches!(&error, Error::Refused { code, .. } if code == "NOPERM") {
+        state.refused = true;
+    }
+    drop(state);
+    shared.failed(&error);
+    listener.changed.notify_all();
+    if let Some(key) = key {
+        shared.board.wake(&key);
     }
 }

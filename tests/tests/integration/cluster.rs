@@ -363,3 +363,60 @@ fn a_failed_master_gives_typed_errors_in_time_and_its_replica_serves_after() {
     );
     drop(watched);
 }
+
+#[test]
+fn wake_ups_use_the_sharded_channel_on_the_objects_node_only() {
+    let cluster = RedisCluster::shared();
+    let client = Client::builder(cluster.url())
+        .key_prefix("sharded:")
+        .poll_interval(Duration::from_secs(10)) // a wake-up can only come from the release
+        .build()
+        .unwrap();
+    let holder = client
+        .lock("w")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    let waiting = {
+        let client = client.clone();
+        thread::spawn(move || {
+            let guard = client
+                .lock("w")
+                .wait(Duration::from_secs(5))
+                .acquire()
+                .unwrap();
+            let granted = Instant::now();
+            drop(guard);
+            granted
+        })
+    };
+    let channel = "sharded:lock:{w}:waiters";
+    let owner = cluster.owner_of(cluster.slot_of(channel)).port();
+    let subscribers = |node: &RedisServer| -> i64 {
+        let counts: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query(&mut node.conn())
+            .unwrap();
+        match counts.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("{other:?}"),
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while subscribers(cluster.owner_of(cluster.slot_of(channel))) == 0 {
+        assert!(Instant::now() < deadline, "the waiter never subscribed");
+        thread::sleep(Duration::from_millis(10));
+    }
+    for node in cluster.nodes().iter().take(cluster.masters()) {
+        let expected = i64::from(node.port() == owner);
+        assert_eq!(subscribers(node), expected, "node {}", node.port());
+    }
+    let released = Instant::now();
+    holder.release().unwrap();
+    let latency = waiting.join().unwrap() - released;
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken {latency:?} after the release"
+    );
+}
