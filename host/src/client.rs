@@ -473,7 +473,7 @@ impl ClientBuilder {
             }
             (None, _) => redis::Client::open(url),
         };
-        client.map_err(|e| Error::invalid("redis url", e.to_string()))
+        client.map_err(|e| url_error(url, &e))
     }
 
     #[cfg(not(feature = "tls"))]
@@ -484,8 +484,26 @@ impl ClientBuilder {
                 "rediss:// needs tollgate's `tls` feature",
             ));
         }
-        redis::Client::open(url).map_err(|e| Error::invalid("redis url", e.to_string()))
+        redis::Client::open(url).map_err(|e| url_error(url, &e))
     }
+}
+
+/// A URL the `redis` crate refused, with a hint when it lacks a scheme.
+fn url_error(url: &str, error: &redis::RedisError) -> Error {
+    let hint = if url.contains("://") {
+        String::new()
+    } else {
+        format!(
+            "; a Redis URL starts with a scheme: redis://{url}/ (or rediss://, redis+unix://, redis+cluster://)"
+        )
+    };
+    Error::invalid(
+        "redis url",
+        format!(
+            "{url:?} did not parse: {}{hint}",
+            error.detail().unwrap_or("invalid URL")
+        ),
+    )
 }
 
 /// The seeds of a cluster URL: the URL of the first (as a plain Redis URL)

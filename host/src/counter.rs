@@ -133,6 +133,12 @@ impl Counter {
         };
         match check_bounds(min, max) {
             Ok(()) => (self.min, self.max) = (min, max),
+            Err(_) if min.zip(max).is_some_and(|(min, max)| min > max) => {
+                self.fail(Error::invalid(
+                    "counter bounds",
+                    format!("{} is empty", range_text(&range)),
+                ));
+            }
             Err(error) => self.fail(error),
         }
         self
@@ -286,6 +292,21 @@ impl Counter {
 
 /// Accepts bounds within ±[`MAX_EXACT_BOUND`] with `min <= max`; `None` for
 /// an end means "no bound".
+/// `range` written as in Rust (`10..5`, `0..=100`, `..`).
+fn range_text(range: &impl RangeBounds<i64>) -> String {
+    let start = match range.start_bound() {
+        Bound::Included(start) => start.to_string(),
+        Bound::Excluded(start) => format!("{start} (excluded)"),
+        Bound::Unbounded => String::new(),
+    };
+    let end = match range.end_bound() {
+        Bound::Included(end) => format!("..={end}"),
+        Bound::Excluded(end) => format!("..{end}"),
+        Bound::Unbounded => "..".to_owned(),
+    };
+    format!("{start}{end}")
+}
+
 fn check_bounds(min: Option<i64>, max: Option<i64>) -> Result<()> {
     for bound in [min, max].into_iter().flatten() {
         if !(-MAX_EXACT_BOUND..=MAX_EXACT_BOUND).contains(&bound) {

@@ -40,9 +40,13 @@ pub enum Error {
         /// The lock's name or the idempotency key.
         name: String,
     },
-    /// The calling thread already holds this lock through this client, so
-    /// waiting for it would wait for itself.
-    #[error("this thread already holds lock {name:?} through this client")]
+    /// The calling thread already holds this lock through this client (its
+    /// guard is alive, even if the lock behind it expired), so waiting for
+    /// it would wait for itself.
+    #[error(
+        "this thread already holds lock {name:?} through this client: its guard is still alive \
+         (drop or release it first, even if its lock expired)"
+    )]
     WouldDeadlock {
         /// The lock's name.
         name: String,
@@ -165,7 +169,7 @@ pub enum Error {
     /// A bounded counter refused a change that would have taken it outside
     /// `min..=max`. Nothing was changed; `value` is the counter's value when
     /// the change was refused.
-    #[error("counter {name:?} is at {value}; the change would leave {min}..={max}")]
+    #[error("counter {name:?} is at {value}; the change would leave {}", bounds_text(*min, *max))]
     OutOfBounds {
         /// The counter's name.
         name: String,
@@ -196,6 +200,16 @@ pub enum Error {
         /// The delta applied the first time.
         first_delta: i64,
     },
+}
+
+/// Counter bounds as a Rust range, leaving out an unbounded side.
+fn bounds_text(min: i64, max: i64) -> String {
+    match (min, max) {
+        (i64::MIN, i64::MAX) => "..".to_owned(),
+        (i64::MIN, max) => format!("..={max}"),
+        (min, i64::MAX) => format!("{min}.."),
+        (min, max) => format!("{min}..={max}"),
+    }
 }
 
 /// The message of [`Error::NoQuorum`]: held elsewhere, or masters failed.

@@ -25,6 +25,5 @@ mod policy;
 mod runtime;
 
 pub use error::PluginError;
-pub use host::{GuestClaim, GuestGuard};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use runtime::{Plugin, Runtime};

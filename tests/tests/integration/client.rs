@@ -215,3 +215,33 @@ fn client_and_guard_can_be_shared_across_threads() {
     sendable::<tollgate::LockGuard>();
     sendable::<Error>();
 }
+
+#[test]
+fn a_url_without_a_scheme_says_how_to_write_one() {
+    let err = Client::open("127.0.0.1:6379").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                what: "redis url",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(text.contains("redis://127.0.0.1:6379/"), "{text}");
+}
+
+#[test]
+fn counter_bounds_read_as_rust_ranges_in_messages() {
+    let client = Client::in_memory();
+    let err = client.counter("c").bounds(0..).incr(-1).unwrap_err();
+    let text = err.to_string();
+    assert!(text.ends_with("would leave 0.."), "{text}");
+    assert!(!text.contains("9223372036854775807"), "{text}");
+    #[allow(clippy::reversed_empty_ranges)] // the mistake under test
+    let empty = 10..5;
+    let err = client.counter("c").bounds(empty).get().unwrap_err();
+    assert!(err.to_string().contains("10..5 is empty"), "{err}");
+}
