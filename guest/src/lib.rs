@@ -29,7 +29,8 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! tollgate-guest = "0.1"
+//! # Not on crates.io yet: a path to a checkout of tollgate (or a git URL).
+//! tollgate-guest = { path = "../tollgate/guest" }
 //! ```
 //!
 //! `src/lib.rs`:

@@ -66,8 +66,8 @@
 //! and idempotent actions guarantee, and which clock bounds what, is in the
 //! [`lock`] and [`idempotency`] modules; counters and serial numbers are
 //! described in [`counter`] and [`sequence`]. Sandboxed WebAssembly plugins
-//! use all of them through [`plugin`] (feature `plugin`, on by default); the
-//! `tollgate` command ([`cli`], feature `cli`, on by default) runs plugins
+//! use all of them through `plugin` (feature `plugin`); the `tollgate`
+//! command (`cli`, feature `cli`, which implies `plugin`) runs plugins
 //! and shows operators what is held.
 
 #![deny(missing_docs)]

@@ -125,3 +125,26 @@ fn setup_without_rustup_fails_with_one_line_saying_what_to_install() {
     assert!(message.contains("wasm32-wasip2"), "{message}");
     assert!(message.contains("rustup"), "{message}");
 }
+
+/// `cargo tree` of the `tollgate` package with `args`, as text.
+fn tollgate_tree(args: &[&str]) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["tree", "-p", "tollgate", "-e", "normal", "--offline"])
+        .args(args)
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_service_that_takes_the_default_features_compiles_no_wasmtime_and_no_clap() {
+    let client_only = tollgate_tree(&[]);
+    assert!(!client_only.contains("wasmtime"), "{client_only}");
+    assert!(!client_only.contains("clap"), "{client_only}");
+    let host = tollgate_tree(&["--features", "plugin"]);
+    assert!(host.contains("wasmtime"));
+    assert!(!host.contains("clap"));
+}
