@@ -560,3 +560,44 @@ fn fifty_concurrent_duplicates_on_a_hundred_keys_run_each_action_once() {
     }
     eprintln!("reliability: duplicates callers=50 keys=100 executions_per_key=1");
 }
+
+#[test]
+fn a_server_loading_its_data_refuses_with_a_retryable_error_and_serves_after() {
+    let mut server = RedisServer::builder()
+        .args(["--enable-debug-command", "yes"])
+        .start();
+    let mut admin = server.conn();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(1_000_000)
+        .exec(&mut admin)
+        .unwrap();
+    redis::cmd("SAVE").exec(&mut admin).unwrap(); // loaded again at restart
+    drop(admin);
+    let client = quick_client(&server.url());
+    let loading_seen = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let caller = scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                match client.counter("c").incr(1) {
+                    Err(Error::Refused { code, .. }) if code == "LOADING" => {
+                        loading_seen.store(true, Ordering::SeqCst);
+                    }
+                    Err(e) => assert!(e.is_retryable(), "{e:?}"),
+                    Ok(_) => {}
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        server.restart(); // returns once loaded
+        let served = client.counter("c").incr(1);
+        stop.store(true, Ordering::SeqCst);
+        caller.join().unwrap();
+        assert!(served.is_ok(), "{served:?}");
+    });
+    assert!(
+        loading_seen.load(Ordering::SeqCst),
+        "no call met the server while it loaded"
+    );
+}
