@@ -108,6 +108,8 @@ impl Pool {
             });
         }
         let mut conn = self.checkout(left)?;
+        // Frees the slot if `request` panics (the connection is dropped).
+        let slot = SlotGuard(self);
         // A deadline nearer than the response timeout bounds this request.
         let timeout = match left {
             Some(left) if left < self.config.response_timeout => {
@@ -117,6 +119,7 @@ impl Pool {
             _ => self.config.response_timeout,
         };
         let answer = request(&mut conn.inner);
+        std::mem::forget(slot);
         if timeout != self.config.response_timeout {
             bound_request(&conn.inner, self.config.response_timeout);
         }
@@ -228,6 +231,16 @@ impl Pool {
                 false
             }
         }
+    }
+}
+
+/// Frees a checked-out connection's slot when dropped: only reached when a
+/// request panics, since every other path gives the slot back itself.
+struct SlotGuard<'p>(&'p Pool);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.checkin(None);
     }
 }
 
