@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Parses one or more `<whole number><unit>` parts, units `ms`, `s`, `m`,
-/// `h`: `500ms`, `2s`, `1m`, `1m30s`. A bare number is refused, so that
+/// Parses one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`:
+/// `500ms`, `2s`, `1.5s`, `1m`, `1m30s`; the sum must be whole
+/// milliseconds. A bare number is refused, so that
 /// `--timeout 5` cannot mean five milliseconds to one reader and five
 /// seconds to another.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
@@ -15,12 +16,16 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
         let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(rest.len());
-        if digits == 0 {
+        let (number, after) = rest.split_at(digits);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty()
+            || fraction.contains('.')
+            || (number.contains('.') && fraction.is_empty())
+        {
             return Err(format!("{text:?} is not a duration; {HINT}"));
         }
-        let (number, after) = rest.split_at(digits);
         let unit_len = after
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(after.len());
@@ -33,11 +38,25 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             "" => return Err(format!("{text:?} has no unit; {HINT}")),
             other => return Err(format!("unknown unit {other:?} in {text:?}; {HINT}")),
         };
-        let part = number
+        let too_long = || format!("{text:?} is too long a duration");
+        let mut part = whole
             .parse::<u64>()
             .ok()
             .and_then(|n| n.checked_mul(millis_per_unit))
-            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+            .ok_or_else(too_long)?;
+        if !fraction.is_empty() {
+            // `fraction` of a unit, in whole milliseconds only.
+            let scale = 10u128
+                .checked_pow(u32::try_from(fraction.len()).map_err(|_| too_long())?)
+                .ok_or_else(too_long)?;
+            let numerator =
+                fraction.parse::<u128>().map_err(|_| too_long())? * u128::from(millis_per_unit);
+            if numerator % scale != 0 {
+                return Err(format!("{text:?} is finer than a millisecond; {HINT}"));
+            }
+            let extra = u64::try_from(numerator / scale).map_err(|_| too_long())?;
+            part = part.checked_add(extra).ok_or_else(too_long)?;
+        }
         total = total
             .checked_add(Duration::from_millis(part))
             .ok_or_else(|| format!("{text:?} is too long a duration"))?;
@@ -70,6 +89,9 @@ mod tests {
         assert_eq!(parse("1h"), Ok(ms(3_600_000)));
         assert_eq!(parse("1m30s"), Ok(ms(90_000)));
         assert_eq!(parse(" 0s "), Ok(Duration::ZERO));
+        assert_eq!(parse("1.5s"), Ok(ms(1_500)));
+        assert_eq!(parse("0.25m"), Ok(ms(15_000)));
+        assert_eq!(parse("1.5h30m"), Ok(ms(7_200_000)));
     }
 
     #[test]
@@ -79,7 +101,10 @@ mod tests {
             "5",
             "s",
             "-1s",
-            "1.5s",
+            "1.5ms",
+            "1.s",
+            ".5s",
+            "1.2.3s",
             "2 s",
             "2sec",
             "1d",

@@ -13,7 +13,11 @@ use crate::LockInfo;
 pub(crate) fn locks(args: LocksArgs) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "locks")?;
     let limit = args.limit as usize;
-    let locks = client.locks(&args.pattern, limit)?;
+    // One more than asked, to tell "exactly N" from "more than N".
+    let mut locks = client.locks(&args.pattern, limit.saturating_add(1))?;
+    let more = locks.len() > limit;
+    locks.truncate(limit);
+    locks.sort_by(|a, b| a.name.cmp(&b.name));
     if locks.is_empty() {
         eprintln!("tollgate: no held lock matches {:?}", args.pattern);
         return Ok(());
@@ -53,8 +57,10 @@ pub(crate) fn locks(args: LocksArgs) -> Result<(), Failure> {
             w2 = widths[2],
         );
     }
-    if locks.len() >= limit {
-        eprintln!("tollgate: showing the first {limit} locks; pass --limit N for more");
+    if more {
+        eprintln!(
+            "tollgate: showing {limit} of the held locks (sorted by name); more are held: pass --limit N to see them"
+        );
     }
     Ok(())
 }

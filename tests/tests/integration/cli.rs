@@ -329,3 +329,47 @@ fn locks_lists_a_held_lock_and_unlock_force_removes_it() {
         5,
     );
 }
+
+#[test]
+fn locks_are_listed_by_name_and_the_limit_notice_means_more_are_held() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let client = client(&server);
+    let guards: Vec<_> = ["c", "a", "d", "b"]
+        .iter()
+        .map(|name| client.lock(*name).acquire().unwrap())
+        .collect();
+    let names = |output: &Output| -> Vec<String> {
+        stdout(output)
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    let exactly = tollgate(&["locks", "--limit", "4", "--redis", &url]);
+    assert_exit(&exactly, 0);
+    assert_eq!(names(&exactly), ["a", "b", "c", "d"]);
+    assert_eq!(stderr(&exactly), "", "exactly 4 held: no notice");
+    let fewer = tollgate(&["locks", "--limit", "3", "--redis", &url]);
+    assert_exit(&fewer, 0);
+    assert_eq!(names(&fewer).len(), 3);
+    assert!(
+        stderr(&fewer).contains("more are held"),
+        "{}",
+        stderr(&fewer)
+    );
+    drop(guards);
+}
+
+#[test]
+fn a_timeout_may_have_a_fraction() {
+    let output = tollgate(&[
+        "run",
+        &plugin("order-numbers"),
+        "--timeout",
+        "1.5s",
+        "--input",
+        "1",
+    ]);
+    assert_exit(&output, 0);
+}
