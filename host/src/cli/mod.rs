@@ -94,8 +94,14 @@ fn argument_error(error: clap::Error) -> u8 {
                 .any(|sub| sub.get_name() == arg)
         })
         .map_or_else(|| "tollgate".to_owned(), |sub| format!("tollgate {sub}"));
+    // clap's tips ("a similar subcommand exists: 'run'") come later.
+    let tips: String = rendered
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("tip: "))
+        .map(|tip| format!("; {tip}"))
+        .collect();
     eprintln!(
-        "tollgate: {} (see '{command} --help')",
+        "tollgate: {}{tips} (see '{command} --help')",
         exit::one_line(what).trim_end_matches('.')
     );
     exit::USAGE

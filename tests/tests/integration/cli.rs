@@ -373,3 +373,11 @@ fn a_timeout_may_have_a_fraction() {
     ]);
     assert_exit(&output, 0);
 }
+
+#[test]
+fn a_misspelt_command_gets_clap_s_suggestion_in_its_one_line() {
+    let output = tollgate(&["runn"]);
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    assert!(err.contains("'run'"), "{err}");
+}
