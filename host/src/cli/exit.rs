@@ -93,6 +93,7 @@ impl From<PluginError> for Failure {
         let code = match &error {
             PluginError::Load(_) => NOT_LOADED,
             PluginError::Failed(_)
+            | PluginError::Panicked(_)
             | PluginError::TimedOut(_)
             | PluginError::Trapped(_)
             | PluginError::Host(_) => PLUGIN_FAILED,

@@ -7,7 +7,7 @@ use std::thread;
 use super::RunArgs;
 use super::exit::{Failure, PLUGIN_FAILED};
 use super::store::open_client;
-use crate::plugin::{Plugin, PluginError, Policy, Runtime};
+use crate::plugin::{Plugin, PluginError, Policy, RunReport, Runtime};
 
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let input = read_input(&args)?;
@@ -40,7 +40,9 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let plugin = runtime.load(&client, &wasm, policy)?;
 
     if args.instances == 1 {
-        let output = plugin.run(&input)?;
+        let report = plugin.run_reporting(&input);
+        print_printed(&report, None);
+        let output = report.result?;
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(&output);
         if !output.is_empty() && !output.ends_with(b"\n") {
@@ -49,11 +51,12 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let results = run_instances(&plugin, &input, args.instances)?;
-    let mut stdout = std::io::stdout().lock();
+    let reports = run_instances(&plugin, &input, args.instances)?;
     let mut failed = 0;
-    for (number, result) in (1..).zip(results) {
-        match result {
+    for (number, report) in (1..).zip(reports) {
+        print_printed(&report, Some(number));
+        let mut stdout = std::io::stdout().lock();
+        match report.result {
             Ok(output) => {
                 let text = String::from_utf8_lossy(&output);
                 if text.is_empty() {
@@ -69,7 +72,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             }
         }
     }
-    let _ = stdout.flush();
+    let _ = std::io::stdout().flush();
     if failed > 0 {
         return Err(Failure::new(
             PLUGIN_FAILED,
@@ -82,17 +85,26 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 /// Runs `count` invocations at once, one thread each (named `instance-N`,
 /// which the store shows as the holder of their locks); their results in
 /// instance order.
-fn run_instances(
-    plugin: &Plugin,
-    input: &[u8],
-    count: u16,
-) -> Result<Vec<Result<Vec<u8>, PluginError>>, Failure> {
+/// Shows what an invocation printed: its stdout on stdout and its stderr
+/// on stderr, each line prefixed `[n] ` when several instances ran.
+fn print_printed(report: &RunReport, number: Option<u16>) {
+    let prefix = number.map(|n| format!("[{n}] ")).unwrap_or_default();
+    let show = |bytes: &[u8], out: &mut dyn Write| {
+        for line in String::from_utf8_lossy(bytes).lines() {
+            let _ = writeln!(out, "{prefix}{line}");
+        }
+    };
+    show(&report.stdout, &mut std::io::stdout().lock());
+    show(&report.stderr, &mut std::io::stderr().lock());
+}
+
+fn run_instances(plugin: &Plugin, input: &[u8], count: u16) -> Result<Vec<RunReport>, Failure> {
     thread::scope(|scope| {
         let mut handles = Vec::new();
         for number in 1..=count {
             let handle = thread::Builder::new()
                 .name(format!("instance-{number}"))
-                .spawn_scoped(scope, move || plugin.run(input))
+                .spawn_scoped(scope, move || plugin.run_reporting(input))
                 .map_err(|e| {
                     Failure::new(
                         PLUGIN_FAILED,
@@ -103,9 +115,13 @@ fn run_instances(
         }
         Ok(handles
             .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(PluginError::Host("the instance's thread panicked".into()))
+            .zip(1..)
+            .map(|(handle, id)| {
+                handle.join().unwrap_or_else(|_| RunReport {
+                    id,
+                    result: Err(PluginError::Host("the instance's thread panicked".into())),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
                 })
             })
             .collect())

@@ -45,8 +45,13 @@ pub enum PluginError {
     /// The plugin ran past its policy's time limit and was stopped.
     #[error("the plugin ran past its time limit of {0:?} and was stopped")]
     TimedOut(Duration),
-    /// The plugin trapped: a panic, a memory limit, an invalid operation, or
-    /// a host call it misused. Everything it held was released.
+    /// The guest panicked; its panic message and where. Everything it held
+    /// was released.
+    #[error("the plugin panicked: {0}")]
+    Panicked(String),
+    /// The plugin trapped: a memory limit, an invalid operation, or a host
+    /// call it misused (a panic without a message on stderr also ends
+    /// here). Everything it held was released.
     #[error("the plugin trapped: {0}")]
     Trapped(String),
     /// The host could not set up the invocation.

@@ -26,4 +26,4 @@ mod runtime;
 
 pub use error::PluginError;
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
-pub use runtime::{Plugin, Runtime};
+pub use runtime::{Plugin, RunReport, Runtime};

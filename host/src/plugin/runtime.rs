@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -141,6 +141,7 @@ impl Runtime {
             client: client.clone(),
             policy: Arc::new(policy),
             _clock: Arc::clone(&self.clock),
+            invocations: AtomicU64::new(0),
         })
     }
 
@@ -176,6 +177,24 @@ pub struct Plugin {
     client: Client,
     policy: Arc<Policy>,
     _clock: Arc<DeadlineClock>,
+    /// The id of the next invocation.
+    invocations: AtomicU64,
+}
+
+/// One invocation of a plugin: what it returned and what it printed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RunReport {
+    /// The invocation's number for this [`Plugin`], from 1.
+    pub id: u64,
+    /// What [`Plugin::run`] returns.
+    pub result: Result<Vec<u8>, PluginError>,
+    /// What the guest wrote to stdout, at most 1 MiB (a guest that writes
+    /// more traps).
+    pub stdout: Vec<u8>,
+    /// What the guest wrote to stderr (a panic's message goes here), at
+    /// most 1 MiB.
+    pub stderr: Vec<u8>,
 }
 
 impl Plugin {
@@ -187,8 +206,20 @@ impl Plugin {
     /// Runs the plugin's handler once, in a fresh instance, and returns its
     /// output. However the invocation ends (return, error, trap, timeout),
     /// every lock it held is released and every claim abandoned before this
-    /// returns.
+    /// returns. What the guest printed goes to the log (`tracing`, level
+    /// INFO, target `tollgate::plugin::runtime`); [`run_reporting`](Self::run_reporting)
+    /// returns it instead.
     pub fn run(&self, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let report = self.run_reporting(input);
+        self.log_output(report.id, "stdout", &report.stdout);
+        self.log_output(report.id, "stderr", &report.stderr);
+        report.result
+    }
+
+    /// Runs the plugin like [`run`](Self::run), and returns with the result
+    /// what the guest printed and the invocation's id, without logging it.
+    pub fn run_reporting(&self, input: &[u8]) -> RunReport {
+        let id = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let policy = &self.policy;
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
@@ -242,28 +273,57 @@ impl Plugin {
         // the deadline or a short grace after it; what Redis does not
         // release in time frees at its TTL.
         within_deadline(deadline.max(Instant::now() + CLEANUP_GRACE), || drop(store));
-        self.log_output("stdout", &stdout.contents());
-        self.log_output("stderr", &stderr.contents());
+        let (stdout, stderr) = (stdout.contents().to_vec(), stderr.contents().to_vec());
 
-        match result {
+        let result = match result {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(message)) => Err(PluginError::Failed(message)),
             Err(error) => Err(match error.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => PluginError::TimedOut(policy.timeout),
-                _ => PluginError::Trapped(format!("{error:#}")),
+                _ => match panic_message(&stderr) {
+                    Some(message) => PluginError::Panicked(message),
+                    None => PluginError::Trapped(format!("{error:#}")),
+                },
             }),
+        };
+        RunReport {
+            id,
+            result,
+            stdout,
+            stderr,
         }
     }
 
-    fn log_output(&self, stream: &str, bytes: &[u8]) {
+    fn log_output(&self, invocation: u64, stream: &str, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         let namespace = self.policy.namespace();
         for line in String::from_utf8_lossy(bytes).lines() {
-            tracing::info!(plugin = namespace, stream, "{line}");
+            tracing::info!(plugin = namespace, invocation, stream, "{line}");
         }
     }
+}
+
+/// The message of a Rust guest's panic, from what the panic hook wrote to
+/// stderr: `thread '…' panicked at FILE:LINE:COL:` then the message, up to
+/// the `note:` line. `None` when stderr holds no panic.
+fn panic_message(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let start = text.rfind(" panicked at ")?;
+    let after = &text[start..];
+    let (location, rest) = after[" panicked at ".len()..].split_once('\n')?;
+    let message: Vec<&str> = rest
+        .lines()
+        .take_while(|line| !line.starts_with("note: "))
+        .collect();
+    let message = message.join(" ");
+    let location = location.trim_end_matches(':');
+    Some(if message.is_empty() {
+        format!("at {location}")
+    } else {
+        format!("{message} (at {location})")
+    })
 }
 
 /// Replaces WASI's monotonic-clock waits so that none outlasts the
@@ -306,4 +366,19 @@ fn sleep_within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64
         .ends_at
         .saturating_duration_since(Instant::now());
     nanos.min(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn a_panic_message_is_read_from_stderr() {
+        let stderr = b"thread '<unnamed>' panicked at src/lib.rs:81:13:\npanic-holding: boom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("panic-holding: boom (at src/lib.rs:81:13)")
+        );
+        assert_eq!(panic_message(b"just some output\n"), None);
+    }
 }

@@ -381,3 +381,47 @@ fn a_misspelt_command_gets_clap_s_suggestion_in_its_one_line() {
     let err = stderr(&output);
     assert!(err.contains("'run'"), "{err}");
 }
+
+#[test]
+fn run_shows_what_the_plugin_printed_and_why_it_panicked() {
+    let test_plugin = plugin("tollgate-test-plugin");
+    let output = tollgate(&["run", &test_plugin, "--input", "print hello"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "hello\nprinted\n");
+    assert!(
+        stderr(&output).contains("err: hello"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = tollgate(&[
+        "run",
+        &test_plugin,
+        "--input",
+        "print hi",
+        "--instances",
+        "2",
+    ]);
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    for n in 1..=2 {
+        assert!(out.contains(&format!("[{n}] hi\n[{n}] printed")), "{out}");
+        assert!(
+            stderr(&output).contains(&format!("[{n}] err: hi")),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    let output = tollgate(&["run", &test_plugin, "--input", "panic-holding p"]);
+    assert_eq!(output.status.code(), Some(1));
+    let last = stderr(&output)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        last.starts_with("tollgate: the plugin panicked: panic-holding: panicking while holding"),
+        "{last}"
+    );
+}

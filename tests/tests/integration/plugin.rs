@@ -64,7 +64,16 @@ fn a_guest_panic_while_holding_a_lock_frees_it_when_the_call_returns() {
     let server = RedisServer::start();
     let plugin = load(&client(&server), policy("a"));
     let err = run(&plugin, "panic-holding p").unwrap_err();
-    assert!(matches!(err, PluginError::Trapped(_)), "{err:?}");
+    match &err {
+        PluginError::Panicked(message) => {
+            assert!(
+                message.contains("panic-holding: panicking while holding"),
+                "{message}"
+            );
+            assert!(message.contains("src/lib.rs"), "where: {message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
     assert!(
         !lock_key_exists(&server, "a/p"),
         "the lock outlived the trap"

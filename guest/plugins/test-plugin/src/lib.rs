@@ -33,6 +33,7 @@
 //! | `write-many KIND COUNT`         | write to COUNT distinct names `w0..` of KIND: `lock` (acquire, drop), `counter` (incr), `op` (incr_once on counter `w` with op ids `w0..`), `once`, `seq`, `idem` (an idempotent run storing 1 byte) | `wrote COUNT` or `error at K: CASE` |
 //! | `store-many COUNT BYTES`        | COUNT idempotent runs on keys `s0..`, each storing BYTES bytes                                                                          | `stored COUNT` or `error at K: CASE` |
 //! | `hold-and-spin COUNT`           | acquire `h0..` and claim idempotency keys `h0..` (COUNT each, TTL and lease 30 s), then loop forever                                   | —                               |
+//! | `print TEXT`                    | write TEXT to stdout and `err: TEXT` to stderr                                                                                           | `printed`                       |
 //! | `env`                           | count the environment variables and arguments the host grants                                                                          | `env N args M`                  |
 //! | `file PATH`                     | try to read a file                                                                                                                     | `read N bytes` or `no file access` |
 //!
@@ -184,6 +185,11 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
                 n = black_box(n.wrapping_add(1));
                 black_box((&held, &claims));
             }
+        }
+        ["print", text] => {
+            println!("{text}");
+            eprintln!("err: {text}");
+            Ok("printed".to_owned())
         }
         ["env"] => Ok(format!(
             "env {} args {}",
