@@ -65,6 +65,33 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parses a size in bytes: a whole number with an optional unit `B`, `KiB`,
+/// `MiB`, `GiB` (or `K`, `M`, `G`, the same powers of 1024): `512KiB`,
+/// `64MiB`, `1048576`.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}; use 512KiB, 64MiB, 1GiB or bytes"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size; use 512KiB, 64MiB, 1GiB or bytes"))
+}
+
 /// A duration for people: `850ms`, `29.5s`, `4m05s`, `2h10m`.
 pub(crate) fn show(duration: Duration) -> String {
     let ms = duration.as_millis();
@@ -114,6 +141,16 @@ mod tests {
         ] {
             let err = parse(bad).unwrap_err();
             assert!(!err.contains('\n'), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn parses_sizes_in_powers_of_1024() {
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        for bad in ["", "MiB", "1.5MiB", "12TB", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 

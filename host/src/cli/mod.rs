@@ -168,6 +168,17 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     instances: u16,
+    /// Most linear memory one invocation may use [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = duration::parse_size)]
+    max_memory: Option<u64>,
+    /// Most locks one invocation may hold at once [default: 16].
+    #[arg(long, value_name = "N")]
+    max_locks: Option<usize>,
+    /// Largest input accepted; a larger one is refused before the plugin
+    /// runs.
+    #[arg(long, value_name = "SIZE", value_parser = duration::parse_size,
+          default_value = "16MiB")]
+    max_input: u64,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,14 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         }
         policy = policy.timeout(timeout);
     }
+    if let Some(bytes) = args.max_memory {
+        let bytes = usize::try_from(bytes)
+            .map_err(|_| Failure::usage("--max-memory is too large for this machine"))?;
+        policy = policy.max_memory(bytes);
+    }
+    if let Some(max) = args.max_locks {
+        policy = policy.max_locks(max);
+    }
 
     let (client, store) = open_client(args.store.redis.as_deref())?;
     if let Some(notice) = store.notice() {
@@ -128,20 +136,35 @@ fn run_instances(plugin: &Plugin, input: &[u8], count: u16) -> Result<Vec<RunRep
     })
 }
 
+/// The input, refused when larger than `--max-input` (read no further than
+/// one byte past it).
 fn read_input(args: &RunArgs) -> Result<Vec<u8>, Failure> {
+    let too_large = |size: String| {
+        Failure::usage(format!(
+            "the input is {size}, over --max-input {} bytes (raise it, and --max-memory with it)",
+            args.max_input
+        ))
+    };
     if let Some(text) = &args.input {
+        if text.len() as u64 > args.max_input {
+            return Err(too_large(format!("{} bytes", text.len())));
+        }
         return Ok(text.clone().into_bytes());
     }
     let Some(path) = &args.input_file else {
         return Ok(Vec::new());
     };
     let mut input = Vec::new();
+    let limit = args.max_input.saturating_add(1);
     let read = if path.as_os_str() == "-" {
-        std::io::stdin().lock().read_to_end(&mut input)
+        std::io::stdin().lock().take(limit).read_to_end(&mut input)
     } else {
-        std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut input))
+        std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut input))
     };
     read.map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    if input.len() as u64 > args.max_input {
+        return Err(too_large("larger".to_owned()));
+    }
     Ok(input)
 }
 

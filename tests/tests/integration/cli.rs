@@ -425,3 +425,61 @@ fn run_shows_what_the_plugin_printed_and_why_it_panicked() {
         "{last}"
     );
 }
+
+#[test]
+fn policy_flags_reach_the_plugin_and_a_large_input_is_refused_before_it_runs() {
+    let test_plugin = plugin("tollgate-test-plugin");
+    let output = tollgate(&[
+        "run",
+        &test_plugin,
+        "--max-locks",
+        "1",
+        "--input",
+        "hold-many 2",
+    ]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("error at 1: quota-exceeded"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = tollgate(&[
+        "run",
+        &test_plugin,
+        "--max-input",
+        "8",
+        "--input",
+        "print 123456789",
+    ]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("--max-input"),
+        "{}",
+        stderr(&output)
+    );
+
+    let big = std::env::temp_dir().join(format!("tollgate-big-input-{}", std::process::id()));
+    std::fs::write(&big, vec![b'x'; 2 << 20]).unwrap();
+    let output = tollgate(&[
+        "run",
+        &test_plugin,
+        "--max-input",
+        "1MiB",
+        "--input-file",
+        big.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&big);
+    assert_exit(&output, 2);
+
+    let output = tollgate(&[
+        "run",
+        &test_plugin,
+        "--max-memory",
+        "1MiB",
+        "--input",
+        "alloc 4194304",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("memory"), "{}", stderr(&output));
+}
