@@ -162,12 +162,16 @@ impl Counter {
     /// The current value; 0 when the counter does not exist (it was never
     /// changed). One `GET`.
     pub fn get(&self) -> Result<i64> {
+        Ok(self.get_if_set()?.unwrap_or(0))
+    }
+
+    /// The current value, or `None` when the counter does not exist (it
+    /// was never changed, or was removed): tells a counter at 0 from a name
+    /// never used. One `GET`.
+    pub fn get_if_set(&self) -> Result<Option<i64>> {
         self.check()?;
         let inner = self.client.inner();
-        Ok(inner
-            .store
-            .counter_get(&inner.keyspace.counter(&self.name))?
-            .unwrap_or(0))
+        inner.store.counter_get(&inner.keyspace.counter(&self.name))
     }
 
     /// Sets the value, replacing whatever other clients did before. A value

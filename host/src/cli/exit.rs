@@ -18,8 +18,9 @@ pub(crate) const UNAVAILABLE: u8 = 3;
 /// The file is not a plugin the host can load (not a component of the
 /// `tollgate:coord` plugin world, or it imports what the host does not grant).
 pub(crate) const NOT_LOADED: u8 = 4;
-/// `unlock` found no such lock held: nothing was removed.
-pub(crate) const NOT_HELD: u8 = 5;
+/// No such object: `unlock` found no lock held (nothing was removed),
+/// `counter` found a name never set.
+pub(crate) const NOT_FOUND: u8 = 5;
 /// The store refused the request or answered something unexpected (for
 /// instance a key holding data tollgate did not write).
 pub(crate) const STORE_ERROR: u8 = 6;
@@ -32,7 +33,8 @@ Exit codes:
   2  usage or configuration error (bad arguments, no store for an operator command, unreadable file, unlock without --force)
   3  the store is unavailable (cannot connect, or no reply in time)
   4  the plugin cannot be loaded (not a tollgate:coord plugin component)
-  5  unlock: the lock was not held, nothing was removed
+  5  no such object: unlock found no lock held (nothing was removed),
+     counter found a name never set
   6  the store refused the request or answered unexpectedly";
 
 /// Why a command stopped: an exit code and one line for stderr.

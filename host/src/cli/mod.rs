@@ -24,7 +24,7 @@
 //! | 2 | usage or configuration error: bad arguments, no store given to an operator command, an unreadable file, `unlock` without `--force` |
 //! | 3 | the store is unavailable: it cannot be reached, or did not answer in time |
 //! | 4 | the plugin cannot be loaded: not a component of the `tollgate:coord` plugin world |
-//! | 5 | `unlock`: the lock was not held, nothing was removed |
+//! | 5 | no such object: `unlock` found no lock held (nothing was removed), `counter` a name never set |
 //! | 6 | the store refused the request or answered unexpectedly |
 //!
 //! A plugin that finds the store unavailable sees the `unavailable` error
@@ -127,7 +127,7 @@ enum Command {
     /// Remove a lock whoever holds it (needs --force).
     #[command(after_help = exit::HELP)]
     Unlock(UnlockArgs),
-    /// Print a counter's value.
+    /// Print a counter's value (exit 5 when it was never set).
     #[command(after_help = exit::HELP)]
     Counter(NameArgs),
     /// Show a name's lock (holder, fencing token, TTL) and counter.

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use super::duration::show;
-use super::exit::{Failure, NOT_HELD};
+use super::exit::{Failure, NOT_FOUND};
 use super::store::open_shared;
 use super::{LocksArgs, NameArgs, UnlockArgs};
 use crate::LockInfo;
@@ -79,7 +79,7 @@ pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
     let holder = client.lock_info(&args.name)?;
     if !client.force_unlock(&args.name)? {
         return Err(Failure::new(
-            NOT_HELD,
+            NOT_FOUND,
             format!("lock {:?} is not held; nothing was removed", args.name),
         ));
     }
@@ -99,9 +99,16 @@ pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
 /// `tollgate counter NAME`: the value alone, for scripts.
 pub(crate) fn counter(args: NameArgs) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "counter")?;
-    let value = client.counter(args.name.as_str()).get()?;
-    let _ = writeln!(std::io::stdout(), "{value}");
-    Ok(())
+    match client.counter(args.name.as_str()).get_if_set()? {
+        Some(value) => {
+            let _ = writeln!(std::io::stdout(), "{value}");
+            Ok(())
+        }
+        None => Err(Failure::new(
+            NOT_FOUND,
+            format!("counter {:?} was never set (it reads as 0)", args.name),
+        )),
+    }
 }
 
 /// `tollgate inspect NAME`: the name's lock and counter, one field a line.

@@ -483,3 +483,16 @@ fn policy_flags_reach_the_plugin_and_a_large_input_is_refused_before_it_runs() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("memory"), "{}", stderr(&output));
 }
+
+#[test]
+fn counter_of_a_name_never_set_exits_5_and_says_so() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let output = tollgate(&["counter", "never", "--redis", &url]);
+    assert_exit(&output, 5);
+    assert!(stderr(&output).contains("never set"), "{}", stderr(&output));
+    client(&server).counter("zero").set(0).unwrap();
+    let output = tollgate(&["counter", "zero", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "0\n");
+}
