@@ -412,8 +412,20 @@ impl IdempotentCall<'_> {
             },
         )?;
         let Some((state, sent, generation)) = found else {
+            tracing::debug!(key = %name, "tollgate: idempotency key in progress elsewhere");
             return Ok(Begin::InProgress);
         };
+        tracing::debug!(
+            key = %name,
+            found = match &state {
+                ClaimState::Fresh => "fresh: this call runs the action",
+                ClaimState::Done(_) => "done: replaying the result",
+                ClaimState::Failed(_) => "failed earlier",
+                ClaimState::Running { .. } => "running elsewhere",
+                ClaimState::Mismatch => "another payload",
+            },
+            "tollgate: idempotency key claimed or found"
+        );
         Ok(match state {
             ClaimState::Fresh => {
                 let lease = Duration::from_millis(lease_ms);

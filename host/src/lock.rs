@@ -357,6 +357,7 @@ impl LockGuard {
         if !released {
             self.lease.mark_lost();
         }
+        tracing::debug!(lock = %self.name, released, "tollgate: lock released");
         Ok(released)
     }
 }
@@ -443,8 +444,10 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         },
     )?;
     let Some(grant) = granted else {
+        tracing::debug!(lock = %name, "tollgate: lock not granted");
         return Ok(None);
     };
+    tracing::debug!(lock = %name, fence = grant.fence, ttl_ms, "tollgate: lock granted");
     let ttl = Duration::from_millis(ttl_ms); // what the server got
     LockGuard::start(client, name, keys, owner, grant, &options, ttl).map(Some)
 }

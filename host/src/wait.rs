@@ -32,16 +32,32 @@ pub(crate) fn retry_until<T>(
     mut attempt: impl FnMut(Duration) -> Result<Attempt<T>>,
 ) -> Result<Option<T>> {
     let mut watch: Option<Watch> = None;
+    let started = Instant::now();
+    let mut attempts = 0u32;
     loop {
         // Read the generation before asking, so that a release between the
         // refusal and the sleep still wakes us.
         let seen = watch.as_ref().map(Watch::generation);
+        attempts += 1;
         let remaining = match attempt(deadline.saturating_duration_since(Instant::now()))? {
-            Attempt::Done(value) => return Ok(Some(value)),
+            Attempt::Done(value) => {
+                if attempts > 1 {
+                    let waited_ms = started.elapsed().as_millis() as u64;
+                    tracing::debug!(key, attempts, waited_ms, "tollgate: got it after waiting");
+                }
+                return Ok(Some(value));
+            }
             Attempt::Busy { remaining } => remaining,
         };
         let now = Instant::now();
         if now >= deadline {
+            let waited_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(
+                key,
+                attempts,
+                waited_ms,
+                "tollgate: still held at the deadline"
+            );
             return Ok(None);
         }
         let Some(watch) = &watch else {

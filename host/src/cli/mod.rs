@@ -52,6 +52,15 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return ExitCode::from(argument_error(error)),
     };
+    if cli.verbose {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tollgate=debug"));
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .with_target(false)
+            .init();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Locks(args) => operator::locks(args),
@@ -112,6 +121,10 @@ fn argument_error(error: clap::Error) -> u8 {
 #[derive(Debug, Parser)]
 #[command(name = "tollgate", version, after_help = exit::HELP)]
 struct Cli {
+    /// Log what tollgate does (locks, waits, claims, invocations) to
+    /// stderr; TOLLGATE_LOG (e.g. `tollgate=trace`) chooses what.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }

@@ -220,6 +220,7 @@ impl Plugin {
     /// what the guest printed and the invocation's id, without logging it.
     pub fn run_reporting(&self, input: &[u8]) -> RunReport {
         let id = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = Instant::now();
         let policy = &self.policy;
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
@@ -286,6 +287,19 @@ impl Plugin {
                 },
             }),
         };
+        tracing::debug!(
+            plugin = policy.namespace(),
+            invocation = id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            outcome = match &result {
+                Ok(_) => "ok",
+                Err(PluginError::Failed(_)) => "failed",
+                Err(PluginError::Panicked(_)) => "panicked",
+                Err(PluginError::TimedOut(_)) => "timed out",
+                Err(_) => "trapped",
+            },
+            "tollgate: invocation ended"
+        );
         RunReport {
             id,
             result,

@@ -496,3 +496,14 @@ fn counter_of_a_name_never_set_exits_5_and_says_so() {
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), "0\n");
 }
+
+#[test]
+fn verbose_shows_what_tollgate_did() {
+    let order_numbers = plugin("order-numbers");
+    let output = tollgate(&["run", &order_numbers, "--input", "1", "--verbose"]);
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    assert!(err.contains("invocation ended"), "{err}");
+    let quiet = tollgate(&["run", &order_numbers, "--input", "1"]);
+    assert!(!stderr(&quiet).contains("invocation ended"));
+}
