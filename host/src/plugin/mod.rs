@@ -16,6 +16,21 @@
 //!
 //! The embedder's whole integration is [`Runtime`], [`Policy`] and
 //! [`Plugin::run`]; see [`Runtime`] for an example.
+//!
+//! # Threads
+//! [`Runtime`] and [`Plugin`] are `Send + Sync`: share them (by reference,
+//! or in an `Arc` for threads that outlive the scope) and call
+//! [`Plugin::run`] from any number of threads at once; each call gets its own
+//! instance and store, and blocks its thread until the invocation ends. Each
+//! `Runtime` starts one thread, the deadline clock (10 ms ticks), which ends
+//! when the runtime and every plugin loaded from it are dropped. Make one
+//! runtime per program: it owns the compiled-component cache.
+//!
+//! # Output
+//! A guest may write up to 1 MiB to stdout and to stderr per invocation;
+//! past that its writes fail (a Rust guest's `println!` then panics, which
+//! ends the invocation as [`PluginError::Panicked`]). [`Plugin::run`] logs
+//! what it wrote; [`Plugin::run_reporting`] returns it.
 
 mod bindings;
 mod error;

@@ -37,7 +37,7 @@ const HOST_WAIT_SLACK: Duration = Duration::from_millis(50);
 /// released by then frees at its TTL.
 const CLEANUP_GRACE: Duration = Duration::from_millis(100);
 /// How much a plugin may write to stdout and to stderr per invocation; the
-/// text goes to the host's log. Writing more fails in the guest (a Rust
+/// text goes to the host's log or its [`RunReport`]. Writing more fails in the guest (a Rust
 /// guest's `println!` then panics, which traps the invocation).
 const OUTPUT_CAPTURE_BYTES: usize = 1 << 20;
 /// Most handles (guards, claims, WASI streams) one invocation may hold.
