@@ -165,8 +165,12 @@ struct RunArgs {
     #[arg(long, value_name = "TEXT", conflicts_with = "input_file")]
     input: Option<String>,
     /// Read the input from a file ('-' for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
     input_file: Option<PathBuf>,
+    /// Run once per line of FILE, in order, on one store (so that a
+    /// sequence of calls works on the embedded store too).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "instances"])]
+    inputs: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
     /// Where the plugin's names live (NS/NAME in the store)

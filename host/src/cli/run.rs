@@ -47,6 +47,9 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let runtime = Runtime::new()?;
     let plugin = runtime.load(&client, &wasm, policy)?;
 
+    if let Some(path) = &args.inputs {
+        return run_lines(&plugin, path, args.max_input);
+    }
     if args.instances == 1 {
         let report = plugin.run_reporting(&input);
         print_printed(&report, None);
@@ -93,6 +96,45 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 /// Runs `count` invocations at once, one thread each (named `instance-N`,
 /// which the store shows as the holder of their locks); their results in
 /// instance order.
+/// `--inputs FILE`: one invocation per line, in order, each output printed
+/// as it comes; exit 1 when any failed.
+fn run_lines(plugin: &Plugin, path: &Path, max_input: u64) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    let mut failed = 0;
+    for (number, line) in (1..).zip(text.lines()) {
+        if line.len() as u64 > max_input {
+            return Err(Failure::usage(format!(
+                "line {number} of {} is {} bytes, over --max-input {max_input}",
+                path.display(),
+                line.len()
+            )));
+        }
+        let report = plugin.run_reporting(line.as_bytes());
+        print_printed(&report, None);
+        match report.result {
+            Ok(output) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&output);
+                if !output.is_empty() && !output.ends_with(b"\n") {
+                    let _ = stdout.write_all(b"\n");
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("tollgate: line {number}: {}", Failure::from(error));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::new(
+            PLUGIN_FAILED,
+            format!("{failed} invocations failed"),
+        ));
+    }
+    Ok(())
+}
+
 /// Shows what an invocation printed: its stdout on stdout and its stderr
 /// on stderr, each line prefixed `[n] ` when several instances ran.
 fn print_printed(report: &RunReport, number: Option<u16>) {

@@ -507,3 +507,16 @@ fn verbose_shows_what_tollgate_did() {
     let quiet = tollgate(&["run", &order_numbers, "--input", "1"]);
     assert!(!stderr(&quiet).contains("invocation ended"));
 }
+
+#[test]
+fn inputs_runs_each_line_in_order_on_one_embedded_store() {
+    let test_plugin = plugin("tollgate-test-plugin");
+    let file = std::env::temp_dir().join(format!("tollgate-inputs-{}", std::process::id()));
+    std::fs::write(&file, "incr c 5\nincr c 2\nget c\n").unwrap();
+    let output = tollgate(&["run", &test_plugin, "--inputs", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "value 5\nvalue 7\nvalue 7\n");
+    let both = tollgate(&["run", &test_plugin, "--inputs", "x", "--input", "y"]);
+    assert_exit(&both, 2);
+}
