@@ -62,11 +62,11 @@ pub fn main() -> ExitCode {
             .init();
     }
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Locks(args) => operator::locks(args),
+        Command::Run(args) => run::run(args, cli.json),
+        Command::Locks(args) => operator::locks(args, cli.json),
         Command::Unlock(args) => operator::unlock(args),
-        Command::Counter(args) => operator::counter(args),
-        Command::Inspect(args) => operator::inspect(args),
+        Command::Counter(args) => operator::counter(args, cli.json),
+        Command::Inspect(args) => operator::inspect(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -125,6 +125,10 @@ struct Cli {
     /// stderr; TOLLGATE_LOG (e.g. `tollgate=trace`) chooses what.
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Print results as JSON (run, locks, counter, inspect): one document
+    /// on stdout.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }

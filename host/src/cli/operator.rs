@@ -10,7 +10,7 @@ use super::{LocksArgs, NameArgs, UnlockArgs};
 use crate::LockInfo;
 
 /// `tollgate locks`: a table of held locks.
-pub(crate) fn locks(args: LocksArgs) -> Result<(), Failure> {
+pub(crate) fn locks(args: LocksArgs, json: bool) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "locks")?;
     let limit = args.limit as usize;
     // One more than asked, to tell "exactly N" from "more than N".
@@ -18,6 +18,11 @@ pub(crate) fn locks(args: LocksArgs) -> Result<(), Failure> {
     let more = locks.len() > limit;
     locks.truncate(limit);
     locks.sort_by(|a, b| a.name.cmp(&b.name));
+    if json {
+        let rows: Vec<serde_json::Value> = locks.iter().map(lock_json).collect();
+        print_json(&serde_json::json!({ "locks": rows, "more": more }));
+        return Ok(());
+    }
     if locks.is_empty() {
         eprintln!("tollgate: no held lock matches {:?}", args.pattern);
         return Ok(());
@@ -97,9 +102,14 @@ pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
 }
 
 /// `tollgate counter NAME`: the value alone, for scripts.
-pub(crate) fn counter(args: NameArgs) -> Result<(), Failure> {
+pub(crate) fn counter(args: NameArgs, json: bool) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "counter")?;
-    match client.counter(args.name.as_str()).get_if_set()? {
+    let value = client.counter(args.name.as_str()).get_if_set()?;
+    if json {
+        print_json(&serde_json::json!({ "name": args.name, "value": value }));
+    }
+    match value {
+        Some(_) if json => Ok(()),
         Some(value) => {
             let _ = writeln!(std::io::stdout(), "{value}");
             Ok(())
@@ -112,10 +122,18 @@ pub(crate) fn counter(args: NameArgs) -> Result<(), Failure> {
 }
 
 /// `tollgate inspect NAME`: the name's lock and counter, one field a line.
-pub(crate) fn inspect(args: NameArgs) -> Result<(), Failure> {
+pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "inspect")?;
     let lock = client.lock_info(&args.name)?;
     let counter = client.counter(args.name.as_str()).get()?;
+    if json {
+        print_json(&serde_json::json!({
+            "name": args.name,
+            "lock": lock.as_ref().map(lock_json),
+            "counter": counter,
+        }));
+        return Ok(());
+    }
     let mut fields = vec![("name", printable(&args.name).into_owned())];
     match &lock {
         None => fields.push(("lock", "free".to_owned())),
@@ -132,6 +150,21 @@ pub(crate) fn inspect(args: NameArgs) -> Result<(), Failure> {
         let _ = writeln!(stdout, "{field:<13}  {value}");
     }
     Ok(())
+}
+
+/// A held lock as JSON; `ttl_ms` is null when the key has no TTL.
+fn lock_json(lock: &LockInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": lock.name,
+        "fencing_token": lock.fencing_token,
+        "ttl_ms": lock.remaining_ttl.map(|ttl| ttl.as_millis() as u64),
+        "holder": lock.holder,
+    })
+}
+
+/// One JSON document on stdout.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    let _ = writeln!(std::io::stdout(), "{value}");
 }
 
 fn ttl(lock: &LockInfo) -> String {

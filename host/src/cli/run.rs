@@ -9,7 +9,7 @@ use super::exit::{Failure, PLUGIN_FAILED};
 use super::store::open_client;
 use crate::plugin::{Plugin, PluginError, Policy, RunReport, Runtime};
 
-pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
+pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     let input = read_input(&args)?;
     let wasm = std::fs::read(&args.plugin).map_err(|e| {
         Failure::usage(format!(
@@ -47,6 +47,16 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let runtime = Runtime::new()?;
     let plugin = runtime.load(&client, &wasm, policy)?;
 
+    if json {
+        let reports = match &args.inputs {
+            Some(path) => read_lines(path, args.max_input)?
+                .iter()
+                .map(|line| plugin.run_reporting(line.as_bytes()))
+                .collect(),
+            None => run_instances(&plugin, &input, args.instances)?,
+        };
+        return print_reports_json(&reports);
+    }
     if let Some(path) = &args.inputs {
         return run_lines(&plugin, path, args.max_input);
     }
@@ -99,17 +109,8 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 /// `--inputs FILE`: one invocation per line, in order, each output printed
 /// as it comes; exit 1 when any failed.
 fn run_lines(plugin: &Plugin, path: &Path, max_input: u64) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
     let mut failed = 0;
-    for (number, line) in (1..).zip(text.lines()) {
-        if line.len() as u64 > max_input {
-            return Err(Failure::usage(format!(
-                "line {number} of {} is {} bytes, over --max-input {max_input}",
-                path.display(),
-                line.len()
-            )));
-        }
+    for (number, line) in (1..).zip(read_lines(path, max_input)?) {
         let report = plugin.run_reporting(line.as_bytes());
         print_printed(&report, None);
         match report.result {
@@ -130,6 +131,52 @@ fn run_lines(plugin: &Plugin, path: &Path, max_input: u64) -> Result<(), Failure
         return Err(Failure::new(
             PLUGIN_FAILED,
             format!("{failed} invocations failed"),
+        ));
+    }
+    Ok(())
+}
+
+/// The lines of an `--inputs` file, each within `--max-input`.
+fn read_lines(path: &Path, max_input: u64) -> Result<Vec<String>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if let Some((number, line)) = (1..).zip(&lines).find(|(_, l)| l.len() as u64 > max_input) {
+        return Err(Failure::usage(format!(
+            "line {number} of {} is {} bytes, over --max-input {max_input}",
+            path.display(),
+            line.len()
+        )));
+    }
+    Ok(lines)
+}
+
+/// `--json`: every invocation (id, output, what it printed, error) in one
+/// document; exit 1 when any failed.
+fn print_reports_json(reports: &[RunReport]) -> Result<(), Failure> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let invocations: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|report| {
+            let (output, error) = match &report.result {
+                Ok(output) => (Some(text(output)), None),
+                Err(error) => (None, Some(super::exit::one_line(&error.to_string()))),
+            };
+            serde_json::json!({
+                "id": report.id,
+                "output": output,
+                "stdout": text(&report.stdout),
+                "stderr": text(&report.stderr),
+                "error": error,
+            })
+        })
+        .collect();
+    super::operator::print_json(&serde_json::json!({ "invocations": invocations }));
+    let failed = reports.iter().filter(|r| r.result.is_err()).count();
+    if failed > 0 {
+        return Err(Failure::new(
+            PLUGIN_FAILED,
+            format!("{failed} of {} invocations failed", reports.len()),
         ));
     }
     Ok(())

@@ -520,3 +520,41 @@ fn inputs_runs_each_line_in_order_on_one_embedded_store() {
     let both = tollgate(&["run", &test_plugin, "--inputs", "x", "--input", "y"]);
     assert_exit(&both, 2);
 }
+
+#[test]
+fn json_output_is_one_document_for_run_locks_counter_and_inspect() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let client = client(&server);
+    let _guard = client.lock("j").acquire().unwrap();
+    client.counter("j").set(3).unwrap();
+    let locks = tollgate(&["locks", "--json", "--redis", &url]);
+    assert_exit(&locks, 0);
+    let text = stdout(&locks);
+    assert!(
+        text.starts_with("{\"locks\":[{") && text.contains("\"name\":\"j\""),
+        "{text}"
+    );
+    let counter = tollgate(&["counter", "j", "--json", "--redis", &url]);
+    assert_eq!(stdout(&counter), "{\"name\":\"j\",\"value\":3}\n");
+    let inspect = tollgate(&["inspect", "j", "--json", "--redis", &url]);
+    assert!(
+        stdout(&inspect).contains("\"counter\":3"),
+        "{}",
+        stdout(&inspect)
+    );
+    let run = tollgate(&[
+        "run",
+        &plugin("tollgate-test-plugin"),
+        "--json",
+        "--input",
+        "print x",
+    ]);
+    assert_exit(&run, 0);
+    let doc = stdout(&run);
+    assert!(doc.starts_with("{\"invocations\":[{"), "{doc}");
+    assert!(
+        doc.contains("\"output\":\"printed\"") && doc.contains("\"stdout\":\"x\\n\""),
+        "{doc}"
+    );
+}
