@@ -264,7 +264,13 @@ impl Error {
             Error::Refused { code, .. } => {
                 matches!(
                     code.as_str(),
-                    "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"
+                    "OOM"
+                        | "BUSY"
+                        | "LOADING"
+                        | "MASTERDOWN"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "READONLY"
                 )
             }
             _ => false,

@@ -173,8 +173,9 @@ impl Idempotency {
     /// How long storing an action's outcome keeps being tried while Redis
     /// cannot take it — unreachable, no reply, or refusing writes (`OOM`,
     /// `BUSY`, `LOADING`, ...) — default 10 s (this process's monotonic
-    /// clock). Meanwhile the lease keeps being renewed, so no repeat runs
-    /// the action. When it runs out, the call fails with the last error
+    /// clock). Meanwhile the watchdog keeps renewing the lease, so no repeat
+    /// runs the action while renewals get through (when they do not either,
+    /// the lease may end first). When it runs out, the call fails with the last error
     /// ([`RunError::NotStored`] from `run`); the key stays claimed until its
     /// lease ends, and a repeat after that runs the action again.
     pub fn store_retry(mut self, patience: Duration) -> Self {
@@ -594,7 +595,9 @@ impl Claim {
     /// The watchdog keeps the lease renewed meanwhile.
     fn store_outcome(&self, finish: Finish<'_>) -> Result<bool> {
         let store = &self.client.inner().store;
-        let patience = Instant::now() + self.store_retry;
+        let patience = Instant::now()
+            .checked_add(self.store_retry)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         let give_up = self.give_up_at.map_or(patience, |at| at.min(patience));
         let mut pause = Duration::from_millis(5);
         loop {

@@ -349,8 +349,11 @@ impl LockGuard {
                 timed_out: false, ..
             }) => {
                 // Gone on the resend: the first send, which reached a server
-                // that still held our lease, deleted it.
-                store.release_lock(&self.keys, &self.owner)? || valid_when_sent
+                // that still held our lease, deleted it; unless the resend
+                // met a new server (a restart or failover), which may never
+                // have had our lock.
+                store.release_lock(&self.keys, &self.owner)?
+                    || (valid_when_sent && !self.lease.may_be_lost(store.server_generation()))
             }
             other => other?,
         };

@@ -94,6 +94,17 @@ impl Invocation {
         Ok(())
     }
 
+    /// Ends a claim whose outcome the quota refused with a short failure
+    /// record saying why, so that repeats do not run the action again.
+    fn record_refused(&mut self, claim: Resource<GuestClaim>, why: &str) -> Result<(), CallError> {
+        let held = self.table.delete(claim)?;
+        self.claims_held -= 1;
+        if let Err(error) = held.claim.fail(&format!("the action ran, but {why}")) {
+            tracing::warn!(key = %held.key, %error, "tollgate: could not record a refused outcome; the claim frees when its lease ends");
+        }
+        Ok(())
+    }
+
     /// A guest's wait, within the policy and the invocation's deadline.
     fn wait(&self, wait_ms: u64) -> Result<Duration, CallError> {
         let wait = self
@@ -339,7 +350,12 @@ impl idempotency::HostClaim for Invocation {
 
     fn complete(&mut self, claim: Resource<GuestClaim>, result: Vec<u8>) -> Result<(), CallError> {
         self.table.get(&claim)?; // a bad handle traps before any quota is used
-        self.stores(result.len())?;
+        if let Err(quota) = self.stores(result.len()) {
+            // The action ran: a short failure record keeps repeats from
+            // running it again, as for a result over the size limit.
+            self.record_refused(claim, "its result was over the plugin's stored-bytes quota")?;
+            return Err(quota);
+        }
         let held = self.table.delete(claim)?;
         self.claims_held -= 1;
         Ok(held.claim.complete(&result)?)
@@ -347,7 +363,13 @@ impl idempotency::HostClaim for Invocation {
 
     fn fail(&mut self, claim: Resource<GuestClaim>, failure: String) -> Result<(), CallError> {
         self.table.get(&claim)?;
-        self.stores(failure.len().min(self.policy.max_result_bytes))?;
+        if let Err(quota) = self.stores(failure.len().min(self.policy.max_result_bytes)) {
+            self.record_refused(
+                claim,
+                "its failure was over the plugin's stored-bytes quota",
+            )?;
+            return Err(quota);
+        }
         let held = self.table.delete(claim)?;
         self.claims_held -= 1;
         Ok(held.claim.fail(&failure)?)

@@ -26,6 +26,9 @@ if state == 'done' or state == 'failed' then
   return {state, redis.call('HGET', KEYS[1], 'result') or '', 0}
 end
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  -- A resend: write again (the lease), so that a WAIT after it on this
+  -- connection covers the claim.
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'fresh', '', 0}
 end
 local wait = tonumber(ARGV[4])

@@ -14,6 +14,9 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
   return 0
 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  -- Stored already by this owner (a resend): write again (the same state),
+  -- so that a WAIT after it on this connection covers the result.
+  redis.call('HSET', KEYS[1], 'state', redis.call('HGET', KEYS[1], 'state'))
   return 1
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3])

@@ -56,6 +56,8 @@ struct Seen {
     /// The evicting policy that was accepted and warned about, so the
     /// warning is logged once per policy, not once per connection.
     warned_policy: Option<String>,
+    /// The warning that INFO is refused was logged.
+    warned_no_info: bool,
 }
 
 /// Whether a connection will carry tollgate's reads and writes (and must
@@ -81,8 +83,10 @@ impl Connector {
         let password = settings.password().map(str::to_owned);
         let db = settings.db();
         let address = info.addr().to_string();
+        // RESP2 always: RESP3 would send HELLO before our AUTH, and the
+        // listener reads RESP2 pub/sub replies.
         let bare = redis::RedisConnectionInfo::default()
-            .set_protocol(settings.protocol())
+            .set_protocol(redis::ProtocolVersion::RESP2)
             .set_skip_set_lib_name();
         let bare = info.set_redis_settings(bare);
         let client = redis::Client::open(bare.clone())
@@ -200,8 +204,16 @@ impl Connector {
         }
         let info: String = match redis::cmd("INFO").arg("server").arg("memory").query(conn) {
             Ok(info) => info,
-            // Eviction accepted: the policy need not be read.
-            Err(e) if self.accept_eviction && e.code() == Some("NOPERM") => return Ok(()),
+            // Eviction accepted: the policy need not be read, but without
+            // the run id a restart goes unnoticed (said once).
+            Err(e) if self.accept_eviction && e.code() == Some("NOPERM") => {
+                let mut seen = self.seen.lock();
+                if !seen.warned_no_info {
+                    seen.warned_no_info = true;
+                    tracing::warn!(server = %self.address, "tollgate: INFO is not permitted: restarts and failovers of this server will not mark guards lost (grant +info to the user)");
+                }
+                return Ok(());
+            }
             Err(e) => return Err(self.handshake_error(&e)),
         };
         self.check_policy(info_field(&info, "maxmemory_policy"))?;

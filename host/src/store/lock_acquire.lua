@@ -8,6 +8,9 @@
 -- request resent after a lost reply), {0, pttl of the current holder} when not.
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == ARGV[1] then
+  -- A resend: write again (the same TTL), so that a WAIT after it on this
+  -- connection covers the grant.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, tonumber(redis.call('HGET', KEYS[1], 'fence'))}
 end
 if owner then

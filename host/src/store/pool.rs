@@ -110,6 +110,15 @@ impl Pool {
         let mut conn = self.checkout(left)?;
         // Frees the slot if `request` panics (the connection is dropped).
         let slot = SlotGuard(self);
+        // The checkout may have used some of the time left.
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            self.checkin(Some(conn));
+            std::mem::forget(slot);
+            return Err(Error::Unavailable {
+                reason: "the caller's deadline passed before the request was sent".to_owned(),
+            });
+        }
         // A deadline nearer than the response timeout bounds this request.
         let timeout = match left {
             Some(left) if left < self.config.response_timeout => {
@@ -227,7 +236,11 @@ impl Pool {
                 true
             }
             Err(_) => {
-                *self.failed_check.lock() = Some(Instant::now());
+                // Only a check that had the whole response timeout says the
+                // server is stalled.
+                if bounded.is_none() {
+                    *self.failed_check.lock() = Some(Instant::now());
+                }
                 false
             }
         }
@@ -288,6 +301,15 @@ fn classify(error: RedisError, key: &str, response_timeout: Duration) -> (Error,
                 message: format!("{code} {detail}"),
             },
             false,
+        ),
+        // A primary demoted to a replica: a new connection may reach the new
+        // primary (DNS or a proxy moved), this one never will.
+        Some(code @ "READONLY") => (
+            Error::Refused {
+                code: code.to_owned(),
+                message: detail,
+            },
+            true,
         ),
         Some("WRONGTYPE") => (
             Error::WrongType {

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,11 +82,12 @@ struct Shared {
     prefix: String,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
     status: Mutex<Status>,
+    /// Set when the client goes; read without any other lock held or taken.
+    shutdown: AtomicBool,
 }
 
 #[derive(Default)]
 struct Status {
-    shutdown: bool,
     /// The last failure of any listener, cleared when one listens again.
     last_error: Option<Error>,
     /// The refusal already logged as a warning (logged once, not per retry).
@@ -130,6 +132,7 @@ impl Subscriber {
                 prefix,
                 listeners: Mutex::default(),
                 status: Mutex::default(),
+                shutdown: AtomicBool::new(false),
             }),
         }
     }
@@ -145,8 +148,9 @@ impl Subscriber {
         if listeners.is_empty() {
             return Notifications::NotStarted;
         }
-        let status = self.shared.status.lock();
-        match &status.last_error {
+        // Copied out: no listener's state is locked while `status` is.
+        let last_error = self.shared.status.lock().last_error.clone();
+        match &last_error {
             Some(Error::Refused { code, message }) => {
                 return Notifications::Refused {
                     reason: format!("{code}: {message}"),
@@ -159,11 +163,17 @@ impl Subscriber {
             }
             _ => {}
         }
-        if listeners.iter().all(|l| l.state.lock().connected) {
+        // A listener nobody waits on (its node failed over, say) does not
+        // count.
+        let healthy = listeners.iter().all(|listener| {
+            let state = listener.state.lock();
+            state.connected || state.wanted.is_empty()
+        });
+        if healthy {
             Notifications::Listening
         } else {
             Notifications::Connecting {
-                reason: status.last_error.as_ref().map(Error::to_string),
+                reason: last_error.as_ref().map(Error::to_string),
             }
         }
     }
@@ -237,7 +247,7 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.shared.status.lock().shutdown = true;
+        self.shared.shutdown.store(true, Ordering::Release);
         for listener in self.shared.listeners.lock().values() {
             listener.changed.notify_all();
             // Wakes it from its socket, so that its thread ends.
@@ -250,7 +260,7 @@ impl Drop for Subscriber {
 
 impl Shared {
     fn is_shutdown(&self) -> bool {
-        self.status.lock().shutdown
+        self.shutdown.load(Ordering::Acquire)
     }
 
     /// Records why listening failed; a refusal is logged as a warning once
@@ -437,15 +447,20 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
 
 /// The oldest subscription in flight was refused (an ACL without the
 /// channel, or a node that no longer serves its slot): its waiters poll.
+/// Only a refusal by permission is reported as such; a redirect means the
+/// slot moved, and the next wait subscribes on its new node.
 fn refused(shared: &Shared, listener: &Listener, error: Error) {
     let mut state = listener.state.lock();
     let channel = state.in_flight.pop_front();
     let key = channel.and_then(|channel| state.wanted.remove(&channel));
+    let moved = matches!(&error, Error::Refused { code, .. } if code == "MOVED" || code == "ASK");
     if matches!(&error, Error::Refused { code, .. } if code == "NOPERM") {
         state.refused = true;
     }
     drop(state);
-    shared.failed(&error);
+    if !moved {
+        shared.failed(&error);
+    }
     listener.changed.notify_all();
     if let Some(key) = key {
         shared.board.wake(&key);

@@ -525,3 +525,30 @@ fn every_guard_knows_its_lock_may_be_gone_as_soon_as_the_client_sees_a_restarted
     }
     assert!(!plain.is_held().unwrap());
 }
+
+#[test]
+fn a_release_resent_to_a_restarted_server_that_gave_the_lock_away_says_not_held() {
+    let mut server = RedisServer::start();
+    // No health check: the release meets its dead pooled connection and is
+    // resent on a new one, to the new server.
+    let holder = Client::builder(server.url())
+        .health_check_after(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let guard = holder
+        .lock("job")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap();
+    server.restart();
+    let _theirs = client(&server).lock("job").acquire().unwrap();
+    let released = guard.release();
+    assert!(
+        matches!(released, Err(Error::NotHeld { .. })),
+        "{released:?}"
+    );
+    assert!(
+        !raw_lock(&server, "job").is_empty(),
+        "the new holder's lock stays"
+    );
+}

@@ -399,13 +399,19 @@ fn a_guest_cannot_store_more_result_bytes_per_invocation_than_its_policy_allows(
         out.starts_with("error at 4:") && out.contains("quota-exceeded"),
         "{out}"
     );
-    // The refused result was not stored, and its claim was given up.
+    // The refused result was not stored: a failure record saying so is,
+    // so that a repeat does not run the action again.
     let mut conn = server.conn();
     let stored: Vec<String> = redis::cmd("KEYS")
         .arg("tollgate:idem:*")
         .query(&mut conn)
         .unwrap();
-    assert_eq!(stored.len(), 4, "{stored:?}");
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    let repeat = run(&plugin, &format!("store-many 5 {}", 64 << 10)).unwrap();
+    assert!(
+        repeat.contains("error at 4") && repeat.contains("stored-bytes quota"),
+        "{repeat}"
+    );
     // A new invocation starts with a fresh allowance.
     assert_eq!(run(&plugin, "store-many 4 1000").unwrap(), "stored 4");
 }
