@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::client::Client;
+use crate::client::{Client, Settings};
 use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
@@ -393,21 +393,32 @@ pub(crate) fn resend_if_dropped<T>(step: impl Fn() -> Result<T>) -> Result<T> {
     }
 }
 
+/// Checks a lock request against the client's limits before anything is
+/// sent: the name, the TTL (returned in milliseconds), the wait, and a TTL
+/// long enough for the watchdog when it is asked for.
+pub(crate) fn check_request(
+    settings: &Settings,
+    name: &str,
+    ttl: Duration,
+    wait: Duration,
+    watchdog: bool,
+) -> Result<u64> {
+    check_name("lock name", name)?;
+    let ttl_ms = check_ttl("ttl", ttl, settings.max_ttl)?;
+    check_wait(wait, settings.max_wait)?;
+    if watchdog && ttl < MIN_WATCHDOG_TTL {
+        return Err(Error::invalid(
+            "ttl",
+            format!("{ttl:?} is too short for the watchdog (at least {MIN_WATCHDOG_TTL:?})"),
+        ));
+    }
+    Ok(ttl_ms)
+}
+
 fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option<LockGuard>> {
     let inner = client.inner();
     let settings = &inner.settings;
-    check_name("lock name", &name)?;
-    let ttl_ms = check_ttl("ttl", options.ttl, settings.max_ttl)?;
-    check_wait(options.wait, settings.max_wait)?;
-    if options.watchdog && options.ttl < MIN_WATCHDOG_TTL {
-        return Err(Error::invalid(
-            "ttl",
-            format!(
-                "{:?} is too short for the watchdog (at least {MIN_WATCHDOG_TTL:?})",
-                options.ttl
-            ),
-        ));
-    }
+    let ttl_ms = check_request(settings, &name, options.ttl, options.wait, options.watchdog)?;
     let thread = thread::current().id();
     if inner.held.lock().contains(&(name.clone(), thread)) {
         return Err(Error::WouldDeadlock { name });

@@ -46,8 +46,8 @@ use uuid::Uuid;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::LockKeys;
-use crate::limits::{check_name, check_ttl, check_wait, millis};
-use crate::lock::{DEFAULT_LOCK_TTL, MIN_WATCHDOG_TTL};
+use crate::limits::{check_ttl, millis};
+use crate::lock::{DEFAULT_LOCK_TTL, check_request};
 use crate::store::{Acquired, LockRequest, within_deadline};
 use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
@@ -295,15 +295,7 @@ impl RedlockBuilder<'_> {
     fn attempt(self) -> Result<Result<RedlockGuard>> {
         let inner = &self.redlock.inner;
         let settings = &inner.first().inner().settings;
-        check_name("lock name", &self.name)?;
-        let ttl_ms = check_ttl("ttl", self.ttl, settings.max_ttl)?;
-        check_wait(self.wait, settings.max_wait)?;
-        if self.watchdog && self.ttl < MIN_WATCHDOG_TTL {
-            return Err(Error::invalid(
-                "ttl",
-                format!("{:?} is too short for the watchdog", self.ttl),
-            ));
-        }
+        let ttl_ms = check_request(settings, &self.name, self.ttl, self.wait, self.watchdog)?;
         let thread = thread::current().id();
         if inner.held.lock().contains(&(self.name.clone(), thread)) {
             return Err(Error::WouldDeadlock { name: self.name });
