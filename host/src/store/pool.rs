@@ -101,24 +101,15 @@ impl Pool {
         request: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let deadline = CALL_DEADLINE.get();
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|left| left.is_zero()) {
-            return Err(Error::Unavailable {
-                reason: "the caller's deadline passed before the request was sent".to_owned(),
-            });
-        }
-        let mut conn = self.checkout(left)?;
-        // Frees the slot if `request` panics (the connection is dropped).
-        let slot = SlotGuard(self);
+        let mut conn = self.checkout(time_left(deadline)?)?;
         // The checkout may have used some of the time left.
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|left| left.is_zero()) {
-            self.checkin(Some(conn));
-            std::mem::forget(slot);
-            return Err(Error::Unavailable {
-                reason: "the caller's deadline passed before the request was sent".to_owned(),
-            });
-        }
+        let left = match time_left(deadline) {
+            Ok(left) => left,
+            Err(error) => {
+                self.checkin(Some(conn));
+                return Err(error);
+            }
+        };
         // A deadline nearer than the response timeout bounds this request.
         let timeout = match left {
             Some(left) if left < self.config.response_timeout => {
@@ -127,6 +118,8 @@ impl Pool {
             }
             _ => self.config.response_timeout,
         };
+        // Frees the slot if `request` panics (the connection is dropped).
+        let slot = SlotGuard(self);
         let answer = request(&mut conn.inner);
         std::mem::forget(slot);
         if timeout != self.config.response_timeout {
@@ -245,6 +238,18 @@ impl Pool {
             }
         }
     }
+}
+
+/// The time left before the caller's `deadline`, if it set one;
+/// [`Error::Unavailable`] (nothing was sent) once it has passed.
+fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if left.is_some_and(|left| left.is_zero()) {
+        return Err(Error::Unavailable {
+            reason: "the caller's deadline passed before the request was sent".to_owned(),
+        });
+    }
+    Ok(left)
 }
 
 /// Frees a checked-out connection's slot when dropped: only reached when a
