@@ -395,13 +395,14 @@ impl IdempotentCall<'_> {
             &keys.record,
             deadline,
             settings.poll_interval,
+            false,
             |waiting| {
                 let request = ClaimRequest {
                     keys: &keys,
                     owner: &owner,
                     fingerprint: &self.fingerprint,
                     lease_ms,
-                    waiting_ms: millis(waiting),
+                    waiting_ms: millis(waiting.mine),
                 };
                 let sent = Instant::now();
                 let generation = store.server_generation();

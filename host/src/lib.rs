@@ -77,6 +77,7 @@ pub mod cli;
 mod client;
 pub mod counter;
 mod error;
+mod held;
 pub mod idempotency;
 mod keys;
 mod limits;

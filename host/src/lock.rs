@@ -341,7 +341,7 @@ impl LockGuard {
         if let Some(id) = self.renewal.take() {
             inner.watchdog.unwatch(id);
         }
-        inner.held.lock().remove(&(self.name.clone(), self.thread));
+        inner.held.remove(&self.name, self.thread);
         let store = &inner.store;
         let valid_when_sent = !self.lease.may_be_lost(store.server_generation());
         let released = match store.release_lock(&self.keys, &self.owner) {
@@ -420,7 +420,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
     let settings = &inner.settings;
     let ttl_ms = check_request(settings, &name, options.ttl, options.wait, options.watchdog)?;
     let thread = thread::current().id();
-    if inner.held.lock().contains(&(name.clone(), thread)) {
+    if inner.held.contains(&name, thread) {
         return Err(Error::WouldDeadlock { name });
     }
 
@@ -435,6 +435,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         &keys.lock,
         deadline,
         settings.poll_interval,
+        true,
         |waiting| {
             let sent = Instant::now();
             let generation = store.server_generation();
@@ -443,7 +444,8 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
                 owner: &owner,
                 holder: &holder,
                 ttl_ms,
-                waiting_ms: millis(waiting),
+                waiting_ms: millis(waiting.mine),
+                others_waiting_ms: millis(waiting.others),
                 fence_retention_ms,
             };
             // Resending is safe: a grant to this owner token is answered again.
@@ -487,7 +489,7 @@ impl LockGuard {
     ) -> Result<LockGuard> {
         let inner = client.inner();
         let thread = thread::current().id();
-        inner.held.lock().insert((name.clone(), thread));
+        inner.held.insert(&name, thread);
         let mut guard = LockGuard {
             client: client.clone(),
             name,

@@ -1,72 +1,213 @@
-//! Wake-ups for waiters: a board of generation counters, one per watched
-//! object, bumped when a release of that object is announced.
+//! Wake-ups for waiters: one queue per watched object, woken when a release
+//! of that object is announced.
 //!
-//! A waiter reads the generation, tries its step, and if refused sleeps until
-//! the generation moves or its own deadline passes. Because the generation is
-//! read before the attempt, a release that lands between the attempt and the
-//! sleep is never missed. Notifications are hints: losing one costs latency
-//! (the waiter's fallback poll), never correctness.
+//! A waiter joins the object's queue, tries its step, and if refused sleeps
+//! until it is woken or its own deadline passes. A wake-up that lands while
+//! the waiter is busy trying is kept for its next sleep, so none is missed.
+//! Notifications are hints: losing one costs latency (the waiter's fallback
+//! poll), never correctness.
+//!
+//! Queues of locks are *fair*: a release wakes only the waiter that has
+//! waited longest (the others would find the lock taken again), and a new
+//! waiter in this process lines up behind the ones already waiting instead
+//! of taking the lock past them. Queues of idempotency records wake every
+//! waiter: a stored result serves them all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// Generation counters of the objects that somebody waits for.
+/// How long a release made here waits for its own announcement to come back
+/// from the server (which it then skips, having woken a waiter already).
+const ANNOUNCEMENT_WINDOW: Duration = Duration::from_millis(50);
+
+/// The wait queues of the objects that somebody waits for.
 #[derive(Default)]
 pub(crate) struct WakeBoard {
     slots: Mutex<HashMap<String, Weak<Slot>>>,
 }
 
-#[derive(Default)]
 struct Slot {
-    generation: Mutex<u64>,
+    fair: bool,
+    state: Mutex<SlotState>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct SlotState {
+    /// Waiters in arrival order: ticket, deadline, and whether a wake-up
+    /// waits for it.
+    queue: VecDeque<Waiter>,
+    next_ticket: u64,
+    /// Releases made in this process (already woken here) whose server
+    /// announcement may still arrive, and when each was made.
+    expected: VecDeque<Instant>,
+}
+
+struct Waiter {
+    ticket: u64,
+    deadline: Instant,
+    woken: bool,
+}
+
+impl SlotState {
+    /// Wakes the longest waiter not yet woken; `false` when there is none.
+    fn wake_next(&mut self) -> bool {
+        match self.queue.iter_mut().find(|w| !w.woken) {
+            Some(waiter) => {
+                waiter.woken = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn wake_every(&mut self) {
+        for waiter in &mut self.queue {
+            waiter.woken = true;
+        }
+    }
+}
+
 impl Slot {
-    fn bump(&self) {
-        *self.generation.lock() += 1;
+    fn wake(&self) {
+        let mut state = self.state.lock();
+        if self.fair {
+            state.wake_next();
+        } else {
+            state.wake_every();
+        }
+        drop(state);
         self.changed.notify_all();
     }
 }
 
 impl WakeBoard {
-    /// Registers interest in `key`; the interest lasts as long as the `Watch`.
-    pub fn watch(self: &Arc<Self>, key: &str) -> Watch {
+    /// Lines up for `key` until `deadline`; the place is kept as long as the
+    /// `Watch`. `fair`: the queue of a lock (see the module docs); every
+    /// watch of one key must pass the same.
+    pub fn watch(self: &Arc<Self>, key: &str, fair: bool, deadline: Instant) -> Watch {
         let mut slots = self.slots.lock();
         let slot = match slots.get(key).and_then(Weak::upgrade) {
             Some(slot) => slot,
             None => {
                 // Drop entries whose last watch went while a wake-up held it.
                 slots.retain(|_, slot| slot.strong_count() > 0);
-                let slot = Arc::new(Slot::default());
+                let slot = Arc::new(Slot {
+                    fair,
+                    state: Mutex::default(),
+                    changed: Condvar::new(),
+                });
                 slots.insert(key.to_owned(), Arc::downgrade(&slot));
                 slot
             }
         };
+        drop(slots);
+        let mut state = slot.state.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push_back(Waiter {
+            ticket,
+            deadline,
+            woken: false,
+        });
+        drop(state);
         Watch {
             board: Arc::clone(self),
             key: key.to_owned(),
             slot,
+            ticket,
         }
     }
 
-    /// Wakes the waiters of `key`.
+    fn slot(&self, key: &str) -> Option<Arc<Slot>> {
+        self.slots.lock().get(key).and_then(Weak::upgrade)
+    }
+
+    /// A release of `key` was announced: wakes its longest waiter (fair
+    /// queues) or all of them. An announcement of a release made here, whose
+    /// waiter was woken already, is skipped.
     pub fn wake(&self, key: &str) {
-        let slot = self.slots.lock().get(key).and_then(Weak::upgrade);
-        if let Some(slot) = slot {
-            slot.bump();
+        if let Some(slot) = self.slot(key) {
+            {
+                let mut state = slot.state.lock();
+                let now = Instant::now();
+                while state
+                    .expected
+                    .front()
+                    .is_some_and(|made| now.duration_since(*made) > ANNOUNCEMENT_WINDOW)
+                {
+                    state.expected.pop_front();
+                }
+                if state.expected.pop_front().is_some() {
+                    return;
+                }
+            }
+            slot.wake();
+        }
+    }
+
+    /// Before a release of `key` is sent from this process: when somebody
+    /// here waits for it, notes that its announcement will come back (to be
+    /// skipped) and returns `true`; then call [`released_here`](Self::released_here).
+    /// Noted before sending, so an announcement that overtakes the reply is
+    /// skipped too.
+    pub fn expect_release(&self, key: &str) -> bool {
+        let Some(slot) = self.slot(key) else {
+            return false;
+        };
+        let mut state = slot.state.lock();
+        if state.queue.is_empty() {
+            return false;
+        }
+        state.expected.push_back(Instant::now());
+        true
+    }
+
+    /// After [`expect_release`](Self::expect_release) returned `true`: when
+    /// the release happened, wakes the next waiter at once; when it did not,
+    /// forgets the expected announcement.
+    pub fn released_here(&self, key: &str, released: bool) {
+        if let Some(slot) = self.slot(key) {
+            if released {
+                slot.wake();
+            } else {
+                slot.state.lock().expected.pop_back();
+            }
         }
     }
 
     /// Whether somebody waits for `key` now.
     pub fn is_watched(&self, key: &str) -> bool {
-        self.slots
-            .lock()
-            .get(key)
-            .is_some_and(|slot| slot.strong_count() > 0)
+        self.slot(key).is_some()
+    }
+
+    /// The longest time any waiter of `key` other than `except` (a ticket)
+    /// still waits, or zero.
+    pub fn longest_wait(&self, key: &str, except: Option<&Watch>) -> Duration {
+        let Some(slot) = self.slot(key) else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let state = slot.state.lock();
+        state
+            .queue
+            .iter()
+            .filter(|w| except.is_none_or(|watch| watch.ticket != w.ticket))
+            .map(|w| w.deadline.saturating_duration_since(now))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Wakes every waiter of `key`, fair queue or not: its notifications
+    /// may have been lost.
+    pub fn wake_every(&self, key: &str) {
+        if let Some(slot) = self.slot(key) {
+            slot.state.lock().wake_every();
+            slot.changed.notify_all();
+        }
     }
 
     /// Wakes every waiter: used when notifications may have been lost.
@@ -78,45 +219,60 @@ impl WakeBoard {
             .filter_map(Weak::upgrade)
             .collect();
         for slot in slots {
-            slot.bump();
+            slot.state.lock().wake_every();
+            slot.changed.notify_all();
         }
     }
 }
 
-/// One waiter's interest in one object.
+/// One waiter's place in one object's queue.
 pub(crate) struct Watch {
     board: Arc<WakeBoard>,
     key: String,
     slot: Arc<Slot>,
+    ticket: u64,
 }
 
 impl Watch {
-    /// The current generation; pass it to [`Watch::wait_for_change`].
-    pub fn generation(&self) -> u64 {
-        *self.slot.generation.lock()
+    /// Whether others here waited for the object before this waiter.
+    pub fn has_waiters_ahead(&self) -> bool {
+        let state = self.slot.state.lock();
+        state.queue.front().is_some_and(|w| w.ticket != self.ticket)
     }
 
-    /// Sleeps until the generation differs from `seen` or `until` passes.
-    /// Returns `true` when woken by a change.
-    pub fn wait_for_change(&self, seen: u64, until: Instant) -> bool {
-        let mut generation = self.slot.generation.lock();
-        while *generation == seen {
-            if self
-                .slot
-                .changed
-                .wait_until(&mut generation, until)
-                .timed_out()
-            {
-                return *generation != seen;
+    /// Sleeps until this waiter is woken (now, if a wake-up came since its
+    /// last sleep) or `until` passes. Returns `true` when woken.
+    pub fn wait(&self, until: Instant) -> bool {
+        let mut state = self.slot.state.lock();
+        loop {
+            let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) else {
+                return false;
+            };
+            if me.woken {
+                me.woken = false;
+                return true;
+            }
+            if self.slot.changed.wait_until(&mut state, until).timed_out() {
+                let me = state.queue.iter_mut().find(|w| w.ticket == self.ticket);
+                return me.is_some_and(|w| std::mem::replace(&mut w.woken, false));
             }
         }
-        true
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         let mut slots = self.board.slots.lock();
+        let mut state = self.slot.state.lock();
+        if let Some(at) = state.queue.iter().position(|w| w.ticket == self.ticket) {
+            let left = state.queue.remove(at);
+            // A wake-up this waiter never used goes to the next one: it may
+            // be the release that frees the object.
+            if self.slot.fair && left.is_some_and(|w| w.woken) && state.wake_next() {
+                self.slot.changed.notify_all();
+            }
+        }
+        drop(state);
         // The map holds weak references, so ours is the last strong one when
         // nobody else watches this key.
         if Arc::strong_count(&self.slot) == 1 {
@@ -128,33 +284,93 @@ impl Drop for Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
 
     #[test]
     fn a_wake_before_the_wait_is_not_lost() {
         let board = Arc::new(WakeBoard::default());
-        let watch = board.watch("k");
-        let seen = watch.generation();
+        let watch = board.watch("k", true, far());
         board.wake("k");
         let start = Instant::now();
-        assert!(watch.wait_for_change(seen, start + Duration::from_secs(5)));
+        assert!(watch.wait(start + Duration::from_secs(5)));
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
     fn waking_another_key_does_not_wake_this_one() {
         let board = Arc::new(WakeBoard::default());
-        let watch = board.watch("k");
-        let seen = watch.generation();
+        let watch = board.watch("k", true, far());
         board.wake("other");
-        assert!(!watch.wait_for_change(seen, Instant::now() + Duration::from_millis(50)));
+        assert!(!watch.wait(Instant::now() + Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_fair_queue_wakes_its_longest_waiter_only() {
+        let board = Arc::new(WakeBoard::default());
+        let first = board.watch("k", true, far());
+        let second = board.watch("k", true, far());
+        assert!(second.has_waiters_ahead() && !first.has_waiters_ahead());
+        board.wake("k");
+        let soon = || Instant::now() + Duration::from_millis(20);
+        assert!(!second.wait(soon()));
+        assert!(first.wait(soon()));
+        // The first, refused again, keeps its place.
+        board.wake("k");
+        assert!(first.wait(soon()));
+        assert!(!second.wait(soon()));
+    }
+
+    #[test]
+    fn an_unused_wake_passes_to_the_next_waiter() {
+        let board = Arc::new(WakeBoard::default());
+        let first = board.watch("k", true, far());
+        let second = board.watch("k", true, far());
+        board.wake("k");
+        drop(first);
+        assert!(second.wait(Instant::now() + Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn an_unfair_queue_wakes_everyone() {
+        let board = Arc::new(WakeBoard::default());
+        let watches: Vec<Watch> = (0..3).map(|_| board.watch("k", false, far())).collect();
+        board.wake("k");
+        for watch in &watches {
+            assert!(watch.wait(Instant::now() + Duration::from_millis(20)));
+        }
+    }
+
+    #[test]
+    fn a_release_made_here_is_woken_once() {
+        let board = Arc::new(WakeBoard::default());
+        let first = board.watch("k", true, far());
+        let second = board.watch("k", true, far());
+        assert!(board.expect_release("k"));
+        board.wake("k"); // its announcement, overtaking the reply: skipped
+        board.released_here("k", true);
+        let soon = || Instant::now() + Duration::from_millis(20);
+        assert!(first.wait(soon()));
+        assert!(!second.wait(soon()));
+    }
+
+    #[test]
+    fn the_longest_wait_of_the_others_is_known() {
+        let board = Arc::new(WakeBoard::default());
+        let short = board.watch("k", true, Instant::now() + Duration::from_secs(1));
+        let _long = board.watch("k", true, Instant::now() + Duration::from_secs(30));
+        assert!(board.longest_wait("k", None) > Duration::from_secs(29));
+        assert!(board.longest_wait("k", Some(&short)) > Duration::from_secs(29));
+        assert_eq!(board.longest_wait("other", None), Duration::ZERO);
     }
 
     #[test]
     fn the_last_watch_removes_its_slot() {
         let board = Arc::new(WakeBoard::default());
-        let a = board.watch("k");
-        let b = board.watch("k");
+        let a = board.watch("k", true, far());
+        let b = board.watch("k", true, far());
         drop(a);
         assert_eq!(board.slots.lock().len(), 1);
         drop(b);

@@ -34,7 +34,6 @@
 //! critique). The fencing token is what makes that harmless: the protected
 //! resource must refuse a token lower than the highest it has seen.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::thread::{self, ThreadId};
@@ -90,7 +89,7 @@ struct Inner {
     /// forgotten a live grant (the default restart delay).
     longest_ttl: Mutex<Duration>,
     /// Locks held through this Redlock, by name and acquiring thread.
-    held: Mutex<HashSet<(String, ThreadId)>>,
+    held: crate::held::HeldByThread,
 }
 
 struct Node {
@@ -137,7 +136,7 @@ impl Redlock {
                 nodes,
                 restart_delay: None,
                 longest_ttl: Mutex::new(Duration::ZERO),
-                held: Mutex::default(),
+                held: Default::default(),
             }),
         })
     }
@@ -297,7 +296,7 @@ impl RedlockBuilder<'_> {
         let settings = &inner.first().inner().settings;
         let ttl_ms = check_request(settings, &self.name, self.ttl, self.wait, self.watchdog)?;
         let thread = thread::current().id();
-        if inner.held.lock().contains(&(self.name.clone(), thread)) {
+        if inner.held.contains(&self.name, thread) {
             return Err(Error::WouldDeadlock { name: self.name });
         }
         let ttl = Duration::from_millis(ttl_ms);
@@ -321,6 +320,7 @@ impl RedlockBuilder<'_> {
                         holder: &holder,
                         ttl_ms,
                         waiting_ms: 0,
+                        others_waiting_ms: 0,
                         fence_retention_ms: millis(client.settings.fence_retention),
                     };
                     client.store.acquire_lock(&request)
@@ -483,7 +483,7 @@ impl RedlockGuard {
             *longest = (*longest).max(grant.ttl);
         }
         let thread = thread::current().id();
-        inner.held.lock().insert((name.clone(), thread));
+        inner.held.insert(&name, thread);
         let first = inner.first().inner();
         let shared = Arc::new(Held {
             redlock: redlock.clone(),
@@ -576,10 +576,7 @@ impl RedlockGuard {
         if let Some(id) = self.renewal.take() {
             inner.first().inner().watchdog.unwatch(id);
         }
-        inner
-            .held
-            .lock()
-            .remove(&(self.shared.name.clone(), self.thread));
+        inner.held.remove(&self.shared.name, self.thread);
         let answers = inner.release_all(
             &self.shared.name,
             &self.shared.owner,

@@ -22,24 +22,43 @@ pub(crate) enum Attempt<T> {
     Busy { remaining: Option<Duration> },
 }
 
-/// Runs `attempt` (given the wait still left) until it is done or `deadline`
-/// passes; `Ok(None)` when the deadline passed first.
+/// What an attempt is told: how long its caller will still wait if refused,
+/// and how long other waiters of this process (for the same key) will.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub mine: Duration,
+    pub others: Duration,
+}
+
+/// Runs `attempt` until it is done or `deadline` passes; `Ok(None)` when the
+/// deadline passed first. `fair`: the key is a lock's (see
+/// [`crate::notify`]): a caller that will wait lines up behind the waiters
+/// of this process that came before it instead of passing them.
 pub(crate) fn retry_until<T>(
     store: &dyn Store,
     key: &str,
     deadline: Instant,
     poll_interval: Duration,
-    mut attempt: impl FnMut(Duration) -> Result<Attempt<T>>,
+    fair: bool,
+    mut attempt: impl FnMut(Waiting) -> Result<Attempt<T>>,
 ) -> Result<Option<T>> {
     let mut watch: Option<Watch> = None;
     let started = Instant::now();
+    if fair && started < deadline && store.board().is_watched(key) {
+        let lined_up = store.watch(key, fair, deadline);
+        if lined_up.has_waiters_ahead() {
+            lined_up.wait(deadline.min(Instant::now() + jittered(poll_interval)));
+        }
+        watch = Some(lined_up);
+    }
     let mut attempts = 0u32;
     loop {
-        // Read the generation before asking, so that a release between the
-        // refusal and the sleep still wakes us.
-        let seen = watch.as_ref().map(Watch::generation);
         attempts += 1;
-        let remaining = match attempt(deadline.saturating_duration_since(Instant::now()))? {
+        let waiting = Waiting {
+            mine: deadline.saturating_duration_since(Instant::now()),
+            others: store.board().longest_wait(key, watch.as_ref()),
+        };
+        let remaining = match attempt(waiting)? {
             Attempt::Done(value) => {
                 if attempts > 1 {
                     let waited_ms = started.elapsed().as_millis() as u64;
@@ -61,14 +80,14 @@ pub(crate) fn retry_until<T>(
             return Ok(None);
         }
         let Some(watch) = &watch else {
-            watch = Some(store.watch(key, deadline));
+            watch = Some(store.watch(key, fair, deadline));
             continue; // ask again, now that a release would wake us
         };
         let mut wake_at = now + jittered(poll_interval);
         if let Some(remaining) = remaining {
             wake_at = wake_at.min(now + remaining + Duration::from_millis(1));
         }
-        watch.wait_for_change(seen.unwrap_or_default(), wake_at.min(deadline));
+        watch.wait(wake_at.min(deadline));
     }
 }
 

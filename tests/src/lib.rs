@@ -5,6 +5,7 @@
 //! need Redis fail — they never skip — when `redis-server` is not installed.
 #![deny(missing_docs)]
 
+pub mod bench;
 mod cluster;
 pub mod fenced;
 pub mod guest;

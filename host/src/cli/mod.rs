@@ -200,6 +200,10 @@ struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = duration::parse_size,
           default_value = "16MiB")]
     max_input: u64,
+    /// Compile the plugin again instead of using (and filling) the cache of
+    /// compiled plugins ($TOLLGATE_CACHE_DIR, else ~/.cache/tollgate).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Debug, Args)]

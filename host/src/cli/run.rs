@@ -7,7 +7,7 @@ use std::thread;
 use super::RunArgs;
 use super::exit::{Failure, PLUGIN_FAILED};
 use super::store::open_client;
-use crate::plugin::{Plugin, PluginError, Policy, RunReport, Runtime};
+use crate::plugin::{Plugin, PluginError, Policy, RunReport, Runtime, default_cache_dir};
 
 pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     let input = read_input(&args)?;
@@ -44,7 +44,11 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     if let Some(notice) = store.notice() {
         eprintln!("tollgate: {notice}");
     }
-    let runtime = Runtime::new()?;
+    let mut runtime = Runtime::builder();
+    if let Some(dir) = default_cache_dir().filter(|_| !args.no_cache) {
+        runtime = runtime.cache_dir(dir);
+    }
+    let runtime = runtime.build()?;
     let plugin = runtime.load(&client, &wasm, policy)?;
 
     if json {

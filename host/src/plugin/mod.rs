@@ -33,12 +33,14 @@
 //! what it wrote; [`Plugin::run_reporting`] returns it.
 
 mod bindings;
+mod cache;
 mod error;
 mod host;
 mod limits;
 mod policy;
 mod runtime;
 
+pub use cache::default_cache_dir;
 pub use error::PluginError;
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
-pub use runtime::{Plugin, RunReport, Runtime};
+pub use runtime::{Plugin, RunReport, Runtime, RuntimeBuilder, RuntimeStats};

@@ -2,7 +2,7 @@
 //! invocation.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -19,6 +19,7 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings;
+use super::cache::DiskCache;
 use super::error::PluginError;
 use super::host::Invocation;
 use super::limits::InvocationLimits;
@@ -64,7 +65,69 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<Invocation>>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    on_disk: Option<DiskCache>,
+    stats: Mutex<RuntimeStats>,
     clock: Arc<DeadlineClock>,
+}
+
+/// How this runtime came by the components it loaded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    /// Components compiled here.
+    pub compiled: u64,
+    /// Components loaded ready-compiled from the cache directory.
+    pub from_disk: u64,
+}
+
+/// Settings of a [`Runtime`]; from [`Runtime::builder`].
+#[derive(Debug, Default, Clone)]
+pub struct RuntimeBuilder {
+    cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// Keeps compiled components in `dir` (created when missing), so that a
+    /// plugin compiles once per machine rather than once per process: a
+    /// large component then loads in milliseconds from its second load on.
+    /// The directory must be this user's and writable by nobody else;
+    /// otherwise, and whenever an entry is missing, damaged or from another
+    /// wasmtime version or configuration, the component is compiled as
+    /// without a cache (and a warning is logged). Off by default; the
+    /// `tollgate` command uses [`default_cache_dir`].
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets up the engine (see [`Runtime::new`]).
+    pub fn build(self) -> Result<Runtime, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(host_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_error)?;
+        cap_clock_waits(&mut linker).map_err(host_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(host_error)?;
+        let on_disk = self
+            .cache_dir
+            .and_then(|dir| match DiskCache::open(&dir, &engine) {
+                Ok(cache) => Some(cache),
+                Err(why) => {
+                    tracing::warn!("tollgate: not caching compiled plugins: {why}");
+                    None
+                }
+            });
+        Ok(Runtime {
+            clock: Arc::new(DeadlineClock::start(&engine)?),
+            engine,
+            linker: Arc::new(linker),
+            compiled: Mutex::default(),
+            on_disk,
+            stats: Mutex::default(),
+        })
+    }
 }
 
 /// Advances the engine's epoch every [`TICK`] while any runtime or plugin
@@ -104,21 +167,25 @@ impl Runtime {
     /// Sets up the engine. Guests get the `tollgate:coord` imports and, of
     /// WASI, only stdout and stderr (captured into the host's log): no
     /// files, no environment, no network.
+    /// No compiled components are kept on disk: see [`Runtime::builder`].
     pub fn new() -> Result<Runtime, PluginError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(host_error)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_error)?;
-        cap_clock_waits(&mut linker).map_err(host_error)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(host_error)?;
-        Ok(Runtime {
-            clock: Arc::new(DeadlineClock::start(&engine)?),
-            engine,
-            linker: Arc::new(linker),
-            compiled: Mutex::default(),
-        })
+        Runtime::builder().build()
+    }
+
+    /// Settings for a runtime: where to keep compiled components.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// How the components loaded so far were come by (each distinct
+    /// component counts once).
+    pub fn stats(&self) -> RuntimeStats {
+        *self.stats.lock()
+    }
+
+    /// The directory compiled components are kept in, when one is used.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.on_disk.as_ref().map(DiskCache::dir)
     }
 
     /// Prepares a plugin from its component bytes, to run with `client` under
@@ -163,9 +230,32 @@ impl Runtime {
         if let Some(component) = self.compiled.lock().get(&digest) {
             return Ok(component.clone());
         }
-        // Compile without holding the lock: it can take a while.
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        let cached = self
+            .on_disk
+            .as_ref()
+            .and_then(|disk| disk.load(&self.engine, &digest));
+        let component = match cached {
+            Some(component) => {
+                self.stats.lock().from_disk += 1;
+                tracing::debug!("tollgate: compiled plugin loaded from the cache");
+                component
+            }
+            None => {
+                // Compile without holding the lock: it can take a while.
+                let started = Instant::now();
+                let component = Component::new(&self.engine, wasm)
+                    .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+                self.stats.lock().compiled += 1;
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "tollgate: plugin compiled"
+                );
+                if let Some(disk) = &self.on_disk {
+                    disk.store(&digest, &component);
+                }
+                component
+            }
+        };
         self.compiled.lock().insert(digest, component.clone());
         Ok(component)
     }

@@ -4,6 +4,9 @@
 -- KEYS[3] waiters marker
 -- ARGV[1] owner token   ARGV[2] ttl ms   ARGV[3] caller's remaining wait ms (0: none)
 -- ARGV[4] holder description   ARGV[5] fencing counter retention ms
+-- ARGV[6] how long other callers of the same client still wait (0: none):
+--         a grant keeps the waiters marker for them, so that its release
+--         wakes them
 -- Returns {1, token} when granted (also when this owner holds it already: a
 -- request resent after a lost reply), {0, pttl of the current holder} when not.
 local owner = redis.call('HGET', KEYS[1], 'owner')
@@ -23,6 +26,11 @@ if owner then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('WRONGTYPE lock key holds a hash without an owner')
+end
+local others = tonumber(ARGV[6])
+if others > 0 then
+  local refused = mark_waiting(KEYS[3], others)
+  if refused then return refused end
 end
 
 -- The token is max(previous + 1, server time in microseconds): strictly

@@ -489,8 +489,12 @@ impl Store for MemoryStore {
         })
     }
 
-    fn watch(&self, key: &str, _until: Instant) -> Watch {
-        self.board.watch(key)
+    fn watch(&self, key: &str, fair: bool, until: Instant) -> Watch {
+        self.board.watch(key, fair, until)
+    }
+
+    fn board(&self) -> &WakeBoard {
+        &self.board
     }
 
     fn notifications(&self) -> Notifications {
@@ -783,6 +787,7 @@ mod tests {
             holder: "test",
             ttl_ms,
             waiting_ms: 0,
+            others_waiting_ms: 0,
             fence_retention_ms: 0,
         }
     }
@@ -980,9 +985,8 @@ mod tests {
         store
             .acquire_lock(&lock_request(&lock, "o", 10_000))
             .unwrap();
-        let watch = store.watch(&lock.lock, Instant::now());
-        let seen = watch.generation();
+        let watch = store.watch(&lock.lock, true, Instant::now() + Duration::from_secs(5));
         assert!(store.release_lock(&lock, "o").unwrap());
-        assert!(watch.wait_for_change(seen, Instant::now()));
+        assert!(watch.wait(Instant::now()));
     }
 }

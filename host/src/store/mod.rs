@@ -26,7 +26,7 @@ pub(crate) use self::slot::hash_tag;
 pub use self::subscriber::Notifications;
 use crate::error::Result;
 use crate::keys::{ClaimKeys, LockKeys};
-use crate::notify::Watch;
+use crate::notify::{WakeBoard, Watch};
 
 /// What a lock request asks for.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,9 @@ pub(crate) struct LockRequest<'a> {
     pub ttl_ms: u64,
     /// How much longer the caller will wait if refused; zero when it will not.
     pub waiting_ms: u64,
+    /// How much longer other callers in this process wait for the lock;
+    /// zero when none do. A grant keeps the waiters marker for them.
+    pub others_waiting_ms: u64,
     /// How long the fencing counter outlives the lock.
     pub fence_retention_ms: u64,
 }
@@ -184,10 +187,15 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Sets `key` for `window_ms` unless it exists; `true` when it was set.
     fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool>;
 
-    /// Starts listening for releases of the object whose notification key is
-    /// `key`. Returns once notifications are flowing, or by `until` (or
-    /// sooner) when they cannot be had: the waiter then relies on polling.
-    fn watch(&self, key: &str, until: Instant) -> Watch;
+    /// Lines up for the object whose notification key is `key` until
+    /// `until` (`fair`: a lock; see [`crate::notify`]) and starts listening
+    /// for its releases. Returns once notifications are flowing, or by
+    /// `until` (or sooner) when they cannot be had: the waiter then relies
+    /// on polling.
+    fn watch(&self, key: &str, fair: bool, until: Instant) -> Watch;
+
+    /// The wait queues of this store's waiters in this process.
+    fn board(&self) -> &WakeBoard;
 
     /// Whether release notifications reach this store's waiters.
     fn notifications(&self) -> Notifications;

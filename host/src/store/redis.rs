@@ -19,7 +19,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
 use crate::limits::millis;
-use crate::notify::Watch;
+use crate::notify::{WakeBoard, Watch};
 
 /// Locks (and later the other primitives) on one Redis server.
 pub(crate) struct RedisStore {
@@ -273,6 +273,7 @@ impl Store for RedisStore {
                 .arg(req.waiting_ms)
                 .arg(req.holder)
                 .arg(req.fence_retention_ms)
+                .arg(req.others_waiting_ms)
                 .invoke(conn)?;
             let confirmed = match reply.0 {
                 1 => self.replicas_confirming(conn)?,
@@ -317,7 +318,11 @@ impl Store for RedisStore {
     }
 
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
-        self.route.run(&keys.lock, |conn| {
+        // A waiter in this process is woken at once, not by the server's
+        // announcement (which it then skips).
+        let board = self.subscriber.board();
+        let expected = board.expect_release(&keys.lock);
+        let released = self.route.run(&keys.lock, |conn| {
             self.scripts
                 .release
                 .key(&keys.lock)
@@ -325,7 +330,11 @@ impl Store for RedisStore {
                 .arg(owner)
                 .arg(&keys.lock)
                 .invoke(conn)
-        })
+        });
+        if expected {
+            board.released_here(&keys.lock, matches!(released, Ok(true)));
+        }
+        released
     }
 
     fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>> {
@@ -507,8 +516,12 @@ impl Store for RedisStore {
         self.connector.on_server_changed(callback);
     }
 
-    fn watch(&self, key: &str, until: Instant) -> Watch {
-        let watch = self.subscriber.board().watch(key);
+    fn board(&self) -> &WakeBoard {
+        self.subscriber.board()
+    }
+
+    fn watch(&self, key: &str, fair: bool, until: Instant) -> Watch {
+        let watch = self.subscriber.board().watch(key, fair, until);
         let until = until.min(Instant::now() + self.connect_timeout);
         if !self.subscriber.listen_for(key, until) {
             tracing::debug!(

@@ -438,7 +438,7 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
             state.confirmed.remove(&channel);
             if let Some(key) = state.wanted.remove(&channel) {
                 drop(state);
-                shared.board.wake(&key);
+                shared.board.wake_every(&key);
             }
         }
         _ => {} // "message" on the control channel: it only wakes us
@@ -463,6 +463,6 @@ fn refused(shared: &Shared, listener: &Listener, error: Error) {
     }
     listener.changed.notify_all();
     if let Some(key) = key {
-        shared.board.wake(&key);
+        shared.board.wake_every(&key);
     }
 }

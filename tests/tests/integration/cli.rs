@@ -21,11 +21,34 @@ fn tollgate(args: &[&str]) -> Output {
 
 fn tollgate_with(args: &[&str], redis_url: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate-cli"));
-    command.args(args).env_remove("REDIS_URL");
+    // Compiled plugins are cached in a directory of this test process,
+    // never in the user's own cache.
+    command
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env("TOLLGATE_CACHE_DIR", cli_cache_dir());
     if let Some(url) = redis_url {
         command.env("REDIS_URL", url);
     }
     command.output().expect("the tollgate command starts")
+}
+
+/// The cache of compiled plugins the commands of this test process use,
+/// removed when the process exits.
+fn cli_cache_dir() -> std::path::PathBuf {
+    extern "C" fn remove_cache() {
+        let _ = std::fs::remove_dir_all(cache_path());
+    }
+    fn cache_path() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("tollgate-cli-cache-{}", std::process::id()))
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain `extern "C"` function that removes a
+    // directory of ours.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(remove_cache);
+    });
+    cache_path()
 }
 
 fn stdout(output: &Output) -> String {

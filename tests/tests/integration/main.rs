@@ -9,6 +9,7 @@
 //! connections, reading its keys or command statistics, planting foreign
 //! values) are plain `#[test]`s that start their own server.
 
+mod benchmark;
 mod chaos;
 mod cli;
 mod client;

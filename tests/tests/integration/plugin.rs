@@ -510,3 +510,104 @@ fn misbehaving_guests_do_not_stop_another_plugin_from_being_served() {
     assert!(served > 10, "only {served} calls served");
     assert_eq!(client.counter("good/served").get().unwrap(), served);
 }
+
+/// A private temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cached_runtime(dir: &TempDir) -> Runtime {
+    Runtime::builder().cache_dir(&dir.0).build().unwrap()
+}
+
+fn cache_entries(dir: &TempDir) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[test]
+fn a_plugin_compiled_once_loads_from_the_disk_cache_in_a_new_runtime() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let dir = TempDir::new("cache");
+    let first = cached_runtime(&dir);
+    let plugin = first.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(run(&plugin, "noop").unwrap(), "ok");
+    assert_eq!(first.stats().compiled, 1);
+    assert_eq!(cache_entries(&dir).len(), 1, "one compiled entry");
+
+    // A new runtime (as in a new process) compiles nothing.
+    let second = cached_runtime(&dir);
+    let plugin = second.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(run(&plugin, "incr n 2").unwrap(), "value 2");
+    assert_eq!(second.stats().compiled, 0);
+    assert_eq!(second.stats().from_disk, 1);
+}
+
+#[test]
+fn a_damaged_cache_entry_is_compiled_again_not_loaded() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let dir = TempDir::new("cache-damaged");
+    cached_runtime(&dir)
+        .load(&client, test_plugin(), policy("c"))
+        .unwrap();
+    let entry = cache_entries(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55; // one flipped byte in the compiled code
+    std::fs::write(&entry, &bytes).unwrap();
+
+    let runtime = cached_runtime(&dir);
+    let plugin = runtime.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(run(&plugin, "incr n 1").unwrap(), "value 1");
+    assert_eq!(
+        runtime.stats().compiled,
+        1,
+        "the damaged entry was not used"
+    );
+    // It was written again, whole: the next runtime loads it.
+    let next = cached_runtime(&dir);
+    next.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(next.stats().from_disk, 1);
+
+    // Cut short, too.
+    std::fs::write(&entry, &bytes[..1000]).unwrap();
+    let runtime = cached_runtime(&dir);
+    runtime.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(runtime.stats().compiled, 1);
+}
+
+#[test]
+fn a_cache_directory_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = RedisServer::start();
+    let client = client(&server);
+    let dir = TempDir::new("cache-open");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let runtime = cached_runtime(&dir);
+    assert_eq!(runtime.cache_dir(), None);
+    let plugin = runtime.load(&client, test_plugin(), policy("c")).unwrap();
+    assert_eq!(run(&plugin, "noop").unwrap(), "ok");
+    assert!(cache_entries(&dir).is_empty(), "nothing written there");
+}

@@ -186,6 +186,9 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
                 black_box((&held, &claims));
             }
         }
+        // For the benchmark: lock cycles inside the guest, and an empty call.
+        ["lock-cycles", name, count] => lock_cycles(name, number(count)?),
+        ["noop"] => Ok("ok".to_owned()),
         ["print", text] => {
             println!("{text}");
             eprintln!("err: {text}");
@@ -202,6 +205,14 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
         }),
         _ => return Err(format!("unknown command or wrong arguments: {args:?}")),
     })
+}
+
+/// Takes and releases the lock `name` `count` times.
+fn lock_cycles(name: &str, count: u64) -> Result<String, Error> {
+    for _ in 0..count {
+        lock(name).ttl(LOCK_TTL).acquire()?.release()?;
+    }
+    Ok(format!("cycled {count}"))
 }
 
 /// Writes to `count` distinct names of `kind`; stops at the first error.
