@@ -402,7 +402,7 @@ impl IdempotentCall<'_> {
                     owner: &owner,
                     fingerprint: &self.fingerprint,
                     lease_ms,
-                    waiting_ms: millis(waiting.mine),
+                    waiting_ms: millis(waiting),
                 };
                 let sent = Instant::now();
                 let generation = store.server_generation();

@@ -20,12 +20,13 @@ use std::borrow::Cow;
 /// The keys of one lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LockKeys {
-    /// Hash `{owner, fence, holder}` with the lock's TTL; absent when free.
+    /// On Redis, one string: `FENCE EXPIRES OWNER HOLDER` while granted,
+    /// `FENCE` once released, kept until the grant's end plus the fencing
+    /// counter's retention (see `store/lock_record.lua`).
     pub lock: String,
-    /// The last fencing token issued for the name.
+    /// The in-process store's fencing counter (Redis keeps it in `lock`).
     pub fence: String,
-    /// Present while some client waits for the lock: release then publishes
-    /// on the sharded channel of the same name.
+    /// The sharded channel every release publishes on, for the waiters.
     pub waiters: String,
 }
 
@@ -75,13 +76,13 @@ impl Keyspace {
         format!("{}once:{{{}}}", self.prefix, tag(key))
     }
 
-    /// A Redis glob matching the lock hashes (not their `:fence` or
-    /// `:waiters` keys) of the names that match `name_glob`.
+    /// A Redis glob matching the lock keys (not their `:fence` or
+    /// `:waiters` names) of the names that match `name_glob`.
     pub fn lock_glob(&self, name_glob: &str) -> String {
         format!("{}lock:{{{}}}", self.prefix, tag(name_glob))
     }
 
-    /// The lock name inside a lock hash key.
+    /// The lock name inside a lock key.
     pub fn lock_name<'k>(&self, key: &'k str) -> Option<Cow<'k, str>> {
         let tagged = key
             .strip_prefix(self.prefix.as_str())?

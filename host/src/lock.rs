@@ -436,7 +436,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         deadline,
         settings.poll_interval,
         true,
-        |waiting| {
+        |_waiting| {
             let sent = Instant::now();
             let generation = store.server_generation();
             let request = LockRequest {
@@ -444,8 +444,6 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
                 owner: &owner,
                 holder: &holder,
                 ttl_ms,
-                waiting_ms: millis(waiting.mine),
-                others_waiting_ms: millis(waiting.others),
                 fence_retention_ms,
             };
             // Resending is safe: a grant to this owner token is answered again.

@@ -37,8 +37,7 @@ struct Slot {
 
 #[derive(Default)]
 struct SlotState {
-    /// Waiters in arrival order: ticket, deadline, and whether a wake-up
-    /// waits for it.
+    /// Waiters in arrival order: ticket, and whether a wake-up waits for it.
     queue: VecDeque<Waiter>,
     next_ticket: u64,
     /// Releases made in this process (already woken here) whose server
@@ -48,7 +47,6 @@ struct SlotState {
 
 struct Waiter {
     ticket: u64,
-    deadline: Instant,
     woken: bool,
 }
 
@@ -85,10 +83,10 @@ impl Slot {
 }
 
 impl WakeBoard {
-    /// Lines up for `key` until `deadline`; the place is kept as long as the
-    /// `Watch`. `fair`: the queue of a lock (see the module docs); every
-    /// watch of one key must pass the same.
-    pub fn watch(self: &Arc<Self>, key: &str, fair: bool, deadline: Instant) -> Watch {
+    /// Lines up for `key`; the place is kept as long as the `Watch`. `fair`:
+    /// the queue of a lock (see the module docs); every watch of one key
+    /// must pass the same.
+    pub fn watch(self: &Arc<Self>, key: &str, fair: bool) -> Watch {
         let mut slots = self.slots.lock();
         let slot = match slots.get(key).and_then(Weak::upgrade) {
             Some(slot) => slot,
@@ -110,7 +108,6 @@ impl WakeBoard {
         state.next_ticket += 1;
         state.queue.push_back(Waiter {
             ticket,
-            deadline,
             woken: false,
         });
         drop(state);
@@ -182,23 +179,6 @@ impl WakeBoard {
     /// Whether somebody waits for `key` now.
     pub fn is_watched(&self, key: &str) -> bool {
         self.slot(key).is_some()
-    }
-
-    /// The longest time any waiter of `key` other than `except` (a ticket)
-    /// still waits, or zero.
-    pub fn longest_wait(&self, key: &str, except: Option<&Watch>) -> Duration {
-        let Some(slot) = self.slot(key) else {
-            return Duration::ZERO;
-        };
-        let now = Instant::now();
-        let state = slot.state.lock();
-        state
-            .queue
-            .iter()
-            .filter(|w| except.is_none_or(|watch| watch.ticket != w.ticket))
-            .map(|w| w.deadline.saturating_duration_since(now))
-            .max()
-            .unwrap_or_default()
     }
 
     /// Wakes every waiter of `key`, fair queue or not: its notifications
@@ -285,14 +265,10 @@ impl Drop for Watch {
 mod tests {
     use super::*;
 
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(60)
-    }
-
     #[test]
     fn a_wake_before_the_wait_is_not_lost() {
         let board = Arc::new(WakeBoard::default());
-        let watch = board.watch("k", true, far());
+        let watch = board.watch("k", true);
         board.wake("k");
         let start = Instant::now();
         assert!(watch.wait(start + Duration::from_secs(5)));
@@ -302,7 +278,7 @@ mod tests {
     #[test]
     fn waking_another_key_does_not_wake_this_one() {
         let board = Arc::new(WakeBoard::default());
-        let watch = board.watch("k", true, far());
+        let watch = board.watch("k", true);
         board.wake("other");
         assert!(!watch.wait(Instant::now() + Duration::from_millis(50)));
     }
@@ -310,8 +286,8 @@ mod tests {
     #[test]
     fn a_fair_queue_wakes_its_longest_waiter_only() {
         let board = Arc::new(WakeBoard::default());
-        let first = board.watch("k", true, far());
-        let second = board.watch("k", true, far());
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
         assert!(second.has_waiters_ahead() && !first.has_waiters_ahead());
         board.wake("k");
         let soon = || Instant::now() + Duration::from_millis(20);
@@ -326,8 +302,8 @@ mod tests {
     #[test]
     fn an_unused_wake_passes_to_the_next_waiter() {
         let board = Arc::new(WakeBoard::default());
-        let first = board.watch("k", true, far());
-        let second = board.watch("k", true, far());
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
         board.wake("k");
         drop(first);
         assert!(second.wait(Instant::now() + Duration::from_millis(20)));
@@ -336,7 +312,7 @@ mod tests {
     #[test]
     fn an_unfair_queue_wakes_everyone() {
         let board = Arc::new(WakeBoard::default());
-        let watches: Vec<Watch> = (0..3).map(|_| board.watch("k", false, far())).collect();
+        let watches: Vec<Watch> = (0..3).map(|_| board.watch("k", false)).collect();
         board.wake("k");
         for watch in &watches {
             assert!(watch.wait(Instant::now() + Duration::from_millis(20)));
@@ -346,8 +322,8 @@ mod tests {
     #[test]
     fn a_release_made_here_is_woken_once() {
         let board = Arc::new(WakeBoard::default());
-        let first = board.watch("k", true, far());
-        let second = board.watch("k", true, far());
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
         assert!(board.expect_release("k"));
         board.wake("k"); // its announcement, overtaking the reply: skipped
         board.released_here("k", true);
@@ -357,20 +333,10 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_wait_of_the_others_is_known() {
-        let board = Arc::new(WakeBoard::default());
-        let short = board.watch("k", true, Instant::now() + Duration::from_secs(1));
-        let _long = board.watch("k", true, Instant::now() + Duration::from_secs(30));
-        assert!(board.longest_wait("k", None) > Duration::from_secs(29));
-        assert!(board.longest_wait("k", Some(&short)) > Duration::from_secs(29));
-        assert_eq!(board.longest_wait("other", None), Duration::ZERO);
-    }
-
-    #[test]
     fn the_last_watch_removes_its_slot() {
         let board = Arc::new(WakeBoard::default());
-        let a = board.watch("k", true, far());
-        let b = board.watch("k", true, far());
+        let a = board.watch("k", true);
+        let b = board.watch("k", true);
         drop(a);
         assert_eq!(board.slots.lock().len(), 1);
         drop(b);

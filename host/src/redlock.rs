@@ -319,8 +319,6 @@ impl RedlockBuilder<'_> {
                         owner: &owner,
                         holder: &holder,
                         ttl_ms,
-                        waiting_ms: 0,
-                        others_waiting_ms: 0,
                         fence_retention_ms: millis(client.settings.fence_retention),
                     };
                     client.store.acquire_lock(&request)

@@ -22,15 +22,7 @@ pub(crate) enum Attempt<T> {
     Busy { remaining: Option<Duration> },
 }
 
-/// What an attempt is told: how long its caller will still wait if refused,
-/// and how long other waiters of this process (for the same key) will.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Waiting {
-    pub mine: Duration,
-    pub others: Duration,
-}
-
-/// Runs `attempt` until it is done or `deadline` passes; `Ok(None)` when the
+/// Runs `attempt` (given the wait still left) until it is done or `deadline` passes; `Ok(None)` when the
 /// deadline passed first. `fair`: the key is a lock's (see
 /// [`crate::notify`]): a caller that will wait lines up behind the waiters
 /// of this process that came before it instead of passing them.
@@ -40,7 +32,7 @@ pub(crate) fn retry_until<T>(
     deadline: Instant,
     poll_interval: Duration,
     fair: bool,
-    mut attempt: impl FnMut(Waiting) -> Result<Attempt<T>>,
+    mut attempt: impl FnMut(Duration) -> Result<Attempt<T>>,
 ) -> Result<Option<T>> {
     let mut watch: Option<Watch> = None;
     let started = Instant::now();
@@ -54,11 +46,7 @@ pub(crate) fn retry_until<T>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let waiting = Waiting {
-            mine: deadline.saturating_duration_since(Instant::now()),
-            others: store.board().longest_wait(key, watch.as_ref()),
-        };
-        let remaining = match attempt(waiting)? {
+        let remaining = match attempt(deadline.saturating_duration_since(Instant::now()))? {
             Attempt::Done(value) => {
                 if attempts > 1 {
                     let waited_ms = started.elapsed().as_millis() as u64;

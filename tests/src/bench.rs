@@ -652,6 +652,9 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
             crate::guest::test_plugin(),
             Policy::new("bench")?.timeout(Duration::from_secs(60)),
         )?;
+        let pooled = Runtime::builder().pooled_instances(64).build()?;
+        let pooled_plugin =
+            pooled.load(&client, crate::guest::test_plugin(), Policy::new("bench")?)?;
         let input = format!("lock-cycles bench {n}");
         plugin.run(b"lock-cycles bench 10")?;
         let guest_lock = |m: &mut Meter| -> BenchResult<Sample> {
@@ -675,12 +678,20 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
             options,
             &mut meter,
             "instantiate + one call (no Redis)",
-            vec![variant("plugin.run(\"noop\")", |m: &mut Meter| {
-                repeat(m, calls, |_| {
-                    plugin.run(b"noop")?;
-                    Ok(())
-                })
-            })],
+            vec![
+                variant("plugin.run(\"noop\"), default runtime", |m: &mut Meter| {
+                    repeat(m, calls, |_| {
+                        plugin.run(b"noop")?;
+                        Ok(())
+                    })
+                }),
+                variant("the same, pooled_instances(64)", |m: &mut Meter| {
+                    repeat(m, calls, |_| {
+                        pooled_plugin.run(b"noop")?;
+                        Ok(())
+                    })
+                }),
+            ],
         )?;
         emit(r, out)?;
     }

@@ -18,6 +18,7 @@ pub(crate) struct InvocationLimits {
     memory_limit: usize,
     memory_used: usize,
     table_elements_used: usize,
+    refused: bool,
 }
 
 impl InvocationLimits {
@@ -26,7 +27,13 @@ impl InvocationLimits {
             memory_limit,
             memory_used: 0,
             table_elements_used: 0,
+            refused: false,
         }
+    }
+
+    /// Whether a growth (or an instance's initial memory) was refused.
+    pub fn refused(&self) -> bool {
+        self.refused
     }
 }
 
@@ -56,13 +63,15 @@ impl ResourceLimiter for InvocationLimits {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = self.memory_limit;
-        grow(
+        let grown = grow(
             &mut self.memory_used,
             current,
             desired,
             limit,
             "memory (bytes)",
-        )
+        );
+        self.refused |= grown.is_err();
+        grown
     }
 
     fn table_growing(
@@ -71,13 +80,15 @@ impl ResourceLimiter for InvocationLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        grow(
+        let grown = grow(
             &mut self.table_elements_used,
             current,
             desired,
             MAX_TABLE_ELEMENTS,
             "table (elements)",
-        )
+        );
+        self.refused |= grown.is_err();
+        grown
     }
 
     fn instances(&self) -> usize {

@@ -1,13 +1,19 @@
--- Delete a lock whoever holds it (operator action), and wake its waiters
--- (a pcall: a refused SPUBLISH does not undo or hide the delete), on the
--- sharded channel named like the waiters marker.
--- KEYS[1] lock hash   KEYS[2] waiters marker
--- ARGV[1] message (the lock key)
--- Returns 1 when a lock was deleted, 0 when it was free.
-if redis.call('DEL', KEYS[1]) == 0 then
+-- End a grant whoever holds it (operator action), keeping the fencing
+-- counter, and wake its waiters (a pcall: a refused SPUBLISH does not undo
+-- or hide the release). (Sent after lock_record.lua.)
+-- KEYS[1] lock   KEYS[2] wake-up channel   ARGV[1] message (the lock key)
+-- Returns 1 when a grant was ended, 0 when the lock was free.
+local fence, expires, _, _, bad = read_lock(KEYS[1])
+if bad then
+  return wrong_type(bad)
+end
+if not expires then
   return 0
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.pcall('SPUBLISH', KEYS[2], ARGV[1])
+local _, now = server_time()
+if expires <= now then
+  return 0
 end
+redis.call('SET', KEYS[1], string.format('%.0f', fence), 'KEEPTTL')
+redis.pcall('SPUBLISH', KEYS[2], ARGV[1])
 return 1

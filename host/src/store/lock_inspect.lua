@@ -1,8 +1,16 @@
 -- What an operator may see of a lock: never its owner token.
--- KEYS[1] lock hash
--- Returns nil when free, else {fencing token, holder, pttl ms}.
-local fields = redis.call('HMGET', KEYS[1], 'owner', 'fence', 'holder')
-if not fields[1] then
+-- (Sent after lock_record.lua.)
+-- KEYS[1] lock
+-- Returns nil when free, else {fencing token, holder, ms left}.
+local fence, expires, _, holder, bad = read_lock(KEYS[1])
+if bad then
+  return wrong_type(bad)
+end
+if not expires then
   return false
 end
-return {fields[2] or '0', fields[3] or '', redis.call('PTTL', KEYS[1])}
+local _, now = server_time()
+if expires <= now then
+  return false
+end
+return {string.format('%.0f', fence), holder, expires - now}

@@ -489,8 +489,8 @@ impl Store for MemoryStore {
         })
     }
 
-    fn watch(&self, key: &str, fair: bool, until: Instant) -> Watch {
-        self.board.watch(key, fair, until)
+    fn watch(&self, key: &str, fair: bool, _until: Instant) -> Watch {
+        self.board.watch(key, fair)
     }
 
     fn board(&self) -> &WakeBoard {
@@ -786,8 +786,6 @@ mod tests {
             owner,
             holder: "test",
             ttl_ms,
-            waiting_ms: 0,
-            others_waiting_ms: 0,
             fence_retention_ms: 0,
         }
     }

@@ -37,11 +37,6 @@ pub(crate) struct LockRequest<'a> {
     /// Free text for operators (`lock_info`).
     pub holder: &'a str,
     pub ttl_ms: u64,
-    /// How much longer the caller will wait if refused; zero when it will not.
-    pub waiting_ms: u64,
-    /// How much longer other callers in this process wait for the lock;
-    /// zero when none do. A grant keeps the waiters marker for them.
-    pub others_waiting_ms: u64,
     /// How long the fencing counter outlives the lock.
     pub fence_retention_ms: u64,
 }

@@ -51,15 +51,12 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            acquire: Script::new(concat!(
-                include_str!("waiters.lua"),
-                include_str!("lock_acquire.lua")
-            )),
-            extend: Script::new(include_str!("lock_extend.lua")),
-            release: Script::new(include_str!("lock_release.lua")),
-            owned_ttl: Script::new(include_str!("lock_owned_ttl.lua")),
-            inspect: Script::new(include_str!("lock_inspect.lua")),
-            force_unlock: Script::new(include_str!("lock_force_unlock.lua")),
+            acquire: lock_script(include_str!("lock_acquire.lua")),
+            extend: lock_script(include_str!("lock_extend.lua")),
+            release: lock_script(include_str!("lock_release.lua")),
+            owned_ttl: lock_script(include_str!("lock_owned_ttl.lua")),
+            inspect: lock_script(include_str!("lock_inspect.lua")),
+            force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
             claim_begin: Script::new(concat!(
                 include_str!("waiters.lua"),
                 include_str!("claim_begin.lua")
@@ -72,6 +69,11 @@ impl Scripts {
             sequence_reserve: Script::new(include_str!("sequence_reserve.lua")),
         }
     }
+}
+
+/// A lock script, after the helpers that read and write the lock's record.
+fn lock_script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lock_record.lua")))
 }
 
 impl RedisStore {
@@ -266,14 +268,10 @@ impl Store for RedisStore {
                 .scripts
                 .acquire
                 .key(&keys.lock)
-                .key(&keys.fence)
-                .key(&keys.waiters)
                 .arg(req.owner)
                 .arg(req.ttl_ms)
-                .arg(req.waiting_ms)
                 .arg(req.holder)
                 .arg(req.fence_retention_ms)
-                .arg(req.others_waiting_ms)
                 .invoke(conn)?;
             let confirmed = match reply.0 {
                 1 => self.replicas_confirming(conn)?,
@@ -309,7 +307,6 @@ impl Store for RedisStore {
             self.scripts
                 .extend
                 .key(&keys.lock)
-                .key(&keys.fence)
                 .arg(owner)
                 .arg(ttl_ms)
                 .arg(fence_retention_ms)
@@ -345,13 +342,7 @@ impl Store for RedisStore {
                 .arg(owner)
                 .invoke(conn)
         })?;
-        Ok(match ms {
-            -2 => None,
-            // A lock tollgate wrote always has a TTL; -1 means somebody removed
-            // it by hand. Report the lock as held, with no expiry.
-            -1 => Some(Duration::MAX),
-            ms => ttl_from_millis(ms),
-        })
+        Ok(ttl_from_millis(ms))
     }
 
     fn lock_record(&self, keys: &LockKeys) -> Result<Option<LockRecord>> {
@@ -521,7 +512,7 @@ impl Store for RedisStore {
     }
 
     fn watch(&self, key: &str, fair: bool, until: Instant) -> Watch {
-        let watch = self.subscriber.board().watch(key, fair, until);
+        let watch = self.subscriber.board().watch(key, fair);
         let until = until.min(Instant::now() + self.connect_timeout);
         if !self.subscriber.listen_for(key, until) {
             tracing::debug!(

@@ -164,13 +164,16 @@ fn client(server: &RedisServer) -> Client {
         .expect("client builds")
 }
 
-/// The raw hash of lock `name` as Redis stores it (empty when free).
-fn raw_lock(server: &RedisServer, name: &str) -> Vec<(String, String)> {
+/// The raw record of lock `name` as Redis stores it while granted
+/// (`FENCE EXPIRES OWNER HOLDER`); `None` when absent or released (a
+/// released lock keeps only its fencing counter).
+fn raw_lock(server: &RedisServer, name: &str) -> Option<String> {
     let mut conn = server.conn();
-    redis::cmd("HGETALL")
+    let value: Option<String> = redis::cmd("GET")
         .arg(format!("tollgate:lock:{{{name}}}"))
         .query(&mut conn)
-        .expect("HGETALL")
+        .expect("GET");
+    value.filter(|v| v.contains(' '))
 }
 
 /// Starts the test helper binary with `args` and returns it with the first

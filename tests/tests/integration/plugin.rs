@@ -37,12 +37,9 @@ fn run(plugin: &Plugin, command: &str) -> Result<String, PluginError> {
         .map(|out| String::from_utf8(out).expect("the test plugin answers text"))
 }
 
+/// Whether lock `name` is granted on `server`.
 fn lock_key_exists(server: &RedisServer, name: &str) -> bool {
-    let mut conn = server.conn();
-    redis::cmd("EXISTS")
-        .arg(format!("tollgate:lock:{{{name}}}"))
-        .query(&mut conn)
-        .unwrap()
+    crate::raw_lock(server, name).is_some()
 }
 
 #[test]
@@ -610,4 +607,43 @@ fn a_cache_directory_others_may_write_is_not_used() {
     let plugin = runtime.load(&client, test_plugin(), policy("c")).unwrap();
     assert_eq!(run(&plugin, "noop").unwrap(), "ok");
     assert!(cache_entries(&dir).is_empty(), "nothing written there");
+}
+
+#[test]
+fn a_pooled_runtime_runs_plugins_and_refuses_instances_past_its_pool() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let runtime = Runtime::builder().pooled_instances(2).build().unwrap();
+    let plugin = runtime.load(&client, test_plugin(), policy("p")).unwrap();
+    for _ in 0..5 {
+        assert_eq!(run(&plugin, "noop").unwrap(), "ok");
+    }
+    assert_eq!(run(&plugin, "incr n 3").unwrap(), "value 3");
+    // Two invocations fill the pool; a third at the same time is refused
+    // with a typed error, and the pool is whole again afterwards.
+    let plugin = std::sync::Arc::new(plugin);
+    let holders: Vec<_> = (0..2)
+        .map(|i| {
+            let plugin = std::sync::Arc::clone(&plugin);
+            thread::spawn(move || run(&plugin, &format!("sleep-holding p{i} 600")))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let third = run(&plugin, "noop");
+    assert!(matches!(third, Err(PluginError::Host(_))), "{third:?}");
+    for holder in holders {
+        assert_eq!(holder.join().unwrap().unwrap(), "slept");
+    }
+    assert_eq!(run(&plugin, "noop").unwrap(), "ok");
+}
+
+#[test]
+fn a_memory_limit_below_the_guests_initial_memory_is_reported_as_such() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("m").max_memory(64 * 1024));
+    match run(&plugin, "noop") {
+        Err(PluginError::Trapped(why)) => assert!(why.contains("memory"), "{why}"),
+        other => panic!("expected a trap on the memory limit, got {other:?}"),
+    }
 }

@@ -1,0 +1,73 @@
+-- Shared by the lock scripts (sent before each): how a lock is stored.
+--
+-- A lock is one string key:
+--   '<fence> <expires> <owner> <holder>'  while granted,
+--   '<fence>'                             once released,
+-- where <fence> is the last fencing token issued for the name, <expires>
+-- the server time (ms since 1970) at which the grant ends, <owner> the
+-- holder's secret token (no spaces) and <holder> free text for operators.
+-- The key lives until its grant ends plus the fencing counter's retention,
+-- so the counter outlives every grant, released or expired.
+
+-- Reads the lock at `key`: fence (nil when absent), expires, owner and
+-- holder (nil when released), then a reason when the key holds anything
+-- tollgate did not write (nothing else is returned then).
+local function read_lock(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    return nil, nil, nil, nil, 'a value of another type'
+  end
+  if not value then
+    return nil
+  end
+  local a = string.find(value, ' ', 1, true)
+  if not a then
+    local fence = tonumber(value)
+    if not fence then
+      return nil, nil, nil, nil, 'a value tollgate did not write'
+    end
+    return fence
+  end
+  local b = string.find(value, ' ', a + 1, true)
+  local c = b and string.find(value, ' ', b + 1, true)
+  local fence = tonumber(string.sub(value, 1, a - 1))
+  local expires = b and tonumber(string.sub(value, a + 1, b - 1))
+  if not (c and fence and expires) then
+    return nil, nil, nil, nil, 'a value tollgate did not write'
+  end
+  return fence, expires, string.sub(value, b + 1, c - 1), string.sub(value, c + 1)
+end
+
+local function wrong_type(reason)
+  return redis.error_reply('WRONGTYPE lock key holds ' .. reason)
+end
+
+-- The server's time: microseconds and milliseconds since 1970 (below 2^53,
+-- exact in Lua numbers).
+local function server_time()
+  local now = redis.call('TIME')
+  local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  return us, math.floor(us / 1000)
+end
+
+local function granted_value(fence, expires, owner, holder)
+  return string.format('%.0f %.0f %s %s', fence, expires, owner, holder)
+end
+
+-- Reads the grant at `key` if `owner` holds it now: fence, expires, holder
+-- and the server time in ms; nothing when it does not; an error reply as
+-- the fifth value when the key holds anything tollgate did not write.
+local function read_grant_of(key, owner)
+  local fence, expires, found, holder, bad = read_lock(key)
+  if bad then
+    return nil, nil, nil, nil, wrong_type(bad)
+  end
+  if found ~= owner then
+    return nil
+  end
+  local _, now = server_time()
+  if expires <= now then
+    return nil
+  end
+  return fence, expires, holder, now
+end
