@@ -24,10 +24,15 @@ pub(crate) struct LockKeys {
     /// `FENCE` once released, kept until the grant's end plus the fencing
     /// counter's retention (see `store/lock_record.lua`).
     pub lock: String,
-    /// The in-process store's fencing counter (Redis keeps it in `lock`).
-    pub fence: String,
     /// The sharded channel every release publishes on, for the waiters.
     pub waiters: String,
+}
+
+impl LockKeys {
+    /// The in-process store's fencing counter (Redis keeps it in `lock`).
+    pub fn fence(&self) -> String {
+        format!("{}:fence", self.lock)
+    }
 }
 
 /// The keys of one idempotency record.
@@ -94,7 +99,6 @@ impl Keyspace {
     pub fn lock(&self, name: &str) -> LockKeys {
         let lock = format!("{}lock:{{{}}}", self.prefix, tag(name));
         LockKeys {
-            fence: format!("{lock}:fence"),
             waiters: format!("{lock}:waiters"),
             lock,
         }
@@ -105,8 +109,8 @@ impl Keyspace {
         format!("{}counter:{{{}}}", self.prefix, tag(name))
     }
 
-    /// The record of operation `op_id` on counter `name`: a hash
-    /// `{delta, value}` that expires with the op id's window. The op id is
+    /// The record of operation `op_id` on counter `name`: the text
+    /// `DELTA VALUE`, which expires with the op id's window. The op id is
     /// hex-encoded, so no op id (and no brace in it) can produce another
     /// object's key.
     pub fn counter_op(&self, name: &str, op_id: &str) -> String {
@@ -176,7 +180,7 @@ mod tests {
     fn all_keys_of_a_lock_share_its_hash_tag() {
         let keys = Keyspace::new("tollgate:").lock("orders:42");
         assert_eq!(keys.lock, "tollgate:lock:{orders:42}");
-        for key in [&keys.fence, &keys.waiters] {
+        for key in [&keys.fence(), &keys.waiters] {
             assert!(key.starts_with(&keys.lock), "{key}");
         }
     }
@@ -187,7 +191,7 @@ mod tests {
         let keys = space.lock("a:1");
         assert_eq!(space.lock_glob("a:*"), "t:lock:{a:*}");
         assert_eq!(space.lock_name(&keys.lock).as_deref(), Some("a:1"));
-        assert_eq!(space.lock_name(&keys.fence), None);
+        assert_eq!(space.lock_name(&keys.fence()), None);
         assert_eq!(space.lock_name(&keys.waiters), None);
     }
 
@@ -229,7 +233,8 @@ mod tests {
         let space = Keyspace::new("t:");
         for name in ["}", "}x", "{", "{}", "}{", "a}b", "%7D", "a%b}", "plain"] {
             let lock = space.lock(name);
-            let tags: Vec<&str> = [&lock.lock, &lock.fence, &lock.waiters]
+            let fence = lock.fence();
+            let tags: Vec<&str> = [&lock.lock, &fence, &lock.waiters]
                 .iter()
                 .map(|k| cluster_tag(k))
                 .collect();
@@ -265,8 +270,8 @@ mod tests {
         let space = Keyspace::new("t:");
         let a = space.lock("a");
         let b = space.lock("a}:fence");
-        let all_a = [&a.lock, &a.fence, &a.waiters];
-        for key in [&b.lock, &b.fence, &b.waiters] {
+        let all_a = [&a.lock, &a.fence(), &a.waiters];
+        for key in [&b.lock, &b.fence(), &b.waiters] {
             assert!(!all_a.contains(&key), "{key} collides");
         }
     }

@@ -234,6 +234,22 @@ impl Sequence {
         } else {
             inner.keyspace.sequence(&self.name)
         };
+        let dated = daily || self.format.shows_date();
+        if !dated && self.now.is_none() {
+            // No day to know: one INCRBY, no script.
+            let delta = i64::try_from(self.block_size).unwrap_or(i64::MAX);
+            let last = inner.store.counter_incr(&key, delta)?;
+            let last = u64::try_from(last).map_err(|_| Error::WrongType {
+                key: key.clone(),
+                detail: format!("sequence is at {last}, below zero"),
+            })?;
+            return Ok(Block {
+                next: last.saturating_sub(self.block_size - 1).max(1),
+                last,
+                day: String::new(),
+                until: None,
+            });
+        }
         let reserved = inner.store.sequence_reserve(
             &key,
             self.block_size,
@@ -241,7 +257,6 @@ impl Sequence {
             DAY_KEY_TTL.as_secs(),
             self.now,
         )?;
-        let dated = daily || self.format.shows_date();
         Ok(Block {
             // A key set lower by hand could make the block start below 1.
             next: reserved.last.saturating_sub(self.block_size - 1).max(1),

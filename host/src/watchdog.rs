@@ -127,6 +127,9 @@ struct State {
     next_id: u64,
     started: bool,
     shutdown: bool,
+    /// When the thread, asleep, wakes by itself (`None`: awake, or asleep
+    /// with nothing to renew); a new entry due later need not wake it.
+    sleeps_until: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -167,17 +170,22 @@ impl Watchdog {
         }
         let id = state.next_id;
         state.next_id += 1;
+        let due = granted_at + ttl / 3;
         state.entries.insert(
             id,
             Entry {
                 renewal: Arc::new(renewal),
                 ttl,
-                due: granted_at + ttl / 3,
+                due,
                 in_flight: false,
             },
         );
+        // A thread that wakes before this entry is due finds it then.
+        let wake = state.sleeps_until.is_none_or(|wakes| due < wakes);
         drop(state);
-        self.shared.changed.notify_all();
+        if wake {
+            self.shared.changed.notify_all();
+        }
         Ok(id)
     }
 
@@ -245,10 +253,12 @@ fn run(shared: &Shared, store: &dyn Store) {
         if due.is_empty() {
             match state.entries.values().map(|entry| entry.due).min() {
                 Some(next) => {
+                    state.sleeps_until = Some(next);
                     shared.changed.wait_until(&mut state, next);
                 }
                 None => shared.changed.wait(&mut state),
             }
+            state.sleeps_until = None;
             continue;
         }
         let outcomes: Vec<(u64, Duration, Outcome)> = MutexGuard::unlocked(&mut state, || {

@@ -10,7 +10,8 @@
 --   'failed'   payload is the cached failure,
 --   'running'  another caller runs it; pttl is its lease's remaining TTL,
 --   'mismatch' the key was used with another payload.
-local state = redis.call('HGET', KEYS[1], 'state')
+local fields = redis.call('HMGET', KEYS[1], 'state', 'fp', 'owner', 'result')
+local state = fields[1]
 if not state then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return redis.error_reply('WRONGTYPE idempotency record without a state')
@@ -19,13 +20,13 @@ if not state then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'fresh', '', 0}
 end
-if (redis.call('HGET', KEYS[1], 'fp') or '') ~= ARGV[2] then
+if (fields[2] or '') ~= ARGV[2] then
   return {'mismatch', '', 0}
 end
 if state == 'done' or state == 'failed' then
-  return {state, redis.call('HGET', KEYS[1], 'result') or '', 0}
+  return {state, fields[4] or '', 0}
 end
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+if fields[3] == ARGV[1] then
   -- A resend: write again (the lease), so that a WAIT after it on this
   -- connection covers the claim.
   redis.call('PEXPIRE', KEYS[1], ARGV[3])

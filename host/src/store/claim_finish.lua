@@ -10,13 +10,14 @@
 -- Returns 1 when stored (also when this owner stored it already: a request
 -- resent after a lost reply), 0 when the claim was lost (its lease ran out; a
 -- newer owner's outcome, if any, stands).
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+local fields = redis.call('HMGET', KEYS[1], 'owner', 'state')
+if fields[1] ~= ARGV[1] then
   return 0
 end
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+if fields[2] ~= 'running' then
   -- Stored already by this owner (a resend): write again (the same state),
   -- so that a WAIT after it on this connection covers the result.
-  redis.call('HSET', KEYS[1], 'state', redis.call('HGET', KEYS[1], 'state'))
+  redis.call('HSET', KEYS[1], 'state', fields[2])
   return 1
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3])

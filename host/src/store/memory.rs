@@ -274,10 +274,12 @@ impl Store for MemoryStore {
                 }
                 None => {}
             }
-            let last = match state.value(&keys.fence, now) {
+            let last = match state.value(&keys.fence(), now) {
                 None => None,
                 Some(Value::Int(n)) => Some(u64::try_from(*n).unwrap_or(0)),
-                Some(_) => return Err(wrong_type(&keys.fence, "fencing counter is not a number")),
+                Some(_) => {
+                    return Err(wrong_type(&keys.fence(), "fencing counter is not a number"));
+                }
             };
             // max(previous + 1, wall clock in µs), as the Redis script does
             // with the server's TIME.
@@ -286,7 +288,7 @@ impl Store for MemoryStore {
             let stored = i64::try_from(fence).unwrap_or(i64::MAX);
             let fence = u64::try_from(stored).unwrap_or(0);
             let kept = req.ttl_ms.saturating_add(req.fence_retention_ms);
-            state.insert(&keys.fence, Value::Int(stored), deadline(now, kept));
+            state.insert(&keys.fence(), Value::Int(stored), deadline(now, kept));
             state.insert(
                 &keys.lock,
                 Value::Lock {
@@ -313,7 +315,7 @@ impl Store for MemoryStore {
             }
             state.expire(&keys.lock, deadline(now, ttl_ms), now);
             let kept = ttl_ms.saturating_add(fence_retention_ms);
-            state.expire(&keys.fence, deadline(now, kept), now);
+            state.expire(&keys.fence(), deadline(now, kept), now);
             Ok(true)
         })
     }
@@ -896,7 +898,7 @@ mod tests {
             "a refused change wrote the counter"
         );
         assert_eq!(
-            store.peek(&lock.fence),
+            store.peek(&lock.fence()),
             None,
             "a refused grant wrote the fence"
         );
@@ -909,7 +911,7 @@ mod tests {
     fn a_fencing_counter_that_is_not_a_number_refuses_the_grant() {
         let store = MemoryStore::new();
         let lock = Keyspace::new("t:").lock("l");
-        store.plant(&lock.fence, Value::Marker);
+        store.plant(&lock.fence(), Value::Marker);
         let err = store
             .acquire_lock(&lock_request(&lock, "o", 1000))
             .unwrap_err();

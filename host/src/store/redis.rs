@@ -194,7 +194,6 @@ impl RedisStore {
                 }
                 let lock = LockKeys {
                     lock: key.clone(),
-                    fence: String::new(),
                     waiters: String::new(),
                 };
                 // A lock may be released between SCAN and here: skip it.

@@ -576,3 +576,25 @@ fn bad_counter_input_gets_a_typed_error_before_anything_is_sent(backend: &Backen
         assert_eq!(command_calls(server, "evalsha"), 0);
     }
 }
+
+#[test]
+fn a_foreign_value_under_an_operation_record_is_wrong_type_and_untouched() {
+    let server = RedisServer::start();
+    let client = crate::client(&server);
+    let op_key = "tollgate:counter:{views}:op:7265712d31"; // hex("req-1")
+    raw_set(&server, op_key, "junk");
+    let err = client.counter("views").incr_once("req-1", 1).unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    assert_eq!(raw_get(&server, op_key).as_deref(), Some("junk"));
+    assert_eq!(
+        raw_get(&server, "tollgate:counter:{views}"),
+        None,
+        "nothing applied"
+    );
+    // An applied operation's record is the delta and the value it gave.
+    client.counter("views").incr_once("req-2", 5).unwrap();
+    assert_eq!(
+        raw_get(&server, "tollgate:counter:{views}:op:7265712d32").as_deref(),
+        Some("5 5")
+    );
+}
