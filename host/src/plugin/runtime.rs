@@ -236,7 +236,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::PluginPre::new)
-            .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+            .map_err(|e| PluginError::Load(load_error(&format!("{e:#}"))))?;
         Ok(Plugin {
             pre,
             client: client.clone(),
@@ -456,6 +456,26 @@ impl Plugin {
     }
 }
 
+/// Says what an import the host does not provide means for the plugin's
+/// author (wasmtime names it in its own words); other errors pass as they are.
+fn load_error(message: &str) -> String {
+    let missing = message
+        .split_once("component imports ")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|_| message.contains("was not found in the linker"));
+    match missing {
+        Some(name) => format!(
+            "it imports `{name}`, which the sandbox does not grant: plugins get \
+             tollgate:coord, and of WASI only stdout, stderr, clocks and random \
+             (no network, files or environment). Build it without that import \
+             (componentize-js: --disable http --disable fetch-event)"
+        ),
+        None => message.to_owned(),
+    }
+}
+
 /// The message of a Rust guest's panic, from what the panic hook wrote to
 /// stderr: `thread '…' panicked at FILE:LINE:COL:` then the message, up to
 /// the `note:` line. `None` when stderr holds no panic.
@@ -521,7 +541,22 @@ fn sleep_within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64
 
 #[cfg(test)]
 mod tests {
-    use super::panic_message;
+    use super::{load_error, panic_message};
+
+    #[test]
+    fn a_missing_import_is_named_with_what_the_sandbox_grants() {
+        let wasmtime = "component imports instance `wasi:http/types@0.2.3`, but a matching \
+                        implementation was not found in the linker: instance export `fields` \
+                        has the wrong type";
+        let message = load_error(wasmtime);
+        assert!(
+            message.starts_with(
+                "it imports `wasi:http/types@0.2.3`, which the sandbox does not grant"
+            ),
+            "{message}"
+        );
+        assert_eq!(load_error("bad magic number"), "bad magic number");
+    }
 
     #[test]
     fn a_panic_message_is_read_from_stderr() {
