@@ -12,7 +12,8 @@
 //! current-thread tokio runtime), and redis-py's `Lock` when `python3` with
 //! the `redis` package is on the path (otherwise the row says why not).
 //! Every server is private, on loopback; `--pin` runs them and this process
-//! on CPU 0.
+//! on CPU 0. The multi-process contention row runs this program again as
+//! its worker processes (`--contend-worker`).
 
 use std::time::Duration;
 
@@ -42,8 +43,13 @@ fn rslock_peer() -> Peer {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--contend-worker") {
+        return bench::contend_worker(&args[1..]);
+    }
     let mut options = Options::full();
-    for arg in std::env::args().skip(1) {
+    options.worker_exe = std::env::current_exe().ok();
+    for arg in &args {
         match arg.as_str() {
             "--quick" => {
                 options = Options {

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,6 +47,9 @@ pub struct Options {
     pub skip_topologies: bool,
     /// Skip the rows that need the guest plugin (and its wasm build).
     pub skip_guest: bool,
+    /// The benchmark's own executable, run with `--contend-worker` as the
+    /// processes of the multi-process contention row (no such row without).
+    pub worker_exe: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -59,6 +61,7 @@ impl Options {
             rounds: 3,
             skip_topologies: false,
             skip_guest: false,
+            worker_exe: None,
         }
     }
 
@@ -588,56 +591,51 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
     )?;
     emit(r, out)?;
 
-    // 5. Contention.
+    // 5. Contention: threads of this process, then several processes.
     for threads in [8, 16] {
         let r = row(
             options,
             &mut meter,
             &format!("{threads} threads on one lock (grants)"),
             vec![
-                variant("floor: SET NX PX polling every 1 ms", |m: &mut Meter| {
-                    contend(m, threads, options.window(), || {
-                        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
-                        let unlock = unlock_script();
-                        let mut token = 0u64;
-                        Ok(move |hold: &mut dyn FnMut()| -> BenchResult<bool> {
-                            token += 1;
-                            let token = token.to_string();
-                            loop {
-                                let set: Option<String> = redis::cmd("SET")
-                                    .arg("contended-raw")
-                                    .arg(&token)
-                                    .arg("NX")
-                                    .arg("PX")
-                                    .arg(10_000)
-                                    .query(&mut conn)?;
-                                if set.is_some() {
-                                    break;
-                                }
-                                thread::sleep(Duration::from_millis(1));
-                            }
-                            hold();
-                            let _: i64 =
-                                unlock.key("contended-raw").arg(&token).invoke(&mut conn)?;
-                            Ok(true)
-                        })
-                    })
+                variant(Contender::Polling.title(), |m: &mut Meter| {
+                    contend(m, threads, options.window(), Contender::Polling, &url)
                 }),
-                variant("tollgate acquire with wait", |m: &mut Meter| {
-                    contend(m, threads, options.window(), || {
-                        let client = client.clone();
-                        Ok(move |hold: &mut dyn FnMut()| -> BenchResult<bool> {
-                            let guard = client
-                                .lock("contended")
-                                .ttl(Duration::from_secs(10))
-                                .wait(Duration::from_secs(10))
-                                .try_acquire()?;
-                            let Some(guard) = guard else { return Ok(false) };
-                            hold();
-                            guard.release()?;
-                            Ok(true)
-                        })
-                    })
+                variant(Contender::Tollgate.title(), |m: &mut Meter| {
+                    contend(m, threads, options.window(), Contender::Tollgate, &url)
+                }),
+            ],
+        )?;
+        emit(r, out)?;
+    }
+    if let Some(exe) = &options.worker_exe {
+        let (processes, threads) = (4, 4);
+        let r = row(
+            options,
+            &mut meter,
+            &format!("{processes} processes × {threads} threads on one lock (grants)"),
+            vec![
+                variant(Contender::Polling.title(), |m: &mut Meter| {
+                    contend_processes(
+                        m,
+                        exe,
+                        processes,
+                        threads,
+                        options.window(),
+                        Contender::Polling,
+                        &url,
+                    )
+                }),
+                variant(Contender::Tollgate.title(), |m: &mut Meter| {
+                    contend_processes(
+                        m,
+                        exe,
+                        processes,
+                        threads,
+                        options.window(),
+                        Contender::Tollgate,
+                        &url,
+                    )
                 }),
             ],
         )?;
@@ -705,69 +703,266 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
     Ok(rows)
 }
 
-/// `threads` threads contend for one lock for `window`; each thread's
-/// `make` builds its attempt, which takes the lock (waiting as it does),
-/// calls `hold` while holding it and releases it; `false` when it gave up.
-fn contend<F, A>(
+/// How a contending thread takes and gives back the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    /// `SET NX PX`, and 1 ms of sleep after each refusal; a
+    /// compare-and-delete script to release (the floor).
+    Polling,
+    /// tollgate's `acquire` with a wait, and `release`.
+    Tollgate,
+}
+
+impl Contender {
+    fn title(self) -> &'static str {
+        match self {
+            Contender::Polling => "floor: SET NX PX polling every 1 ms",
+            Contender::Tollgate => "tollgate acquire with wait",
+        }
+    }
+
+    /// The name a worker process is told.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Contender::Polling => "polling",
+            Contender::Tollgate => "tollgate",
+        }
+    }
+
+    /// The contender a worker process was told.
+    pub fn from_arg(arg: &str) -> Option<Contender> {
+        [Contender::Polling, Contender::Tollgate]
+            .into_iter()
+            .find(|c| c.arg() == arg)
+    }
+
+    /// One thread's attempt: takes the lock, calls `hold` while holding it,
+    /// releases it; `false` when it gave up.
+    fn attempt<'a>(self, url: &str, client: &'a Client) -> BenchResult<Box<Attempt<'a>>> {
+        Ok(match self {
+            Contender::Polling => {
+                let mut conn = redis::Client::open(url)?.get_connection()?;
+                let unlock = unlock_script();
+                let mut token = 0u64;
+                Box::new(move |hold: &mut dyn FnMut()| {
+                    token += 1;
+                    let token = token.to_string();
+                    loop {
+                        let set: Option<String> = redis::cmd("SET")
+                            .arg("contended-raw")
+                            .arg(&token)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(10_000)
+                            .query(&mut conn)?;
+                        if set.is_some() {
+                            break;
+                        }
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    hold();
+                    let _: i64 = unlock.key("contended-raw").arg(&token).invoke(&mut conn)?;
+                    Ok(true)
+                })
+            }
+            Contender::Tollgate => Box::new(move |hold: &mut dyn FnMut()| {
+                let guard = client
+                    .lock("contended")
+                    .ttl(Duration::from_secs(10))
+                    .wait(Duration::from_secs(10))
+                    .try_acquire()?;
+                let Some(guard) = guard else { return Ok(false) };
+                hold();
+                guard.release()?;
+                Ok(true)
+            }),
+        })
+    }
+}
+
+type Attempt<'a> = dyn FnMut(&mut dyn FnMut()) -> BenchResult<bool> + 'a;
+
+/// The system-wide monotonic clock in ns: comparable between processes.
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime fills the struct it is given.
+    let ts = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts
+    };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Grants (when, by which thread) and releases (when) of a contention run,
+/// in ns of [`monotonic_ns`].
+#[derive(Default)]
+struct Events {
+    grants: Vec<(u64, usize)>,
+    releases: Vec<u64>,
+}
+
+/// `threads` threads (numbered from `first`) contend for one lock from
+/// `start` (ns) for `window`.
+fn run_contenders(
+    contender: Contender,
+    url: &str,
+    threads: usize,
+    first: usize,
+    start: u64,
+    window: Duration,
+) -> BenchResult<Events> {
+    let client = Client::open(url)?;
+    client.lock("contended").try_acquire()?; // connected, scripts loaded
+    let end = start + window.as_nanos() as u64;
+    let log = parking_lot::Mutex::new(Events::default());
+    thread::scope(|scope| -> BenchResult<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (log, client) = (&log, &client);
+                scope.spawn(move || -> BenchResult<()> {
+                    let mut attempt = contender.attempt(url, client)?;
+                    let mut events = Events::default();
+                    let now = monotonic_ns();
+                    if now < start {
+                        thread::sleep(Duration::from_nanos(start - now));
+                    }
+                    while monotonic_ns() < end {
+                        attempt(&mut || {
+                            events.grants.push((monotonic_ns(), first + t));
+                            // Taken again: the release comes strictly after.
+                            events.releases.push(monotonic_ns());
+                        })?;
+                    }
+                    let mut log = log.lock();
+                    log.grants.extend(events.grants);
+                    log.releases.extend(events.releases);
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| "a contending thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok(log.into_inner())
+}
+
+/// `threads` threads of this process contend for one lock for `window`.
+fn contend(
     meter: &mut Meter,
     threads: usize,
     window: Duration,
-    make: F,
-) -> BenchResult<Sample>
-where
-    F: Fn() -> BenchResult<A> + Sync,
-    A: FnMut(&mut dyn FnMut()) -> BenchResult<bool>,
-{
-    let stop = AtomicBool::new(false);
-    let log = parking_lot::Mutex::new((Vec::<(Instant, usize)>::new(), Vec::<Instant>::new()));
+    contender: Contender,
+    url: &str,
+) -> BenchResult<Sample> {
+    let mut events = Events::default();
     let mut sample = meter.measure(0, || {
-        thread::scope(|scope| -> BenchResult<()> {
-            let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (stop, log, make) = (&stop, &log, &make);
-                    scope.spawn(move || -> BenchResult<()> {
-                        let mut attempt = make()?;
-                        let (mut grants, mut releases) = (Vec::new(), Vec::new());
-                        while !stop.load(Ordering::Relaxed) {
-                            attempt(&mut || {
-                                grants.push((Instant::now(), t));
-                                releases.push(Instant::now());
-                            })?;
-                        }
-                        let mut log = log.lock();
-                        log.0.extend(grants);
-                        log.1.extend(releases);
-                        Ok(())
-                    })
-                })
-                .collect();
-            thread::sleep(window);
-            stop.store(true, Ordering::Relaxed);
-            for worker in workers {
-                worker
-                    .join()
-                    .map_err(|_| "a contending thread panicked")??;
-            }
-            Ok(())
-        })?;
+        events = run_contenders(contender, url, threads, 0, monotonic_ns(), window)?;
         Ok(None)
     })?;
-    let (mut grants, mut releases) = log.into_inner();
-    grants.sort();
-    releases.sort();
+    contention_figures(&mut sample, events, threads);
+    Ok(sample)
+}
+
+/// `processes` worker processes (`exe --contend-worker …`) of `threads`
+/// threads each contend for one lock for `window`.
+fn contend_processes(
+    meter: &mut Meter,
+    exe: &Path,
+    processes: usize,
+    threads: usize,
+    window: Duration,
+    contender: Contender,
+    url: &str,
+) -> BenchResult<Sample> {
+    let mut events = Events::default();
+    let mut sample = meter.measure(0, || {
+        // Each worker starts contending at the same moment, once all are up.
+        let start = monotonic_ns() + 500_000_000;
+        let children = (0..processes)
+            .map(|p| {
+                Command::new(exe)
+                    .args(["--contend-worker", contender.arg(), url])
+                    .args([threads, p * threads].map(|n| n.to_string()))
+                    .args([start.to_string(), window.as_millis().to_string()])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for child in children {
+            let output = child.wait_with_output()?;
+            if !output.status.success() {
+                return Err("a contending worker process failed".into());
+            }
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                let fields: Vec<u64> = line[1..]
+                    .split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                match (line.as_bytes().first(), fields.as_slice()) {
+                    (Some(b'G'), [at, t]) => events.grants.push((*at, *t as usize)),
+                    (Some(b'R'), [at]) => events.releases.push(*at),
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
+    })?;
+    sample.secs = window.as_secs_f64();
+    contention_figures(&mut sample, events, processes * threads);
+    Ok(sample)
+}
+
+/// A worker process of [`contend_processes`]: `args` are the contender,
+/// the URL, threads, the first thread's number, the start (ns of the
+/// system's monotonic clock) and the window (ms). Prints `G ns thread` per
+/// grant and `R ns` per release.
+pub fn contend_worker(args: &[String]) -> BenchResult<()> {
+    let [contender, url, threads, first, start, window_ms] = args else {
+        return Err(
+            "usage: --contend-worker polling|tollgate URL THREADS FIRST START_NS WINDOW_MS".into(),
+        );
+    };
+    let contender = Contender::from_arg(contender).ok_or("unknown contender")?;
+    let events = run_contenders(
+        contender,
+        url,
+        threads.parse()?,
+        first.parse()?,
+        start.parse()?,
+        Duration::from_millis(window_ms.parse()?),
+    )?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (at, t) in events.grants {
+        writeln!(out, "G {at} {t}")?;
+    }
+    for at in events.releases {
+        writeln!(out, "R {at}")?;
+    }
+    Ok(())
+}
+
+/// Grants, hand-over latency and grant shares of a contention run.
+fn contention_figures(sample: &mut Sample, mut events: Events, threads: usize) {
+    events.grants.sort();
+    events.releases.sort();
+    let (grants, releases) = (&events.grants, &events.releases);
     sample.ops = grants.len() as u64;
     // Release → next grant: for every grant, the time since the latest
     // release before it.
-    let mut gaps: Vec<Duration> = grants
+    let mut gaps: Vec<u64> = grants
         .iter()
         .filter_map(|(at, _)| {
             let i = releases.partition_point(|r| r <= at);
-            (i > 0).then(|| *at - releases[i - 1])
+            (i > 0).then(|| at - releases[i - 1])
         })
         .collect();
     gaps.sort();
     let mut per_thread = BTreeMap::new();
-    for (_, t) in &grants {
+    for (_, t) in grants {
         *per_thread.entry(*t).or_insert(0u64) += 1;
     }
     let mean = grants.len() as f64 / threads as f64;
@@ -777,10 +972,9 @@ where
     sample.note = format!(
         "hand-over p50 {:.3} ms; grant shares within ±{:.0}%",
         gaps.get(gaps.len() / 2)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+            .map_or(f64::NAN, |ns| *ns as f64 / 1e6),
         spread * 100.0
     );
-    Ok(sample)
 }
 
 /// A lock cycle on one server (the floor), a primary with a synced

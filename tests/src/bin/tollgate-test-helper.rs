@@ -26,6 +26,9 @@
 //! prints how many `tollgate-*` threads are left a second later. The URL
 //! `memory` uses an in-process store instead.
 
+//! `--contend-worker …` is a worker process of the benchmark's
+//! multi-process contention row (`tollgate_tests::bench`).
+
 use std::io::Write;
 use std::time::Duration;
 
@@ -37,6 +40,13 @@ fn main() {
         .collect::<Vec<_>>()
         .as_slice()
     {
+        ["--contend-worker", ..] => {
+            // A worker process of the benchmark's multi-process row.
+            if let Err(error) = tollgate_tests::bench::contend_worker(&args[1..]) {
+                eprintln!("contend-worker: {error}");
+                std::process::exit(1);
+            }
+        }
         ["hold-lock", url, name, ttl_ms] => {
             let ttl = Duration::from_millis(ttl_ms.parse().expect("TTL_MS is a number"));
             let client = tollgate::Client::open(url).expect("client opens");

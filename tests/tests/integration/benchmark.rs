@@ -6,7 +6,11 @@ use tollgate_tests::bench::{self, Options};
 #[test]
 fn the_quick_benchmark_measures_every_row() {
     let mut out = Vec::new();
-    let rows = bench::run(&Options::quick(), Vec::new(), &mut out).expect("the benchmark runs");
+    let options = Options {
+        worker_exe: Some(env!("CARGO_BIN_EXE_tollgate-test-helper").into()),
+        ..Options::quick()
+    };
+    let rows = bench::run(&options, Vec::new(), &mut out).expect("the benchmark runs");
     let printed = String::from_utf8(out).unwrap();
     let titles: Vec<&str> = rows.iter().map(|r| r.title.as_str()).collect();
     for expected in [
@@ -17,6 +21,7 @@ fn the_quick_benchmark_measures_every_row() {
         "counters and serial numbers",
         "8 threads on one lock (grants)",
         "16 threads on one lock (grants)",
+        "4 processes × 4 threads on one lock (grants)",
         "lock cycle inside a wasm guest",
         "instantiate + one call (no Redis)",
         "lock cycle by topology (servers on this machine)",
