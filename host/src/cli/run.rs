@@ -2,12 +2,15 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use super::RunArgs;
 use super::exit::{Failure, PLUGIN_FAILED};
 use super::store::open_client;
-use crate::plugin::{Plugin, PluginError, Policy, RunReport, Runtime, default_cache_dir};
+use crate::plugin::{
+    OutputStreamKind, Plugin, PluginError, Policy, RunReport, Runtime, default_cache_dir,
+};
 
 pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     let input = read_input(&args)?;
@@ -57,7 +60,7 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
                 .iter()
                 .map(|line| plugin.run_reporting(line.as_bytes()))
                 .collect(),
-            None => run_instances(&plugin, &input, args.instances)?,
+            None => run_instances(&plugin, &input, args.instances, false)?,
         };
         return print_reports_json(&reports);
     }
@@ -65,8 +68,7 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
         return run_lines(&plugin, path, args.max_input);
     }
     if args.instances == 1 {
-        let report = plugin.run_reporting(&input);
-        print_printed(&report, None);
+        let report = LiveOutput::run(&plugin, &input, None);
         let output = report.result?;
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(&output);
@@ -76,10 +78,9 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let reports = run_instances(&plugin, &input, args.instances)?;
+    let reports = run_instances(&plugin, &input, args.instances, true)?;
     let mut failed = 0;
     for (number, report) in (1..).zip(reports) {
-        print_printed(&report, Some(number));
         let mut stdout = std::io::stdout().lock();
         match report.result {
             Ok(output) => {
@@ -107,16 +108,12 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs `count` invocations at once, one thread each (named `instance-N`,
-/// which the store shows as the holder of their locks); their results in
-/// instance order.
 /// `--inputs FILE`: one invocation per line, in order, each output printed
 /// as it comes; exit 1 when any failed.
 fn run_lines(plugin: &Plugin, path: &Path, max_input: u64) -> Result<(), Failure> {
     let mut failed = 0;
     for (number, line) in (1..).zip(read_lines(path, max_input)?) {
-        let report = plugin.run_reporting(line.as_bytes());
-        print_printed(&report, None);
+        let report = LiveOutput::run(plugin, line.as_bytes(), None);
         match report.result {
             Ok(output) => {
                 let mut stdout = std::io::stdout().lock();
@@ -186,26 +183,87 @@ fn print_reports_json(reports: &[RunReport]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Shows what an invocation printed: its stdout on stdout and its stderr
-/// on stderr, each line prefixed `[n] ` when several instances ran.
-fn print_printed(report: &RunReport, number: Option<u16>) {
-    let prefix = number.map(|n| format!("[{n}] ")).unwrap_or_default();
-    let show = |bytes: &[u8], out: &mut dyn Write| {
-        for line in String::from_utf8_lossy(bytes).lines() {
-            let _ = writeln!(out, "{prefix}{line}");
-        }
-    };
-    show(&report.stdout, &mut std::io::stdout().lock());
-    show(&report.stderr, &mut std::io::stderr().lock());
+/// Shows what an invocation prints as it prints it: its stdout on stdout
+/// and its stderr on stderr, each line prefixed `[n] ` when several
+/// instances run (a line then appears once it is complete).
+struct LiveOutput {
+    prefix: Option<String>,
+    /// The unfinished last line of stdout and of stderr.
+    pending: Mutex<[Vec<u8>; 2]>,
 }
 
-fn run_instances(plugin: &Plugin, input: &[u8], count: u16) -> Result<Vec<RunReport>, Failure> {
+impl LiveOutput {
+    /// Runs one invocation, showing its output live.
+    fn run(plugin: &Plugin, input: &[u8], number: Option<u16>) -> RunReport {
+        let live = Arc::new(LiveOutput {
+            prefix: number.map(|n| format!("[{n}] ")),
+            pending: Mutex::default(),
+        });
+        let sink = Arc::clone(&live);
+        let report = plugin.run_streaming(input, move |kind, bytes| sink.show(kind, bytes));
+        live.finish();
+        report
+    }
+
+    fn show(&self, kind: OutputStreamKind, bytes: &[u8]) {
+        let Some(prefix) = &self.prefix else {
+            let _ = match kind {
+                OutputStreamKind::Stdout => std::io::stdout().lock().write_all(bytes),
+                OutputStreamKind::Stderr => std::io::stderr().lock().write_all(bytes),
+            };
+            return;
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = &mut pending[kind as usize];
+        buffer.extend_from_slice(bytes);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            write_line(kind, prefix, &line[..end]);
+        }
+    }
+
+    /// Shows unfinished last lines.
+    fn finish(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (kind, buffer) in [OutputStreamKind::Stdout, OutputStreamKind::Stderr]
+            .into_iter()
+            .zip(pending.iter_mut())
+        {
+            if !buffer.is_empty() {
+                write_line(kind, self.prefix.as_deref().unwrap_or(""), buffer);
+                buffer.clear();
+            }
+        }
+    }
+}
+
+fn write_line(kind: OutputStreamKind, prefix: &str, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let _ = match kind {
+        OutputStreamKind::Stdout => writeln!(std::io::stdout().lock(), "{prefix}{line}"),
+        OutputStreamKind::Stderr => writeln!(std::io::stderr().lock(), "{prefix}{line}"),
+    };
+}
+
+/// Runs `count` invocations at once, one thread each (named `instance-N`,
+/// which the store shows as the holder of their locks); their results in
+/// instance order. With `live`, each instance's output is shown as it is
+/// printed.
+fn run_instances(
+    plugin: &Plugin,
+    input: &[u8],
+    count: u16,
+    live: bool,
+) -> Result<Vec<RunReport>, Failure> {
     thread::scope(|scope| {
         let mut handles = Vec::new();
         for number in 1..=count {
             let handle = thread::Builder::new()
                 .name(format!("instance-{number}"))
-                .spawn_scoped(scope, move || plugin.run_reporting(input))
+                .spawn_scoped(scope, move || match live {
+                    true => LiveOutput::run(plugin, input, Some(number)),
+                    false => plugin.run_reporting(input),
+                })
                 .map_err(|e| {
                     Failure::new(
                         PLUGIN_FAILED,

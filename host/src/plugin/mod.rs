@@ -37,10 +37,12 @@ mod cache;
 mod error;
 mod host;
 mod limits;
+mod output;
 mod policy;
 mod runtime;
 
 pub use cache::default_cache_dir;
 pub use error::PluginError;
+pub use output::{OutputSink, OutputStreamKind};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use runtime::{Plugin, RunReport, Runtime, RuntimeBuilder, RuntimeStats};

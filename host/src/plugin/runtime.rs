@@ -19,13 +19,13 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::WasiClocksView;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings;
 use super::cache::DiskCache;
 use super::error::PluginError;
 use super::host::Invocation;
 use super::limits::InvocationLimits;
+use super::output::{GuestOutput, OutputSink, OutputStreamKind};
 use super::policy::Policy;
 use crate::Client;
 use crate::store::within_deadline;
@@ -98,7 +98,7 @@ impl RuntimeBuilder {
     /// otherwise, and whenever an entry is missing, damaged or from another
     /// wasmtime version or configuration, the component is compiled as
     /// without a cache (and a warning is logged). Off by default; the
-    /// `tollgate` command uses [`default_cache_dir`].
+    /// `tollgate` command uses [`default_cache_dir`](super::default_cache_dir).
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
@@ -343,11 +343,27 @@ impl Plugin {
     /// Runs the plugin like [`run`](Self::run), and returns with the result
     /// what the guest printed and the invocation's id, without logging it.
     pub fn run_reporting(&self, input: &[u8]) -> RunReport {
+        self.invoke(input, None)
+    }
+
+    /// Runs the plugin like [`run_reporting`](Self::run_reporting), and also
+    /// hands every write of the guest to its stdout or stderr to `sink` as
+    /// it happens (on the invocation's thread, while the guest waits: keep
+    /// it quick). A write need not end at a line break.
+    pub fn run_streaming(
+        &self,
+        input: &[u8],
+        sink: impl Fn(OutputStreamKind, &[u8]) + Send + Sync + 'static,
+    ) -> RunReport {
+        self.invoke(input, Some(Arc::new(sink)))
+    }
+
+    fn invoke(&self, input: &[u8], sink: Option<OutputSink>) -> RunReport {
         let id = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let policy = &self.policy;
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let stdout = GuestOutput::new(OutputStreamKind::Stdout, OUTPUT_CAPTURE_BYTES, sink.clone());
+        let stderr = GuestOutput::new(OutputStreamKind::Stderr, OUTPUT_CAPTURE_BYTES, sink);
         // No env, args, files or stdin; networking denied outright.
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
@@ -408,7 +424,7 @@ impl Plugin {
         // the deadline or a short grace after it; what Redis does not
         // release in time frees at its TTL.
         within_deadline(deadline.max(Instant::now() + CLEANUP_GRACE), || drop(store));
-        let (stdout, stderr) = (stdout.contents().to_vec(), stderr.contents().to_vec());
+        let (stdout, stderr) = (stdout.contents(), stderr.contents());
 
         let result = match result {
             Ok(Ok(output)) => Ok(output),

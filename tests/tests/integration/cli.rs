@@ -406,6 +406,30 @@ fn a_misspelt_command_gets_clap_s_suggestion_in_its_one_line() {
 }
 
 #[test]
+fn run_shows_what_the_plugin_prints_while_it_runs() {
+    use std::io::{BufRead, BufReader};
+    let server = RedisServer::start();
+    let gate = crate::client(&server).lock("t/gate").acquire().unwrap();
+    // The plugin prints, then waits for the gate, which opens only once
+    // its line was seen: shown afterwards, the line would never come in time.
+    let test_plugin = plugin("tollgate-test-plugin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-cli"))
+        .args(["run", &test_plugin, "--namespace", "t", "--timeout", "30s"])
+        .args(["--input", "print-then-lock early gate 5000"])
+        .env("REDIS_URL", server.url())
+        .env("TOLLGATE_CACHE_DIR", cli_cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "early");
+    gate.release().unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "locked");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn run_shows_what_the_plugin_printed_and_why_it_panicked() {
     let test_plugin = plugin("tollgate-test-plugin");
     let output = tollgate(&["run", &test_plugin, "--input", "print hello"]);
@@ -428,7 +452,9 @@ fn run_shows_what_the_plugin_printed_and_why_it_panicked() {
     assert_exit(&output, 0);
     let out = stdout(&output);
     for n in 1..=2 {
-        assert!(out.contains(&format!("[{n}] hi\n[{n}] printed")), "{out}");
+        // Printed lines come as they are printed, the results at the end.
+        assert!(out.contains(&format!("[{n}] hi\n")), "{out}");
+        assert!(out.contains(&format!("[{n}] printed\n")), "{out}");
         assert!(
             stderr(&output).contains(&format!("[{n}] err: hi")),
             "{}",

@@ -189,6 +189,14 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
         // For the benchmark: lock cycles inside the guest, and an empty call.
         ["lock-cycles", name, count] => lock_cycles(name, number(count)?),
         ["noop"] => Ok("ok".to_owned()),
+        ["print-then-lock", text, name, wait_ms] => {
+            println!("{text}");
+            lock(*name)
+                .ttl(LOCK_TTL)
+                .wait(Duration::from_millis(number(wait_ms)?))
+                .acquire()
+                .map(|_| "locked".to_owned())
+        }
         ["print", text] => {
             println!("{text}");
             eprintln!("err: {text}");
