@@ -2,24 +2,27 @@
 //!
 //! # Guarantees
 //! - **Mutual exclusion** while the TTL runs: a grant is one atomic step
-//!   (`HGET` owner → `HSET` + `PEXPIRE`), and every later step (extend,
-//!   release, TTL query) checks the guard's random owner token in the same
-//!   script, so a guard whose lock expired can never touch the next holder's
-//!   lock.
+//!   (one script reads the lock's record and writes the new grant), and
+//!   every later step (extend, release, TTL query) checks the guard's
+//!   random owner token and the grant's end in the same script, so a guard
+//!   whose lock expired can never touch the next holder's lock.
 //! - **Fencing tokens** grow with every grant of a name, across all clients.
 //!   Pass the token to the resource you protect and have it refuse tokens
 //!   lower than the highest it has seen: that stops a holder whose lock
 //!   expired while it was paused. Tokens are `max(previous + 1, Redis server
-//!   time in µs)`. The per-name counter lives as long as the lock plus the
-//!   client's fence retention (default one hour); after that it is deleted
-//!   (no key leaks), and the next token is still larger than every earlier one
-//!   unless the Redis server's clock was set back by more than the retention.
+//!   time in µs)`. The per-name counter (kept in the lock's key) lives as
+//!   long as the grant plus the client's fence retention (default one hour);
+//!   after that the key is deleted (no key leaks), and the next token is
+//!   still larger than every earlier one unless the Redis server's clock was
+//!   set back by more than the retention.
 //! - **Waiting** is woken by the release itself (sharded pub/sub on the
 //!   lock's channel, one listening connection per client and node), by the
 //!   holder's TTL running out (the refusal carries the
 //!   holder's remaining TTL), or at the latest by a jittered fallback poll, so
-//!   a lost notification costs latency, never correctness. Waiters are not
-//!   served in order.
+//!   a lost notification costs latency, never correctness. The waiters of
+//!   one client are served in arrival order: a release wakes the one that
+//!   waited longest, and a new caller lines up behind them; waiters in
+//!   different processes compete for each release.
 //! - **Same thread, same lock**: asking again for a lock that the calling
 //!   thread holds through the same client (its guard is still alive) fails at
 //!   once with [`Error::WouldDeadlock`] instead of waiting for itself. Locks
@@ -27,7 +30,7 @@
 //!   a guard moved to another thread still counts for the acquiring one.
 //!
 //! # Clocks
-//! TTLs are counted by the Redis server (`PEXPIRE`, milliseconds). The
+//! TTLs are counted by the Redis server's clock (milliseconds). The
 //! watchdog and waits use this process's monotonic clock: a guard's local
 //! deadline is the start of its last successful grant or renewal plus the
 //! TTL, which is never later than the server's expiry.
