@@ -395,7 +395,7 @@ impl IdempotentCall<'_> {
             &keys.record,
             deadline,
             settings.poll_interval,
-            false,
+            None,
             |waiting| {
                 let request = ClaimRequest {
                     keys: &keys,

@@ -46,8 +46,10 @@ use crate::client::{Client, Settings};
 use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
+use crate::notify::HandedGrant;
 use crate::store::{Acquired, LockRequest};
-use crate::wait::{Attempt, retry_until};
+use crate::store::{NextOwner, Released};
+use crate::wait::{Attempt, Fair, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
 
 /// The TTL of a lock when none is given: 30 seconds.
@@ -345,26 +347,82 @@ impl LockGuard {
             inner.watchdog.unwatch(id);
         }
         inner.held.remove(&self.name, self.thread);
-        let store = &inner.store;
+        let store = inner.store.as_ref();
         let valid_when_sent = !self.lease.may_be_lost(store.server_generation());
-        let released = match store.release_lock(&self.keys, &self.owner) {
-            Err(Error::OutcomeUnknown {
-                timed_out: false, ..
-            }) => {
-                // Gone on the resend: the first send, which reached a server
-                // that still held our lease, deleted it; unless the resend
-                // met a new server (a restart or failover), which may never
-                // have had our lock.
-                store.release_lock(&self.keys, &self.owner)?
-                    || (valid_when_sent && !self.lease.may_be_lost(store.server_generation()))
+        let board = store.board();
+        let released = match board.claim_offer(&self.keys.lock) {
+            // A waiter of this client may be granted the lock in the same step.
+            Some(offer) => {
+                let sent = Instant::now();
+                let generation = store.server_generation();
+                let next = NextOwner {
+                    owner: &offer.owner,
+                    ttl_ms: offer.ttl_ms,
+                    holder: &offer.holder,
+                    fence_retention_ms: millis(inner.settings.fence_retention),
+                };
+                let outcome = self.release_step(valid_when_sent, || {
+                    store.release_lock_to(&self.keys, &self.owner, &next)
+                });
+                let handed = match outcome {
+                    Ok(Released::HandedOver { fence }) => Some(HandedGrant {
+                        fence,
+                        sent,
+                        generation,
+                    }),
+                    _ => None,
+                };
+                // On an error the waiter asks itself, and its own request
+                // finds the lock granted to it if the release did hand it over.
+                board.settle(&self.keys.lock, &offer, handed);
+                outcome? != Released::NotHeld
             }
-            other => other?,
+            None => {
+                let outcome = self.release_step(valid_when_sent, || {
+                    Ok(match store.release_lock(&self.keys, &self.owner)? {
+                        true => Released::Freed,
+                        false => Released::NotHeld,
+                    })
+                });
+                outcome? != Released::NotHeld
+            }
         };
         if !released {
             self.lease.mark_lost();
         }
         tracing::debug!(lock = %self.name, released, "tollgate: lock released");
         Ok(released)
+    }
+}
+
+impl LockGuard {
+    /// Sends a release, and once more when the connection broke before its
+    /// answer. If the lock is gone on the resend and the guard's lease was
+    /// still valid when the first was sent, the first one released it;
+    /// unless the resend met a new server (a restart or failover), which
+    /// may never have had our lock.
+    fn release_step(
+        &self,
+        valid_when_sent: bool,
+        step: impl Fn() -> Result<Released>,
+    ) -> Result<Released> {
+        match step() {
+            Err(Error::OutcomeUnknown {
+                timed_out: false, ..
+            }) => {
+                let store = self.client.inner().store.as_ref();
+                Ok(match step()? {
+                    Released::NotHeld
+                        if valid_when_sent
+                            && !self.lease.may_be_lost(store.server_generation()) =>
+                    {
+                        Released::Freed
+                    }
+                    other => other,
+                })
+            }
+            other => other,
+        }
     }
 }
 
@@ -433,12 +491,23 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
     let fence_retention_ms = millis(settings.fence_retention);
     let deadline = Instant::now() + options.wait;
     let store = inner.store.as_ref();
+    let handed = |grant: HandedGrant| Grant {
+        fence: grant.fence,
+        sent: grant.sent,
+        generation: grant.generation,
+    };
+    let fair = Fair {
+        owner: &owner,
+        ttl_ms,
+        holder: &holder,
+        handed: &handed,
+    };
     let granted = retry_until(
         store,
         &keys.lock,
         deadline,
         settings.poll_interval,
-        true,
+        Some(fair),
         |_waiting| {
             let sent = Instant::now();
             let generation = store.server_generation();

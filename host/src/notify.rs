@@ -48,6 +48,42 @@ struct SlotState {
 struct Waiter {
     ticket: u64,
     woken: bool,
+    /// What a releasing holder in this process may grant this waiter
+    /// directly (fair queues of locks only).
+    offer: Option<Arc<Offer>>,
+}
+
+/// A waiter's standing request for a lock, which a holder in this process
+/// may fulfil as it releases (a hand-over: one step instead of a release
+/// and an acquire).
+#[derive(Debug)]
+pub(crate) struct Offer {
+    /// The waiter's owner token, TTL (ms) and holder text.
+    pub owner: String,
+    pub ttl_ms: u64,
+    pub holder: String,
+    state: Mutex<OfferState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OfferState {
+    Open,
+    /// A release that may grant it is under way.
+    Claimed,
+    /// Granted: the waiter holds the lock.
+    Handed(HandedGrant),
+    /// The waiter left, or took its grant.
+    Closed,
+}
+
+/// A lock granted to a waiter by its holder's release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandedGrant {
+    pub fence: u64,
+    /// When the release that granted it was sent (the lease starts then).
+    pub sent: Instant,
+    /// The server generation the release saw.
+    pub generation: u64,
 }
 
 impl SlotState {
@@ -109,6 +145,7 @@ impl WakeBoard {
         state.queue.push_back(Waiter {
             ticket,
             woken: false,
+            offer: None,
         });
         drop(state);
         Watch {
@@ -176,9 +213,63 @@ impl WakeBoard {
         }
     }
 
+    /// Forgets the announcement [`expect_release`](Self::expect_release)
+    /// expected, without waking anyone: the release did not announce itself
+    /// (it was refused, or it handed the lock over).
+    pub fn cancel_expected(&self, key: &str) {
+        if let Some(slot) = self.slot(key) {
+            slot.state.lock().expected.pop_back();
+        }
+    }
+
     /// Whether somebody waits for `key` now.
     pub fn is_watched(&self, key: &str) -> bool {
         self.slot(key).is_some()
+    }
+
+    /// Claims the open offer of the longest waiter of `key` that has one,
+    /// for a release about to grant it; settle it with
+    /// [`settle`](Self::settle).
+    pub fn claim_offer(&self, key: &str) -> Option<Arc<Offer>> {
+        let slot = self.slot(key)?;
+        let state = slot.state.lock();
+        let offer = state.queue.iter().find_map(|w| w.offer.clone())?;
+        let mut offer_state = offer.state.lock();
+        if *offer_state != OfferState::Open {
+            return None;
+        }
+        *offer_state = OfferState::Claimed;
+        drop(offer_state);
+        Some(offer)
+    }
+
+    /// Ends a claim: the waiter got the lock (`Some`), or it did not and
+    /// competes as before. Wakes the waiter either way.
+    pub fn settle(&self, key: &str, offer: &Offer, granted: Option<HandedGrant>) {
+        let slot = self.slot(key);
+        {
+            let mut offer_state = offer.state.lock();
+            if *offer_state == OfferState::Claimed {
+                *offer_state = match granted {
+                    Some(grant) => OfferState::Handed(grant),
+                    None => OfferState::Open,
+                };
+            }
+        }
+        if let Some(slot) = slot {
+            let mut state = slot.state.lock();
+            for waiter in state.queue.iter_mut() {
+                if waiter
+                    .offer
+                    .as_ref()
+                    .is_some_and(|o| std::ptr::eq(&**o, offer))
+                {
+                    waiter.woken = true;
+                }
+            }
+            drop(state);
+            slot.changed.notify_all();
+        }
     }
 
     /// Wakes every waiter of `key`, fair queue or not: its notifications
@@ -220,6 +311,52 @@ impl Watch {
         state.queue.front().is_some_and(|w| w.ticket != self.ticket)
     }
 
+    /// Lets a releasing holder in this process grant the lock to this waiter
+    /// directly, as `owner` with `ttl_ms` (see [`Offer`]).
+    pub fn offer(&self, owner: &str, ttl_ms: u64, holder: &str) {
+        let mut state = self.slot.state.lock();
+        if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) {
+            me.offer = Some(Arc::new(Offer {
+                owner: owner.to_owned(),
+                ttl_ms,
+                holder: holder.to_owned(),
+                state: Mutex::new(OfferState::Open),
+            }));
+        }
+    }
+
+    /// The grant a release handed to this waiter, if any. While a release
+    /// that may grant it is under way, waits for its outcome first (at most
+    /// until `limit`), so that the waiter neither asks again meanwhile nor
+    /// leaves without a lock granted to it.
+    pub fn handed(&self, limit: Instant) -> Option<HandedGrant> {
+        let mut state = self.slot.state.lock();
+        let offer = state
+            .queue
+            .iter()
+            .find(|w| w.ticket == self.ticket)
+            .and_then(|w| w.offer.clone())?;
+        loop {
+            let offer_state = *offer.state.lock();
+            match offer_state {
+                OfferState::Handed(grant) => {
+                    *offer.state.lock() = OfferState::Closed;
+                    // The wake-up that came with it is used: not passed on.
+                    if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) {
+                        me.woken = false;
+                    }
+                    return Some(grant);
+                }
+                OfferState::Claimed => {
+                    if self.slot.changed.wait_until(&mut state, limit).timed_out() {
+                        return None;
+                    }
+                }
+                OfferState::Open | OfferState::Closed => return None,
+            }
+        }
+    }
+
     /// Sleeps until this waiter is woken (now, if a wake-up came since its
     /// last sleep) or `until` passes. Returns `true` when woken.
     pub fn wait(&self, until: Instant) -> bool {
@@ -246,6 +383,9 @@ impl Drop for Watch {
         let mut state = self.slot.state.lock();
         if let Some(at) = state.queue.iter().position(|w| w.ticket == self.ticket) {
             let left = state.queue.remove(at);
+            if let Some(offer) = left.as_ref().and_then(|w| w.offer.as_ref()) {
+                *offer.state.lock() = OfferState::Closed;
+            }
             // A wake-up this waiter never used goes to the next one: it may
             // be the release that frees the object.
             if self.slot.fair && left.is_some_and(|w| w.woken) && state.wake_next() {

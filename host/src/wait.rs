@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::notify::Watch;
+use crate::notify::{HandedGrant, Watch};
 use crate::store::Store;
 
 /// What one attempt found.
@@ -22,22 +22,52 @@ pub(crate) enum Attempt<T> {
     Busy { remaining: Option<Duration> },
 }
 
-/// Runs `attempt` (given the wait still left) until it is done or `deadline` passes; `Ok(None)` when the
-/// deadline passed first. `fair`: the key is a lock's (see
-/// [`crate::notify`]): a caller that will wait lines up behind the waiters
-/// of this process that came before it instead of passing them.
+/// A lock's waiter (see [`crate::notify`]): it lines up behind the waiters
+/// of this process that came before it instead of passing them, and a
+/// holder in this process may grant it the lock as it releases.
+pub(crate) struct Fair<'a, T> {
+    /// The waiter's owner token, TTL (ms) and holder text.
+    pub owner: &'a str,
+    pub ttl_ms: u64,
+    pub holder: &'a str,
+    /// Turns a grant handed over by a release into the result.
+    pub handed: &'a dyn Fn(HandedGrant) -> T,
+}
+
+/// How long a waiter may wait for a release that is granting it the lock
+/// (one request of the releasing holder) past its own deadline.
+const HAND_OVER_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` (given the wait still left) until it is done or `deadline`
+/// passes; `Ok(None)` when the deadline passed first. With `fair`, the key
+/// is a lock's: see [`Fair`].
 pub(crate) fn retry_until<T>(
     store: &dyn Store,
     key: &str,
     deadline: Instant,
     poll_interval: Duration,
-    fair: bool,
+    fair: Option<Fair<'_, T>>,
     mut attempt: impl FnMut(Duration) -> Result<Attempt<T>>,
 ) -> Result<Option<T>> {
     let mut watch: Option<Watch> = None;
     let started = Instant::now();
-    if fair && started < deadline && store.board().is_watched(key) {
-        let lined_up = store.watch(key, fair, deadline);
+    let line_up = |store: &dyn Store| {
+        let watch = store.watch(key, fair.is_some(), deadline);
+        if let Some(fair) = &fair {
+            watch.offer(fair.owner, fair.ttl_ms, fair.holder);
+        }
+        watch
+    };
+    // A grant a release handed this waiter (waiting out a hand-over under
+    // way, so that the waiter neither asks again meanwhile nor leaves
+    // without a lock granted to it).
+    let handed = |watch: &Option<Watch>| -> Option<T> {
+        let (fair, watch) = (fair.as_ref()?, watch.as_ref()?);
+        let limit = deadline.max(Instant::now()) + HAND_OVER_GRACE;
+        watch.handed(limit).map(fair.handed)
+    };
+    if fair.is_some() && started < deadline && store.board().is_watched(key) {
+        let lined_up = line_up(store);
         if lined_up.has_waiters_ahead() {
             lined_up.wait(deadline.min(Instant::now() + jittered(poll_interval)));
         }
@@ -45,8 +75,20 @@ pub(crate) fn retry_until<T>(
     }
     let mut attempts = 0u32;
     loop {
+        if let Some(value) = handed(&watch) {
+            return Ok(Some(value));
+        }
         attempts += 1;
-        let remaining = match attempt(deadline.saturating_duration_since(Instant::now()))? {
+        let tried = match attempt(deadline.saturating_duration_since(Instant::now())) {
+            Ok(tried) => tried,
+            Err(error) => {
+                return match handed(&watch) {
+                    Some(value) => Ok(Some(value)),
+                    None => Err(error),
+                };
+            }
+        };
+        let remaining = match tried {
             Attempt::Done(value) => {
                 if attempts > 1 {
                     let waited_ms = started.elapsed().as_millis() as u64;
@@ -58,6 +100,9 @@ pub(crate) fn retry_until<T>(
         };
         let now = Instant::now();
         if now >= deadline {
+            if let Some(value) = handed(&watch) {
+                return Ok(Some(value));
+            }
             let waited_ms = started.elapsed().as_millis() as u64;
             tracing::debug!(
                 key,
@@ -68,7 +113,7 @@ pub(crate) fn retry_until<T>(
             return Ok(None);
         }
         let Some(watch) = &watch else {
-            watch = Some(store.watch(key, fair, deadline));
+            watch = Some(line_up(store));
             continue; // ask again, now that a release would wake us
         };
         let mut wake_at = now + jittered(poll_interval);

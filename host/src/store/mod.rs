@@ -50,6 +50,26 @@ pub(crate) enum Acquired {
     Held { remaining: Option<Duration> },
 }
 
+/// A waiter of this process to whom a release may grant the lock at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NextOwner<'a> {
+    pub owner: &'a str,
+    pub ttl_ms: u64,
+    pub holder: &'a str,
+    pub fence_retention_ms: u64,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The caller no longer held the lock.
+    NotHeld,
+    /// Freed, and its waiters woken.
+    Freed,
+    /// Granted to the next owner, with this fencing token.
+    HandedOver { fence: u64 },
+}
+
 /// What an operator may see of a held lock (never the owner token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LockRecord {
@@ -144,6 +164,23 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Deletes the lock if `owner` still holds it, waking waiters.
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool>;
+
+    /// Releases the lock if `owner` still holds it; when no other process
+    /// waits for it, grants it at once to `next` (a waiter of this process)
+    /// instead of freeing it. Resending after a lost reply answers
+    /// `HandedOver` again when the first send handed it over.
+    fn release_lock_to(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        next: &NextOwner<'_>,
+    ) -> Result<Released> {
+        let _ = next;
+        Ok(match self.release_lock(keys, owner)? {
+            true => Released::Freed,
+            false => Released::NotHeld,
+        })
+    }
 
     /// The remaining TTL if `owner` holds the lock, `None` if it does not.
     fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>>;

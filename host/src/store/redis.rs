@@ -14,7 +14,7 @@ use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
     Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
-    Reserved, Store,
+    NextOwner, Released, Reserved, Store,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -36,6 +36,7 @@ struct Scripts {
     acquire: Script,
     extend: Script,
     release: Script,
+    release_to: Script,
     owned_ttl: Script,
     inspect: Script,
     force_unlock: Script,
@@ -54,6 +55,7 @@ impl Scripts {
             acquire: lock_script(include_str!("lock_acquire.lua")),
             extend: lock_script(include_str!("lock_extend.lua")),
             release: lock_script(include_str!("lock_release.lua")),
+            release_to: lock_script(include_str!("lock_release_to.lua")),
             owned_ttl: lock_script(include_str!("lock_owned_ttl.lua")),
             inspect: lock_script(include_str!("lock_inspect.lua")),
             force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
@@ -331,6 +333,48 @@ impl Store for RedisStore {
             board.released_here(&keys.lock, matches!(released, Ok(true)));
         }
         released
+    }
+
+    fn release_lock_to(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        next: &NextOwner<'_>,
+    ) -> Result<Released> {
+        let board = self.subscriber.board();
+        let expected = board.expect_release(&keys.lock);
+        let reply: Result<(i64, i64)> = self.route.run(&keys.lock, |conn| {
+            self.scripts
+                .release_to
+                .key(&keys.lock)
+                .key(&keys.waiters)
+                .arg(owner)
+                .arg(&keys.lock)
+                .arg(next.owner)
+                .arg(next.ttl_ms)
+                .arg(next.holder)
+                .arg(next.fence_retention_ms)
+                .invoke(conn)
+        });
+        let released = match reply {
+            Ok((2, fence)) => Released::HandedOver {
+                fence: token_from(fence)?,
+            },
+            Ok((1, _)) => Released::Freed,
+            Ok(_) => Released::NotHeld,
+            Err(error) => {
+                if expected {
+                    board.cancel_expected(&keys.lock);
+                }
+                return Err(error);
+            }
+        };
+        // A freed lock's announcement comes back and is skipped (the waiter
+        // was offered it and is woken by the caller); nothing else announced.
+        if expected && released != Released::Freed {
+            board.cancel_expected(&keys.lock);
+        }
+        Ok(released)
     }
 
     fn owned_ttl(&self, keys: &LockKeys, owner: &str) -> Result<Option<Duration>> {
