@@ -361,8 +361,8 @@ impl LockGuard {
                     holder: &offer.holder,
                     fence_retention_ms: millis(inner.settings.fence_retention),
                 };
-                let outcome = self.release_step(valid_when_sent, || {
-                    store.release_lock_to(&self.keys, &self.owner, &next)
+                let outcome = self.release_step(valid_when_sent, |resend| {
+                    store.release_lock_to(&self.keys, &self.owner, &next, resend)
                 });
                 let handed = match outcome {
                     Ok(Released::HandedOver { fence }) => Some(HandedGrant {
@@ -378,7 +378,7 @@ impl LockGuard {
                 outcome? != Released::NotHeld
             }
             None => {
-                let outcome = self.release_step(valid_when_sent, || {
+                let outcome = self.release_step(valid_when_sent, |_resend| {
                     Ok(match store.release_lock(&self.keys, &self.owner)? {
                         true => Released::Freed,
                         false => Released::NotHeld,
@@ -404,14 +404,14 @@ impl LockGuard {
     fn release_step(
         &self,
         valid_when_sent: bool,
-        step: impl Fn() -> Result<Released>,
+        step: impl Fn(bool) -> Result<Released>,
     ) -> Result<Released> {
-        match step() {
+        match step(false) {
             Err(Error::OutcomeUnknown {
                 timed_out: false, ..
             }) => {
                 let store = self.client.inner().store.as_ref();
-                Ok(match step()? {
+                Ok(match step(true)? {
                     Released::NotHeld
                         if valid_when_sent
                             && !self.lease.may_be_lost(store.server_generation()) =>

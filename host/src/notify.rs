@@ -72,8 +72,10 @@ enum OfferState {
     Claimed,
     /// Granted: the waiter holds the lock.
     Handed(HandedGrant),
-    /// The waiter left, or took its grant.
+    /// The waiter took a grant (handed or its own).
     Closed,
+    /// The waiter gave up without the lock.
+    Left,
 }
 
 /// A lock granted to a waiter by its holder's release.
@@ -233,20 +235,20 @@ impl WakeBoard {
     pub fn claim_offer(&self, key: &str) -> Option<Arc<Offer>> {
         let slot = self.slot(key)?;
         let state = slot.state.lock();
-        let offer = state.queue.iter().find_map(|w| w.offer.clone())?;
-        let mut offer_state = offer.state.lock();
-        if *offer_state != OfferState::Open {
-            return None;
+        for offer in state.queue.iter().filter_map(|w| w.offer.as_ref()) {
+            let mut offer_state = offer.state.lock();
+            if *offer_state == OfferState::Open {
+                *offer_state = OfferState::Claimed;
+                return Some(Arc::clone(offer));
+            }
         }
-        *offer_state = OfferState::Claimed;
-        drop(offer_state);
-        Some(offer)
+        None
     }
 
     /// Ends a claim: the waiter got the lock (`Some`), or it did not and
-    /// competes as before. Wakes the waiter either way.
+    /// competes as before. Wakes the waiter either way (or, if it is gone,
+    /// the next one: the release may have freed the lock).
     pub fn settle(&self, key: &str, offer: &Offer, granted: Option<HandedGrant>) {
-        let slot = self.slot(key);
         {
             let mut offer_state = offer.state.lock();
             if *offer_state == OfferState::Claimed {
@@ -256,20 +258,22 @@ impl WakeBoard {
                 };
             }
         }
-        if let Some(slot) = slot {
-            let mut state = slot.state.lock();
-            for waiter in state.queue.iter_mut() {
-                if waiter
-                    .offer
-                    .as_ref()
-                    .is_some_and(|o| std::ptr::eq(&**o, offer))
-                {
-                    waiter.woken = true;
-                }
+        let Some(slot) = self.slot(key) else {
+            return;
+        };
+        let mut state = slot.state.lock();
+        let waiter = state
+            .queue
+            .iter_mut()
+            .find(|w| w.offer.as_ref().is_some_and(|o| std::ptr::eq(&**o, offer)));
+        match waiter {
+            Some(waiter) => waiter.woken = true,
+            None => {
+                state.wake_next();
             }
-            drop(state);
-            slot.changed.notify_all();
         }
+        drop(state);
+        slot.changed.notify_all();
     }
 
     /// Wakes every waiter of `key`, fair queue or not: its notifications
@@ -352,7 +356,37 @@ impl Watch {
                         return None;
                     }
                 }
-                OfferState::Open | OfferState::Closed => return None,
+                OfferState::Open | OfferState::Closed | OfferState::Left => return None,
+            }
+        }
+    }
+
+    /// Withdraws this waiter's offer before it gives up: waits out a release
+    /// that may be granting it the lock (that release always settles), and
+    /// returns the grant if one was handed over.
+    pub fn leave(&self) -> Option<HandedGrant> {
+        let mut state = self.slot.state.lock();
+        let offer = state
+            .queue
+            .iter()
+            .find(|w| w.ticket == self.ticket)
+            .and_then(|w| w.offer.clone())?;
+        loop {
+            let mut offer_state = offer.state.lock();
+            match *offer_state {
+                OfferState::Claimed => {
+                    drop(offer_state);
+                    self.slot.changed.wait(&mut state);
+                }
+                OfferState::Handed(grant) => {
+                    *offer_state = OfferState::Closed;
+                    return Some(grant);
+                }
+                OfferState::Open | OfferState::Left => {
+                    *offer_state = OfferState::Left;
+                    return None;
+                }
+                OfferState::Closed => return None,
             }
         }
     }
@@ -383,12 +417,23 @@ impl Drop for Watch {
         let mut state = self.slot.state.lock();
         if let Some(at) = state.queue.iter().position(|w| w.ticket == self.ticket) {
             let left = state.queue.remove(at);
-            if let Some(offer) = left.as_ref().and_then(|w| w.offer.as_ref()) {
-                *offer.state.lock() = OfferState::Closed;
-            }
+            // Whether the lock was handed to this waiter, which took it (or
+            // is gone with it, unwinding).
+            let handed = left
+                .as_ref()
+                .and_then(|w| w.offer.as_ref())
+                .is_some_and(|offer| {
+                    let mut offer_state = offer.state.lock();
+                    let handed = !matches!(*offer_state, OfferState::Open | OfferState::Left);
+                    if *offer_state != OfferState::Left {
+                        *offer_state = OfferState::Closed;
+                    }
+                    handed
+                });
             // A wake-up this waiter never used goes to the next one: it may
-            // be the release that frees the object.
-            if self.slot.fair && left.is_some_and(|w| w.woken) && state.wake_next() {
+            // be the release that frees the object (not a hand-over's, which
+            // was for this waiter alone).
+            if self.slot.fair && !handed && left.is_some_and(|w| w.woken) && state.wake_next() {
                 self.slot.changed.notify_all();
             }
         }
@@ -470,6 +515,57 @@ mod tests {
         let soon = || Instant::now() + Duration::from_millis(20);
         assert!(first.wait(soon()));
         assert!(!second.wait(soon()));
+    }
+
+    fn grant() -> HandedGrant {
+        HandedGrant {
+            fence: 7,
+            sent: Instant::now(),
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn a_waiter_leaving_during_a_hand_over_waits_and_takes_the_grant() {
+        let board = Arc::new(WakeBoard::default());
+        let watch = board.watch("k", true);
+        watch.offer("o", 1000, "h");
+        let offer = board.claim_offer("k").expect("an open offer");
+        let given = grant();
+        let settler = {
+            let board = Arc::clone(&board);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                board.settle("k", &offer, Some(given));
+            })
+        };
+        assert_eq!(watch.leave(), Some(given));
+        settler.join().unwrap();
+    }
+
+    #[test]
+    fn a_waiter_that_left_is_never_handed_the_lock() {
+        let board = Arc::new(WakeBoard::default());
+        let watch = board.watch("k", true);
+        watch.offer("o", 1000, "h");
+        assert_eq!(watch.leave(), None);
+        assert!(board.claim_offer("k").is_none());
+    }
+
+    #[test]
+    fn a_hand_over_goes_to_the_longest_waiter_with_an_open_offer() {
+        let board = Arc::new(WakeBoard::default());
+        let first = board.watch("k", true);
+        first.offer("first", 1000, "h");
+        let second = board.watch("k", true);
+        second.offer("second", 1000, "h");
+        let claimed = board.claim_offer("k").unwrap();
+        assert_eq!(claimed.owner, "first");
+        assert_eq!(board.claim_offer("k").unwrap().owner, "second");
+        let given = grant();
+        board.settle("k", &claimed, Some(given));
+        assert_eq!(first.handed(Instant::now()), Some(given));
+        assert_eq!(first.handed(Instant::now()), None, "taken once");
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub(crate) struct Fair<'a, T> {
     pub handed: &'a dyn Fn(HandedGrant) -> T,
 }
 
-/// How long a waiter may wait for a release that is granting it the lock
-/// (one request of the releasing holder) past its own deadline.
+/// How long a waiter that will ask again waits for a release that may be
+/// granting it the lock, past its own deadline; after that it asks, and its
+/// request finds the lock granted to it if the release did hand it over.
 const HAND_OVER_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs `attempt` (given the wait still left) until it is done or `deadline`
@@ -66,6 +67,12 @@ pub(crate) fn retry_until<T>(
         let limit = deadline.max(Instant::now()) + HAND_OVER_GRACE;
         watch.handed(limit).map(fair.handed)
     };
+    // Before giving up: withdraws the offer, taking a grant handed over
+    // meanwhile.
+    let leave = |watch: &Option<Watch>| -> Option<T> {
+        let (fair, watch) = (fair.as_ref()?, watch.as_ref()?);
+        watch.leave().map(fair.handed)
+    };
     if fair.is_some() && started < deadline && store.board().is_watched(key) {
         let lined_up = line_up(store);
         if lined_up.has_waiters_ahead() {
@@ -82,7 +89,7 @@ pub(crate) fn retry_until<T>(
         let tried = match attempt(deadline.saturating_duration_since(Instant::now())) {
             Ok(tried) => tried,
             Err(error) => {
-                return match handed(&watch) {
+                return match leave(&watch) {
                     Some(value) => Ok(Some(value)),
                     None => Err(error),
                 };
@@ -100,7 +107,7 @@ pub(crate) fn retry_until<T>(
         };
         let now = Instant::now();
         if now >= deadline {
-            if let Some(value) = handed(&watch) {
+            if let Some(value) = leave(&watch) {
                 return Ok(Some(value));
             }
             let waited_ms = started.elapsed().as_millis() as u64;

@@ -4,8 +4,9 @@
 -- KEYS[1] lock   KEYS[2] wake-up channel
 -- ARGV[1] owner token   ARGV[2] message (the lock key)
 -- ARGV[3] next owner token   ARGV[4] next TTL ms   ARGV[5] next holder
--- ARGV[6] fencing counter retention ms
--- Returns {2, token} when handed over (also when resent after it was),
+-- ARGV[6] fencing counter retention ms   ARGV[7] '1' when this is a resend
+-- Returns {2, token} when handed over (also, on a resend, when the first
+-- send handed it over),
 -- {1, 0} when freed and announced, {0, 0} when the caller no longer held it.
 local fence, _, _, _, bad = read_grant_of(KEYS[1], ARGV[1])
 if bad then
@@ -13,7 +14,7 @@ if bad then
 end
 if not fence then
   local handed, expires, owner = read_lock(KEYS[1])
-  if owner == ARGV[3] then
+  if ARGV[7] == '1' and owner == ARGV[3] then
     local _, now = server_time()
     if expires > now then
       return {2, handed}

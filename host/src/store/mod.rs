@@ -167,15 +167,16 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Releases the lock if `owner` still holds it; when no other process
     /// waits for it, grants it at once to `next` (a waiter of this process)
-    /// instead of freeing it. Resending after a lost reply answers
+    /// instead of freeing it. A `resend` after a lost reply answers
     /// `HandedOver` again when the first send handed it over.
     fn release_lock_to(
         &self,
         keys: &LockKeys,
         owner: &str,
         next: &NextOwner<'_>,
+        resend: bool,
     ) -> Result<Released> {
-        let _ = next;
+        let _ = (next, resend);
         Ok(match self.release_lock(keys, owner)? {
             true => Released::Freed,
             false => Released::NotHeld,
