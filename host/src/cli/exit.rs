@@ -98,7 +98,9 @@ impl From<PluginError> for Failure {
             | PluginError::Panicked(_)
             | PluginError::TimedOut(_)
             | PluginError::Trapped(_)
+            | PluginError::OutOfMemory { .. }
             | PluginError::Host(_) => PLUGIN_FAILED,
+            PluginError::InputTooLarge { .. } => USAGE,
         };
         Failure::new(code, error)
     }

@@ -42,6 +42,7 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     if let Some(max) = args.max_locks {
         policy = policy.max_locks(max);
     }
+    policy = policy.max_input(usize::try_from(args.max_input).unwrap_or(usize::MAX));
 
     let (client, store) = open_client(args.store.redis.as_deref())?;
     if let Some(notice) = store.notice() {

@@ -49,7 +49,27 @@ pub enum PluginError {
     /// was released.
     #[error("the plugin panicked: {0}")]
     Panicked(String),
-    /// The plugin trapped: a memory limit, an invalid operation, or a host
+    /// The plugin asked for more linear memory than its policy allows (in
+    /// all its memories together): `requested` bytes against `limit`.
+    /// Everything it held was released.
+    #[error(
+        "the plugin ran out of memory: it asked for {requested} bytes, over the policy's {limit}"
+    )]
+    OutOfMemory {
+        /// The bytes the plugin would have had after the growth it asked for.
+        requested: usize,
+        /// The policy's limit (`Policy::max_memory`).
+        limit: usize,
+    },
+    /// The input is larger than the policy allows; the plugin did not run.
+    #[error("the input is {size} bytes, over the policy's limit of {limit}")]
+    InputTooLarge {
+        /// The input's size in bytes.
+        size: usize,
+        /// The policy's limit (`Policy::max_input`).
+        limit: usize,
+    },
+    /// The plugin trapped: a table limit, an invalid operation, or a host
     /// call it misused (a panic without a message on stderr also ends
     /// here). Everything it held was released.
     #[error("the plugin trapped: {0}")]

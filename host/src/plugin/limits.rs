@@ -19,6 +19,8 @@ pub(crate) struct InvocationLimits {
     memory_used: usize,
     table_elements_used: usize,
     refused: bool,
+    /// The memory growth refused, if one was: (bytes asked for, limit).
+    memory_refused: Option<(usize, usize)>,
 }
 
 impl InvocationLimits {
@@ -28,12 +30,19 @@ impl InvocationLimits {
             memory_used: 0,
             table_elements_used: 0,
             refused: false,
+            memory_refused: None,
         }
     }
 
     /// Whether a growth (or an instance's initial memory) was refused.
     pub fn refused(&self) -> bool {
         self.refused
+    }
+
+    /// The memory growth that was refused: (bytes in all it would have
+    /// made, the limit).
+    pub fn memory_refused(&self) -> Option<(usize, usize)> {
+        self.memory_refused
     }
 }
 
@@ -63,6 +72,7 @@ impl ResourceLimiter for InvocationLimits {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = self.memory_limit;
+        let before = self.memory_used;
         let grown = grow(
             &mut self.memory_used,
             current,
@@ -70,7 +80,11 @@ impl ResourceLimiter for InvocationLimits {
             limit,
             "memory (bytes)",
         );
-        self.refused |= grown.is_err();
+        if grown.is_err() {
+            self.refused = true;
+            let requested = before.saturating_sub(current).saturating_add(desired);
+            self.memory_refused = Some((requested, limit));
+        }
         grown
     }
 

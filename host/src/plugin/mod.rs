@@ -45,4 +45,4 @@ pub use cache::default_cache_dir;
 pub use error::PluginError;
 pub use output::{OutputSink, OutputStreamKind};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
-pub use runtime::{Plugin, RunReport, Runtime, RuntimeBuilder, RuntimeStats};
+pub use runtime::{Plugin, RunOptions, RunReport, Runtime, RuntimeBuilder, RuntimeStats};

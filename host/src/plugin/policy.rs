@@ -38,6 +38,7 @@ pub struct Policy {
     pub(crate) max_stored_bytes: usize,
     pub(crate) timeout: Duration,
     pub(crate) max_memory: usize,
+    pub(crate) max_input: usize,
 }
 
 impl Policy {
@@ -46,7 +47,7 @@ impl Policy {
     /// idempotency claims held at once, TTLs and leases up to 60 s, waits
     /// up to 10 s, results kept up to 24 h and up to 64 KiB, 1,000 names
     /// written and 1 MiB of results stored per invocation, 5 s per
-    /// invocation, 64 MiB of memory.
+    /// invocation, 64 MiB of memory, inputs up to 16 MiB.
     pub fn new(namespace: impl Into<String>) -> Result<Policy, super::PluginError> {
         let namespace = namespace.into();
         let valid = !namespace.is_empty()
@@ -71,6 +72,7 @@ impl Policy {
             max_stored_bytes: 1 << 20,
             timeout: Duration::from_secs(5),
             max_memory: 64 << 20,
+            max_input: 16 << 20,
         })
     }
 
@@ -163,8 +165,18 @@ impl Policy {
         self
     }
 
+    /// The largest input an invocation accepts: a larger one is refused
+    /// with [`PluginError::InputTooLarge`](super::PluginError::InputTooLarge)
+    /// before the plugin runs (the input is copied into the plugin's
+    /// memory, so raise `max_memory` with it).
+    pub fn max_input(mut self, bytes: usize) -> Self {
+        self.max_input = bytes;
+        self
+    }
+
     /// How long one invocation may run, host calls included; the plugin is
-    /// stopped (and everything it held released) when it passes.
+    /// stopped (and everything it held released) when it passes. One call
+    /// can be given less with [`RunOptions::timeout`](super::RunOptions::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

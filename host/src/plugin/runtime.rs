@@ -2,6 +2,7 @@
 //! invocation.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -305,6 +306,47 @@ pub struct Plugin {
     invocations: AtomicU64,
 }
 
+/// Settings for one call of [`Plugin::run_with`].
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    timeout: Option<Duration>,
+    output: Option<OutputSink>,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("timeout", &self.timeout)
+            .field("output", &self.output.is_some())
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// The policy's settings.
+    pub fn new() -> Self {
+        RunOptions::default()
+    }
+
+    /// Stops this call after `timeout`, or at the policy's timeout if that
+    /// is shorter.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Hands every write of the guest to its stdout or stderr to `sink` as
+    /// it happens (see [`Plugin::run_streaming`]).
+    pub fn output(
+        mut self,
+        sink: impl Fn(OutputStreamKind, &[u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.output = Some(Arc::new(sink));
+        self
+    }
+}
+
 /// One invocation of a plugin: what it returned and what it printed.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -343,7 +385,7 @@ impl Plugin {
     /// Runs the plugin like [`run`](Self::run), and returns with the result
     /// what the guest printed and the invocation's id, without logging it.
     pub fn run_reporting(&self, input: &[u8]) -> RunReport {
-        self.invoke(input, None)
+        self.invoke(input, RunOptions::new())
     }
 
     /// Runs the plugin like [`run_reporting`](Self::run_reporting), and also
@@ -355,13 +397,34 @@ impl Plugin {
         input: &[u8],
         sink: impl Fn(OutputStreamKind, &[u8]) + Send + Sync + 'static,
     ) -> RunReport {
-        self.invoke(input, Some(Arc::new(sink)))
+        self.run_with(input, RunOptions::new().output(sink))
     }
 
-    fn invoke(&self, input: &[u8], sink: Option<OutputSink>) -> RunReport {
+    /// Runs the plugin like [`run_reporting`](Self::run_reporting), with
+    /// settings for this call only.
+    pub fn run_with(&self, input: &[u8], options: RunOptions) -> RunReport {
+        self.invoke(input, options)
+    }
+
+    fn invoke(&self, input: &[u8], options: RunOptions) -> RunReport {
         let id = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let policy = &self.policy;
+        if input.len() > policy.max_input {
+            return RunReport {
+                id,
+                result: Err(PluginError::InputTooLarge {
+                    size: input.len(),
+                    limit: policy.max_input,
+                }),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+        }
+        let timeout = options
+            .timeout
+            .map_or(policy.timeout, |t| t.min(policy.timeout));
+        let sink = options.output;
         let stdout = GuestOutput::new(OutputStreamKind::Stdout, OUTPUT_CAPTURE_BYTES, sink.clone());
         let stderr = GuestOutput::new(OutputStreamKind::Stderr, OUTPUT_CAPTURE_BYTES, sink);
         // No env, args, files or stdin; networking denied outright.
@@ -372,7 +435,7 @@ impl Plugin {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let ends_at = Instant::now() + policy.timeout;
+        let ends_at = Instant::now() + timeout;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
         let mut store = Store::new(
@@ -423,6 +486,7 @@ impl Plugin {
         // Everything the instance held is released here, at once, within
         // the deadline or a short grace after it; what Redis does not
         // release in time frees at its TTL.
+        let memory_refused = store.data().limits.memory_refused();
         within_deadline(deadline.max(Instant::now() + CLEANUP_GRACE), || drop(store));
         let (stdout, stderr) = (stdout.contents(), stderr.contents());
 
@@ -432,8 +496,12 @@ impl Plugin {
             Err(_) if not_started.is_some() => {
                 Err(PluginError::Host(not_started.unwrap_or_default()))
             }
+            Err(_) if memory_refused.is_some() => {
+                let (requested, limit) = memory_refused.unwrap_or_default();
+                Err(PluginError::OutOfMemory { requested, limit })
+            }
             Err(error) => Err(match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => PluginError::TimedOut(policy.timeout),
+                Some(Trap::Interrupt) => PluginError::TimedOut(timeout),
                 _ => match panic_message(&stderr) {
                     Some(message) => PluginError::Panicked(message),
                     None => PluginError::Trapped(format!("{error:#}")),
@@ -449,6 +517,7 @@ impl Plugin {
                 Err(PluginError::Failed(_)) => "failed",
                 Err(PluginError::Panicked(_)) => "panicked",
                 Err(PluginError::TimedOut(_)) => "timed out",
+                Err(PluginError::OutOfMemory { .. }) => "out of memory",
                 Err(_) => "trapped",
             },
             "tollgate: invocation ended"

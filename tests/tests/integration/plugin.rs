@@ -124,11 +124,17 @@ fn a_guest_waiting_in_a_host_call_is_stopped_at_its_deadline() {
 }
 
 #[test]
-fn a_guest_allocating_a_gibibyte_traps_and_the_host_serves_others() {
+fn a_guest_allocating_a_gibibyte_runs_out_of_memory_and_the_host_serves_others() {
     let server = RedisServer::start();
     let plugin = load(&client(&server), policy("a").max_memory(64 << 20));
     let err = run(&plugin, "alloc 1073741824").unwrap_err();
-    assert!(matches!(err, PluginError::Trapped(_)), "{err:?}");
+    match err {
+        PluginError::OutOfMemory { requested, limit } => {
+            assert_eq!(limit, 64 << 20);
+            assert!(requested > limit, "{requested}");
+        }
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
     assert!(run(&plugin, "hold after").unwrap().starts_with("held "));
     assert_eq!(run(&plugin, "alloc 1048576").unwrap(), "allocated");
 }
@@ -643,7 +649,40 @@ fn a_memory_limit_below_the_guests_initial_memory_is_reported_as_such() {
     let client = client(&server);
     let plugin = load(&client, policy("m").max_memory(64 * 1024));
     match run(&plugin, "noop") {
-        Err(PluginError::Trapped(why)) => assert!(why.contains("memory"), "{why}"),
-        other => panic!("expected a trap on the memory limit, got {other:?}"),
+        Err(PluginError::OutOfMemory { limit, .. }) => assert_eq!(limit, 64 * 1024),
+        other => panic!("expected OutOfMemory, got {other:?}"),
     }
+}
+
+#[test]
+fn a_call_can_have_a_shorter_timeout_and_a_larger_input_is_refused_before_it_runs() {
+    use tollgate::plugin::RunOptions;
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("o").max_input(32));
+    // The call's own limit, shorter than the policy's 5 s.
+    let report = plugin.run_with(
+        b"sleep-holding x 3000",
+        RunOptions::new().timeout(Duration::from_millis(200)),
+    );
+    match report.result {
+        Err(PluginError::TimedOut(limit)) => assert_eq!(limit, Duration::from_millis(200)),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(
+        client.lock("o/x").try_acquire().unwrap().is_some(),
+        "released"
+    );
+    let err = plugin.run(&[b'x'; 33]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::InputTooLarge {
+                size: 33,
+                limit: 32
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(run(&plugin, "noop").unwrap(), "ok");
 }
