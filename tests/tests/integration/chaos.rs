@@ -520,7 +520,19 @@ fn a_busy_script_is_refused_quickly_and_calls_recover_after_it_is_killed() {
 #[test]
 fn a_server_at_maxclients_is_unavailable_not_a_panic() {
     let server = RedisServer::builder().args(["--maxclients", "1"]).start();
-    let _only = server.conn();
+    // Take the only place: the kit's own readiness probe may still hold it
+    // for a moment after the start, so try until the server lets us in.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _only = loop {
+        let attempt = redis::Client::open(server.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn).map(|_| conn));
+        match attempt {
+            Ok(conn) => break conn,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot take the server's only connection: {e}"),
+        }
+    };
     let client = quick_client(&server.url());
     let err = client.counter("c").incr(1).unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
