@@ -352,9 +352,10 @@ impl LockGuard {
         let board = store.board();
         let released = match board.claim_offer(&self.keys.lock) {
             // A waiter of this client may be granted the lock in the same step.
-            Some(offer) => {
+            Some(claim) => {
                 let sent = Instant::now();
                 let generation = store.server_generation();
+                let offer = claim.offer();
                 let next = NextOwner {
                     owner: &offer.owner,
                     ttl_ms: offer.ttl_ms,
@@ -374,7 +375,7 @@ impl LockGuard {
                 };
                 // On an error the waiter asks itself, and its own request
                 // finds the lock granted to it if the release did hand it over.
-                board.settle(&self.keys.lock, &offer, handed);
+                claim.settle(handed);
                 outcome? != Released::NotHeld
             }
             None => {

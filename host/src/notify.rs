@@ -78,6 +78,36 @@ enum OfferState {
     Left,
 }
 
+/// A claimed offer; settled when dropped if not before (as not granted), so
+/// that its waiter is never left waiting on a release that went away.
+pub(crate) struct OfferClaim<'b> {
+    board: &'b WakeBoard,
+    key: &'b str,
+    offer: Arc<Offer>,
+    settled: bool,
+}
+
+impl OfferClaim<'_> {
+    /// The waiter's request.
+    pub fn offer(&self) -> &Offer {
+        &self.offer
+    }
+
+    /// Ends the claim: see [`WakeBoard::settle`].
+    pub fn settle(mut self, granted: Option<HandedGrant>) {
+        self.settled = true;
+        self.board.settle(self.key, &self.offer, granted);
+    }
+}
+
+impl Drop for OfferClaim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.board.settle(self.key, &self.offer, None);
+        }
+    }
+}
+
 /// A lock granted to a waiter by its holder's release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HandedGrant {
@@ -232,14 +262,19 @@ impl WakeBoard {
     /// Claims the open offer of the longest waiter of `key` that has one,
     /// for a release about to grant it; settle it with
     /// [`settle`](Self::settle).
-    pub fn claim_offer(&self, key: &str) -> Option<Arc<Offer>> {
+    pub fn claim_offer<'b>(&'b self, key: &'b str) -> Option<OfferClaim<'b>> {
         let slot = self.slot(key)?;
         let state = slot.state.lock();
         for offer in state.queue.iter().filter_map(|w| w.offer.as_ref()) {
             let mut offer_state = offer.state.lock();
             if *offer_state == OfferState::Open {
                 *offer_state = OfferState::Claimed;
-                return Some(Arc::clone(offer));
+                return Some(OfferClaim {
+                    board: self,
+                    key,
+                    offer: Arc::clone(offer),
+                    settled: false,
+                });
             }
         }
         None
@@ -530,17 +565,27 @@ mod tests {
         let board = Arc::new(WakeBoard::default());
         let watch = board.watch("k", true);
         watch.offer("o", 1000, "h");
-        let offer = board.claim_offer("k").expect("an open offer");
         let given = grant();
         let settler = {
             let board = Arc::clone(&board);
             std::thread::spawn(move || {
+                let claim = board.claim_offer("k").expect("an open offer");
                 std::thread::sleep(Duration::from_millis(50));
-                board.settle("k", &offer, Some(given));
+                claim.settle(Some(given));
             })
         };
+        std::thread::sleep(Duration::from_millis(10));
         assert_eq!(watch.leave(), Some(given));
         settler.join().unwrap();
+    }
+
+    #[test]
+    fn a_claim_dropped_unsettled_frees_its_waiter() {
+        let board = Arc::new(WakeBoard::default());
+        let watch = board.watch("k", true);
+        watch.offer("o", 1000, "h");
+        drop(board.claim_offer("k").expect("an open offer"));
+        assert_eq!(watch.leave(), None, "not stuck on the claim");
     }
 
     #[test]
@@ -560,10 +605,11 @@ mod tests {
         let second = board.watch("k", true);
         second.offer("second", 1000, "h");
         let claimed = board.claim_offer("k").unwrap();
-        assert_eq!(claimed.owner, "first");
-        assert_eq!(board.claim_offer("k").unwrap().owner, "second");
+        assert_eq!(claimed.offer().owner, "first");
+        let second_claim = board.claim_offer("k").unwrap();
+        assert_eq!(second_claim.offer().owner, "second");
         let given = grant();
-        board.settle("k", &claimed, Some(given));
+        claimed.settle(Some(given));
         assert_eq!(first.handed(Instant::now()), Some(given));
         assert_eq!(first.handed(Instant::now()), None, "taken once");
     }
