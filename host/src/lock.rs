@@ -380,10 +380,9 @@ impl LockGuard {
             }
             None => {
                 let outcome = self.release_step(valid_when_sent, |_resend| {
-                    Ok(match store.release_lock(&self.keys, &self.owner)? {
-                        true => Released::Freed,
-                        false => Released::NotHeld,
-                    })
+                    store
+                        .release_lock(&self.keys, &self.owner)
+                        .map(Released::freed_if)
                 });
                 outcome? != Released::NotHeld
             }

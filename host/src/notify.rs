@@ -354,7 +354,7 @@ impl Watch {
     /// directly, as `owner` with `ttl_ms` (see [`Offer`]).
     pub fn offer(&self, owner: &str, ttl_ms: u64, holder: &str) {
         let mut state = self.slot.state.lock();
-        if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) {
+        if let Some(me) = self.me(&mut state) {
             me.offer = Some(Arc::new(Offer {
                 owner: owner.to_owned(),
                 ttl_ms,
@@ -369,61 +369,56 @@ impl Watch {
     /// until `limit`), so that the waiter neither asks again meanwhile nor
     /// leaves without a lock granted to it.
     pub fn handed(&self, limit: Instant) -> Option<HandedGrant> {
+        self.take_grant(Some(limit))
+    }
+
+    /// Withdraws this waiter's offer before it gives up: waits out a release
+    /// that may be granting it the lock (that release always settles, if
+    /// only by being dropped), and returns the grant if one was handed over.
+    pub fn leave(&self) -> Option<HandedGrant> {
+        self.take_grant(None)
+    }
+
+    /// [`handed`](Self::handed) with `Some(limit)`, [`leave`](Self::leave)
+    /// with `None` (no limit, and the offer is withdrawn).
+    fn take_grant(&self, limit: Option<Instant>) -> Option<HandedGrant> {
         let mut state = self.slot.state.lock();
-        let offer = state
-            .queue
-            .iter()
-            .find(|w| w.ticket == self.ticket)
-            .and_then(|w| w.offer.clone())?;
+        let offer = self.me(&mut state)?.offer.clone()?;
         loop {
-            let offer_state = *offer.state.lock();
-            match offer_state {
+            let mut offer_state = offer.state.lock();
+            match *offer_state {
+                OfferState::Claimed => {
+                    drop(offer_state);
+                    match limit {
+                        Some(limit) => {
+                            if self.slot.changed.wait_until(&mut state, limit).timed_out() {
+                                return None;
+                            }
+                        }
+                        None => self.slot.changed.wait(&mut state),
+                    }
+                }
                 OfferState::Handed(grant) => {
-                    *offer.state.lock() = OfferState::Closed;
+                    *offer_state = OfferState::Closed;
+                    drop(offer_state);
                     // The wake-up that came with it is used: not passed on.
-                    if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) {
+                    if let Some(me) = self.me(&mut state) {
                         me.woken = false;
                     }
                     return Some(grant);
                 }
-                OfferState::Claimed => {
-                    if self.slot.changed.wait_until(&mut state, limit).timed_out() {
-                        return None;
-                    }
+                OfferState::Open if limit.is_none() => {
+                    *offer_state = OfferState::Left;
+                    return None;
                 }
                 OfferState::Open | OfferState::Closed | OfferState::Left => return None,
             }
         }
     }
 
-    /// Withdraws this waiter's offer before it gives up: waits out a release
-    /// that may be granting it the lock (that release always settles), and
-    /// returns the grant if one was handed over.
-    pub fn leave(&self) -> Option<HandedGrant> {
-        let mut state = self.slot.state.lock();
-        let offer = state
-            .queue
-            .iter()
-            .find(|w| w.ticket == self.ticket)
-            .and_then(|w| w.offer.clone())?;
-        loop {
-            let mut offer_state = offer.state.lock();
-            match *offer_state {
-                OfferState::Claimed => {
-                    drop(offer_state);
-                    self.slot.changed.wait(&mut state);
-                }
-                OfferState::Handed(grant) => {
-                    *offer_state = OfferState::Closed;
-                    return Some(grant);
-                }
-                OfferState::Open | OfferState::Left => {
-                    *offer_state = OfferState::Left;
-                    return None;
-                }
-                OfferState::Closed => return None,
-            }
-        }
+    /// This waiter's entry in its queue.
+    fn me<'s>(&self, state: &'s mut SlotState) -> Option<&'s mut Waiter> {
+        state.queue.iter_mut().find(|w| w.ticket == self.ticket)
     }
 
     /// Sleeps until this waiter is woken (now, if a wake-up came since its
@@ -431,7 +426,7 @@ impl Watch {
     pub fn wait(&self, until: Instant) -> bool {
         let mut state = self.slot.state.lock();
         loop {
-            let Some(me) = state.queue.iter_mut().find(|w| w.ticket == self.ticket) else {
+            let Some(me) = self.me(&mut state) else {
                 return false;
             };
             if me.woken {
@@ -439,7 +434,7 @@ impl Watch {
                 return true;
             }
             if self.slot.changed.wait_until(&mut state, until).timed_out() {
-                let me = state.queue.iter_mut().find(|w| w.ticket == self.ticket);
+                let me = self.me(&mut state);
                 return me.is_some_and(|w| std::mem::replace(&mut w.woken, false));
             }
         }

@@ -272,6 +272,20 @@ fn variant<'a>(
     (name.into(), Box::new(run))
 }
 
+/// A floor: `op` (given the operation's number) `n` times on the raw
+/// connection.
+fn raw_variant<'a>(
+    name: &str,
+    raw: &'a std::cell::RefCell<redis::Connection>,
+    n: u64,
+    mut op: impl FnMut(&mut redis::Connection, u64) -> BenchResult<()> + 'a,
+) -> Variant<'a> {
+    variant(name, move |m: &mut Meter| {
+        let mut raw = raw.borrow_mut();
+        repeat(m, n, |i| op(&mut raw, i))
+    })
+}
+
 /// The raw lock cycle as a variant (the floor of the lock rows).
 fn floor_cycle<'a>(
     name: &str,
@@ -279,11 +293,8 @@ fn floor_cycle<'a>(
     unlock: &'a redis::Script,
     n: u64,
 ) -> Variant<'a> {
-    variant(name, move |m: &mut Meter| {
-        let mut raw = raw.borrow_mut();
-        repeat(m, n, |i| {
-            raw_lock_cycle(&mut raw, unlock, "raw", &i.to_string()).map(drop)
-        })
+    raw_variant(name, raw, n, move |conn, i| {
+        raw_lock_cycle(conn, unlock, "raw", &i.to_string()).map(drop)
     })
 }
 
@@ -358,6 +369,18 @@ fn repeat(
     })
 }
 
+/// `SET key token NX PX 10000`: whether it was set.
+fn set_nx_px(conn: &mut redis::Connection, key: &str, token: &str) -> BenchResult<bool> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(10_000)
+        .query(conn)?;
+    Ok(set.is_some())
+}
+
 /// The raw floor of a lock cycle on `conn`: `SET NX PX`, then a
 /// compare-and-delete script.
 fn raw_lock_cycle(
@@ -366,14 +389,7 @@ fn raw_lock_cycle(
     key: &str,
     token: &str,
 ) -> BenchResult<bool> {
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(token)
-        .arg("NX")
-        .arg("PX")
-        .arg(10_000)
-        .query(conn)?;
-    if set.is_none() {
+    if !set_nx_px(conn, key, token)? {
         return Ok(false);
     }
     let _: i64 = unlock.key(key).arg(token).invoke(conn)?;
@@ -474,19 +490,9 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
         &mut meter,
         "try_acquire on a held lock",
         vec![
-            variant("floor: SET NX on a held key", |m: &mut Meter| {
-                let mut raw = raw_cell.borrow_mut();
-                repeat(m, n, |_| {
-                    let set: Option<String> = redis::cmd("SET")
-                        .arg("rawheld")
-                        .arg("y")
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(10_000)
-                        .query(&mut *raw)?;
-                    assert!(set.is_none());
-                    Ok(())
-                })
+            raw_variant("floor: SET NX on a held key", &raw_cell, n, |conn, _| {
+                assert!(!set_nx_px(conn, "rawheld", "y")?);
+                Ok(())
             }),
             variant("tollgate try_acquire", |m: &mut Meter| {
                 repeat(m, n, |_| {
@@ -509,15 +515,9 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
         &mut meter,
         "idempotent action replayed",
         vec![
-            variant("floor: SET", |m: &mut Meter| {
-                let mut raw = raw_cell.borrow_mut();
-                repeat(m, n, |_| {
-                    redis::cmd("SET")
-                        .arg("rawset")
-                        .arg("x")
-                        .query::<()>(&mut *raw)?;
-                    Ok(())
-                })
+            raw_variant("floor: SET", &raw_cell, n, |conn, _| {
+                redis::cmd("SET").arg("rawset").arg("x").query::<()>(conn)?;
+                Ok(())
             }),
             variant("tollgate replay", |m: &mut Meter| {
                 repeat(m, n, |_| {
@@ -561,12 +561,9 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
         &mut meter,
         "counters and serial numbers",
         vec![
-            variant("floor: INCR", |m: &mut Meter| {
-                let mut raw = raw_cell.borrow_mut();
-                repeat(m, n, |_| {
-                    redis::cmd("INCR").arg("rawincr").query::<i64>(&mut *raw)?;
-                    Ok(())
-                })
+            raw_variant("floor: INCR", &raw_cell, n, |conn, _| {
+                redis::cmd("INCR").arg("rawincr").query::<i64>(conn)?;
+                Ok(())
             }),
             variant("tollgate incr", |m: &mut Meter| {
                 repeat(m, n, |_| plain.incr(1).map(drop).map_err(Into::into))
@@ -696,7 +693,7 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
 
     // 7. Topologies: a lock cycle each, against one server.
     if !options.skip_topologies {
-        let r = topologies(options, &client, n.min(2_000))?;
+        let r = topologies(options, &mut meter, &client, n.min(2_000))?;
         emit(r, out)?;
     }
     drop(server);
@@ -747,17 +744,7 @@ impl Contender {
                 Box::new(move |hold: &mut dyn FnMut()| {
                     token += 1;
                     let token = token.to_string();
-                    loop {
-                        let set: Option<String> = redis::cmd("SET")
-                            .arg("contended-raw")
-                            .arg(&token)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(10_000)
-                            .query(&mut conn)?;
-                        if set.is_some() {
-                            break;
-                        }
+                    while !set_nx_px(&mut conn, "contended-raw", &token)? {
                         thread::sleep(Duration::from_millis(1));
                     }
                     hold();
@@ -979,7 +966,7 @@ fn contention_figures(sample: &mut Sample, mut events: Events, threads: usize) {
 
 /// A lock cycle on one server (the floor), a primary with a synced
 /// replica, a 3-master cluster and Redlock over 3 masters.
-fn topologies(options: &Options, single: &Client, n: u64) -> BenchResult<Row> {
+fn topologies(options: &Options, meter: &mut Meter, single: &Client, n: u64) -> BenchResult<Row> {
     fn cycles(n: u64, mut cycle: impl FnMut() -> tollgate::Result<()>) -> BenchResult<Sample> {
         let cpu = process_cpu();
         let start = Instant::now();
@@ -1036,62 +1023,36 @@ fn topologies(options: &Options, single: &Client, n: u64) -> BenchResult<Row> {
         lock_cycle(&clustered)?;
         redlock.lock("bench").acquire()?.release()?;
     }
-    type Topology<'a> = (&'a str, Box<dyn FnMut() -> BenchResult<Sample> + 'a>);
-    let variants: Vec<Topology<'_>> = vec![
-        (
-            "one server (the floor here)",
-            Box::new(|| cycles(n, || lock_cycle(single))),
-        ),
-        (
+    // Servers other than the meter's: only wall time and client CPU count.
+    let variants = vec![
+        variant("one server (the floor here)", |_: &mut Meter| {
+            cycles(n, || lock_cycle(single))
+        }),
+        variant(
             "primary + replica, wait_for_replicas(1)",
-            Box::new(|| cycles(n, || lock_cycle(&synced))),
+            |_: &mut Meter| cycles(n, || lock_cycle(&synced)),
         ),
-        (
-            "cluster, 3 masters + 3 replicas",
-            Box::new(|| cycles(n, || lock_cycle(&clustered))),
-        ),
-        (
-            "Redlock, 3 masters",
-            Box::new(|| {
-                cycles(n, || {
-                    redlock
-                        .lock("bench")
-                        .ttl(Duration::from_secs(10))
-                        .acquire()?
-                        .release()
-                })
-            }),
-        ),
+        variant("cluster, 3 masters + 3 replicas", |_: &mut Meter| {
+            cycles(n, || lock_cycle(&clustered))
+        }),
+        variant("Redlock, 3 masters", |_: &mut Meter| {
+            cycles(n, || {
+                redlock
+                    .lock("bench")
+                    .ttl(Duration::from_secs(10))
+                    .acquire()?
+                    .release()
+            })
+        }),
     ];
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-    let mut variants = variants;
-    for _ in 0..options.rounds {
-        for (i, (_, run)) in variants.iter_mut().enumerate() {
-            samples[i].push(run()?);
-        }
-    }
-    let mut measured = Vec::new();
-    let mut floor = None;
-    for ((name, _), mut s) in variants.into_iter().zip(samples) {
-        s.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
-        let s = &s[s.len() / 2];
-        let floor_rate = *floor.get_or_insert(rate(s));
-        measured.push(Measured {
-            variant: name.to_owned(),
-            per_sec: rate(s),
-            ratio: rate(s) / floor_rate,
-            commands: None,
-            server_us: None,
-            client_us: Some(s.client_cpu / s.ops as f64 * 1e6),
-            note: String::new(),
-        });
-    }
+    let r = row(
+        options,
+        meter,
+        "lock cycle by topology (servers on this machine)",
+        variants,
+    );
     drop(replica);
-    Ok(Row {
-        title: "lock cycle by topology (servers on this machine)".into(),
-        variants: measured,
-        missing: Vec::new(),
-    })
+    r
 }
 
 fn print_header(out: &mut dyn Write) -> std::io::Result<()> {

@@ -468,37 +468,35 @@ impl Plugin {
 
         // Every Redis request of the invocation ends by its deadline.
         let deadline = store.data().deadline;
-        let mut not_started = None;
+        let mut instantiated = false;
         let result = within_deadline(deadline, || {
-            match self.pre.instantiate(&mut store) {
-                Ok(plugin) => plugin.call_run(&mut store, input),
-                // No guest code ran and no limit of the policy was hit (a
-                // full pool, say): the host's failure.
-                Err(error)
-                    if error.downcast_ref::<Trap>().is_none() && !store.data().limits.refused() =>
-                {
-                    not_started = Some(format!("cannot start an instance: {error:#}"));
-                    Err(error)
-                }
-                Err(error) => Err(error),
-            }
+            let plugin = self.pre.instantiate(&mut store)?;
+            instantiated = true;
+            plugin.call_run(&mut store, input)
         });
+        let (refused, memory_refused) = {
+            let limits = &store.data().limits;
+            (limits.refused(), limits.memory_refused())
+        };
         // Everything the instance held is released here, at once, within
         // the deadline or a short grace after it; what Redis does not
         // release in time frees at its TTL.
-        let memory_refused = store.data().limits.memory_refused();
         within_deadline(deadline.max(Instant::now() + CLEANUP_GRACE), || drop(store));
         let (stdout, stderr) = (stdout.contents(), stderr.contents());
 
         let result = match result {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(message)) => Err(PluginError::Failed(message)),
-            Err(_) if not_started.is_some() => {
-                Err(PluginError::Host(not_started.unwrap_or_default()))
-            }
             Err(_) if memory_refused.is_some() => {
                 let (requested, limit) = memory_refused.unwrap_or_default();
                 Err(PluginError::OutOfMemory { requested, limit })
+            }
+            // No guest code ran and no limit of the policy was hit (a full
+            // pool, say): the host's failure.
+            Err(error) if !instantiated && !refused && error.downcast_ref::<Trap>().is_none() => {
+                Err(PluginError::Host(format!(
+                    "cannot start an instance: {error:#}"
+                )))
             }
             Err(error) => Err(match error.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => PluginError::TimedOut(timeout),

@@ -274,11 +274,12 @@ impl Store for MemoryStore {
                 }
                 None => {}
             }
-            let last = match state.value(&keys.fence(), now) {
+            let fence_key = keys.fence();
+            let last = match state.value(&fence_key, now) {
                 None => None,
                 Some(Value::Int(n)) => Some(u64::try_from(*n).unwrap_or(0)),
                 Some(_) => {
-                    return Err(wrong_type(&keys.fence(), "fencing counter is not a number"));
+                    return Err(wrong_type(&fence_key, "fencing counter is not a number"));
                 }
             };
             // max(previous + 1, wall clock in µs), as the Redis script does
@@ -288,7 +289,7 @@ impl Store for MemoryStore {
             let stored = i64::try_from(fence).unwrap_or(i64::MAX);
             let fence = u64::try_from(stored).unwrap_or(0);
             let kept = req.ttl_ms.saturating_add(req.fence_retention_ms);
-            state.insert(&keys.fence(), Value::Int(stored), deadline(now, kept));
+            state.insert(&fence_key, Value::Int(stored), deadline(now, kept));
             state.insert(
                 &keys.lock,
                 Value::Lock {

@@ -70,6 +70,17 @@ pub(crate) enum Released {
     HandedOver { fence: u64 },
 }
 
+impl Released {
+    /// What a plain release did: freed, or found the lock no longer held.
+    pub fn freed_if(released: bool) -> Released {
+        if released {
+            Released::Freed
+        } else {
+            Released::NotHeld
+        }
+    }
+}
+
 /// What an operator may see of a held lock (never the owner token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LockRecord {
@@ -177,10 +188,7 @@ pub(crate) trait Store: Send + Sync + 'static {
         resend: bool,
     ) -> Result<Released> {
         let _ = (next, resend);
-        Ok(match self.release_lock(keys, owner)? {
-            true => Released::Freed,
-            false => Released::NotHeld,
-        })
+        self.release_lock(keys, owner).map(Released::freed_if)
     }
 
     /// The remaining TTL if `owner` holds the lock, `None` if it does not.

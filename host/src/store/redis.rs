@@ -345,10 +345,7 @@ impl Store for RedisStore {
         if self.synced.is_some() {
             // A handed grant would skip the replicas' confirmation that
             // synced mode gives every grant: release, and let it be asked for.
-            return Ok(match self.release_lock(keys, owner)? {
-                true => Released::Freed,
-                false => Released::NotHeld,
-            });
+            return self.release_lock(keys, owner).map(Released::freed_if);
         }
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);

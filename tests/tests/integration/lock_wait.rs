@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tollgate::{Client, Error};
 use tollgate_tests::RedisServer;
 
-use crate::{Backend, conformance};
+use crate::{Backend, command_calls, conformance, reset_stats};
 
 // Run against both stores; the `#[test]`s in this file need Redis itself.
 conformance![
@@ -209,25 +209,6 @@ fn waiters_of_one_client_are_served_in_arrival_order(backend: &Backend) {
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
 }
 
-/// The `EVALSHA` calls `server` has run since its statistics were reset,
-/// but for those answered `NOSCRIPT` (a script's first use loads it).
-fn evalsha_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    let Some(stats) = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-    else {
-        return 0;
-    };
-    let field = |name: &str| -> u64 {
-        stats
-            .split(',')
-            .find_map(|f| f.strip_prefix(name))
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    field("calls=") - field("failed_calls=")
-}
-
 #[test]
 fn a_release_wakes_one_waiter_of_a_process_not_all() {
     let server = RedisServer::start();
@@ -247,18 +228,14 @@ fn a_release_wakes_one_waiter_of_a_process_not_all() {
         .map(|_| waiter(&b, "herd", Duration::from_secs(10)))
         .collect();
     thread::sleep(Duration::from_millis(300)); // all four asleep
-    let mut conn = server.conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut conn)
-        .unwrap();
+    reset_stats(&server);
     holder.release().unwrap();
     for waiting in waiters {
         waiting.join().unwrap();
     }
     // Five releases and four grants. Waking every waiter at each release
     // would add a refused attempt per other waiter: 3 + 2 + 1 more.
-    let attempts = evalsha_calls(&mut conn) - 5;
+    let attempts = command_calls(&server, "evalsha") - 5;
     assert!(attempts <= 5, "{attempts} acquire attempts for 4 grants");
 }
 
@@ -291,16 +268,12 @@ fn a_release_hands_the_lock_to_the_next_waiter_of_its_client_in_one_step() {
         })
         .collect();
     thread::sleep(Duration::from_millis(300)); // all four asleep
-    let mut conn = server.conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut conn)
-        .unwrap();
+    reset_stats(&server);
     holder.release().unwrap();
     let mut tokens: Vec<u64> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
     // Five releases and nothing else: each of the first four granted the
     // lock to the next waiter as it released it.
-    assert_eq!(evalsha_calls(&mut conn), 5);
+    assert_eq!(command_calls(&server, "evalsha"), 5);
     tokens.sort();
     tokens.dedup();
     assert_eq!(tokens.len(), 4, "every hand-over issued a new token");

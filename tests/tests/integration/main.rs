@@ -192,19 +192,27 @@ fn spawn_helper(args: &[&str]) -> (std::process::Child, String) {
     (child, line.trim().to_owned())
 }
 
-/// How many times the server ran `command` since its stats were last reset
-/// (`CONFIG RESETSTAT`), counting commands run inside scripts.
+/// How many times the server ran `command` without an error since its
+/// stats were last reset (`CONFIG RESETSTAT`), counting commands run inside
+/// scripts; an `EVALSHA` answered `NOSCRIPT` (a script's first use) does
+/// not count.
 fn command_calls(server: &RedisServer, command: &str) -> u64 {
     let mut conn = server.conn();
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut conn)
         .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().expect("calls is a number"))
+    let prefix = format!("cmdstat_{command}:");
+    let Some(stats) = info.lines().find_map(|line| line.strip_prefix(&prefix)) else {
+        return 0;
+    };
+    let field = |name: &str| -> u64 {
+        stats
+            .split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .map_or(0, |n| n.parse().expect("a count is a number"))
+    };
+    field("calls=") - field("failed_calls=")
 }
 
 /// Resets the server's command statistics.
