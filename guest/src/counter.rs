@@ -2,13 +2,13 @@
 
 use core::ops::RangeInclusive;
 
-use crate::bindings::tollgate::coord::counter as wit;
+use crate::host::counter as wit;
 use crate::{Error, Result};
 
 /// A handle on the counter `name` (in this plugin's namespace). A counter
 /// never set reads zero.
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> Result<(), tollgate_guest::Error> {
 /// let seats = tollgate_guest::counter("seats-taken").bounds(0..=120);
 /// match seats.incr(2) {

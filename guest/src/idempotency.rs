@@ -3,18 +3,18 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::bindings::tollgate::coord::idempotency as wit;
+use crate::host::idempotency as wit;
 use crate::time::millis;
-use crate::{Error, Result};
+use crate::{Error, Failure, Result};
 
 /// Starts building an idempotent action on `key` (in this plugin's
 /// namespace): the action runs at most once per key, and repeats get the
 /// first run's result back.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 ///
-/// # fn charge() -> Result<Vec<u8>, String> { Ok(b"receipt".to_vec()) }
+/// # fn charge() -> Result<Vec<u8>, tollgate_guest::Failure> { Ok(b"receipt".to_vec()) }
 /// # fn main() -> Result<(), tollgate_guest::RunError> {
 /// let outcome = tollgate_guest::idempotent("charge/order-7")
 ///     .fingerprint(b"amount=1200")
@@ -91,20 +91,20 @@ impl Idempotent {
     /// Claims the key, or reports what an earlier call left: for manual
     /// control where [`run`](Self::run) does not fit (for instance, to cache
     /// a failure with [`Claim::fail`]).
-    pub fn begin(&self) -> Result<ClaimOutcome> {
+    pub fn begin(&self) -> Result<Begin> {
         let options = wit::ClaimOptions {
             lease_ms: millis(self.lease),
             result_ttl_ms: millis(self.result_ttl),
             wait_ms: millis(self.wait),
         };
         Ok(match wit::begin(&self.key, &self.fingerprint, options)? {
-            wit::ClaimOutcome::Fresh(inner) => ClaimOutcome::Fresh(Claim {
+            wit::ClaimOutcome::Fresh(inner) => Begin::Fresh(Claim {
                 inner,
                 key: self.key.clone(),
             }),
-            wit::ClaimOutcome::Completed(value) => ClaimOutcome::Completed(value),
-            wit::ClaimOutcome::Failed(failure) => ClaimOutcome::Failed(failure),
-            wit::ClaimOutcome::InProgress => ClaimOutcome::InProgress,
+            wit::ClaimOutcome::Completed(value) => Begin::Completed(value),
+            wit::ClaimOutcome::Failed(failure) => Begin::Failed(failure),
+            wit::ClaimOutcome::InProgress => Begin::InProgress,
         })
     }
 
@@ -114,47 +114,48 @@ impl Idempotent {
     /// - The key is fresh: `action` runs. `Ok` stores its value for repeats
     ///   and returns it with `replayed: false`; `Err` abandons the claim
     ///   (nothing is cached, the next caller runs the action) and returns
-    ///   [`RunError::Action`].
+    ///   [`RunError::Action`] with its message. `?` inside `action` turns
+    ///   any `Display` error into the [`Failure`].
     /// - An earlier run completed: its value, with `replayed: true`.
-    /// - An earlier run's failure was cached: [`RunError::Failed`].
+    /// - An earlier run's failure was cached: [`RunError::EarlierFailure`].
     /// - Another caller is still running it after the wait:
     ///   [`RunError::InProgress`].
     ///
     /// If the value cannot be stored (too large, lease lost, store down) the
-    /// action has still run: [`RunError::Unrecorded`] carries its value. A
+    /// action has still run: [`RunError::NotStored`] carries its value. A
     /// panic in `action` aborts the invocation and the host abandons the
     /// claim.
     pub fn run<F>(&self, action: F) -> Result<Outcome, RunError>
     where
-        F: FnOnce() -> core::result::Result<Vec<u8>, String>,
+        F: FnOnce() -> core::result::Result<Vec<u8>, Failure>,
     {
         match self.begin()? {
-            ClaimOutcome::Fresh(claim) => match action() {
+            Begin::Fresh(claim) => match action() {
                 Ok(value) => match claim.complete(&value) {
                     Ok(()) => Ok(Outcome {
                         value,
                         replayed: false,
                     }),
-                    Err(error) => Err(RunError::Unrecorded { value, error }),
+                    Err(error) => Err(RunError::NotStored { value, error }),
                 },
-                Err(message) => {
+                Err(failure) => {
                     claim.abandon();
-                    Err(RunError::Action(message))
+                    Err(RunError::Action(failure.into_message()))
                 }
             },
-            ClaimOutcome::Completed(value) => Ok(Outcome {
+            Begin::Completed(value) => Ok(Outcome {
                 value,
                 replayed: true,
             }),
-            ClaimOutcome::Failed(failure) => Err(RunError::Failed(failure)),
-            ClaimOutcome::InProgress => Err(RunError::InProgress),
+            Begin::Failed(failure) => Err(RunError::EarlierFailure(failure)),
+            Begin::InProgress => Err(RunError::InProgress),
         }
     }
 }
 
-/// What [`Idempotent::begin`] found.
+/// What [`Idempotent::begin`] found (named as in the host library).
 #[derive(Debug)]
-pub enum ClaimOutcome {
+pub enum Begin {
     /// The caller runs the action now, holding the claim.
     Fresh(Claim),
     /// An earlier run completed; its result.
@@ -164,6 +165,10 @@ pub enum ClaimOutcome {
     /// Another caller is running it (after waiting, if asked to).
     InProgress,
 }
+
+/// The former name of [`Begin`].
+#[deprecated(since = "0.1.0", note = "renamed `Begin`, as in the host library")]
+pub type ClaimOutcome = Begin;
 
 /// The right to run an action, held while it runs.
 ///
@@ -226,13 +231,13 @@ pub enum RunError {
     Action(String),
     /// An earlier run's failure was cached (see [`Claim::fail`]); the action
     /// did not run.
-    Failed(String),
+    EarlierFailure(String),
     /// Another caller is running the action (after the wait, if any).
     InProgress,
     /// The action ran now and produced `value`, but it could not be stored
     /// for repeats: `error` says why (for instance [`Error::TooLarge`] or
     /// [`Error::NotHeld`]).
-    Unrecorded {
+    NotStored {
         /// The action's value.
         value: Vec<u8>,
         /// Why it was not stored.
@@ -252,9 +257,9 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Action(message) => write!(f, "the action failed: {message}"),
-            RunError::Failed(failure) => write!(f, "an earlier run failed: {failure}"),
+            RunError::EarlierFailure(failure) => write!(f, "an earlier run failed: {failure}"),
             RunError::InProgress => f.write_str("another caller is running the action"),
-            RunError::Unrecorded { .. } => {
+            RunError::NotStored { .. } => {
                 f.write_str("the action ran but its result was not stored")
             }
             RunError::Tollgate(error) => error.fmt(f),
@@ -265,7 +270,7 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RunError::Unrecorded { error, .. } => Some(error),
+            RunError::NotStored { error, .. } => Some(error),
             _ => None,
         }
     }

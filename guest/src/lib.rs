@@ -38,15 +38,15 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use tollgate_guest::{Plugin, RunError, counter, idempotent, lock, sequence};
+//! use tollgate_guest::{Failure, Plugin, RunError, counter, idempotent, lock, sequence};
 //!
 //! struct Invoicer;
 //!
 //! impl Plugin for Invoicer {
 //!     /// The input is an order id; the output, the invoice number issued
 //!     /// for it (the same one on every retry).
-//!     fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
-//!         let order = String::from_utf8(input).map_err(|e| e.to_string())?;
+//!     fn run(input: Vec<u8>) -> Result<Vec<u8>, Failure> {
+//!         let order = String::from_utf8(input)?;
 //!
 //!         let outcome = idempotent(format!("invoice/{order}"))
 //!             .wait(Duration::from_secs(5))
@@ -55,21 +55,20 @@
 //!                 let guard = lock("invoicing")
 //!                     .ttl(Duration::from_secs(10))
 //!                     .wait(Duration::from_secs(5))
-//!                     .acquire()
-//!                     .map_err(|e| e.to_string())?;
+//!                     .acquire()?;
 //!                 let number = sequence("invoices")
 //!                     .format("INV-{date}-{seq:05}")
-//!                     .next()
-//!                     .map_err(|e| e.to_string())?;
-//!                 counter("invoices-issued").incr(1).map_err(|e| e.to_string())?;
-//!                 guard.release().map_err(|e| e.to_string())?;
+//!                     .reset(tollgate_guest::Reset::Daily)
+//!                     .next()?;
+//!                 counter("invoices-issued").incr(1)?;
+//!                 guard.release()?;
 //!                 Ok(number.into_bytes())
 //!             });
 //!
 //!         match outcome {
 //!             Ok(outcome) => Ok(outcome.value),
 //!             Err(RunError::InProgress) => Err("try again later".into()),
-//!             Err(e) => Err(e.to_string()),
+//!             Err(e) => Err(e.into()),
 //!         }
 //!     }
 //! }
@@ -79,6 +78,28 @@
 //!
 //! Build it with `cargo build --target wasm32-wasip2 --release`; the
 //! component is `target/wasm32-wasip2/release/<crate>.wasm`.
+//!
+//! # Testing without wasm
+//!
+//! Built for any other target, the SDK answers its own calls in the test
+//! process, with the host's rules (namespace, quotas, defaults, errors) over
+//! tollgate's in-process store, so `cargo test` runs plugin code as is. See
+//! the `testing` module (not built for wasm): each test thread starts with
+//! an empty store, and `testing::Sandbox` runs whole invocations, several on
+//! one store:
+//!
+//! ```
+//! # use tollgate_guest::{Failure, Plugin, counter};
+//! # struct Visits;
+//! # impl Plugin for Visits {
+//! #     fn run(_: Vec<u8>) -> Result<Vec<u8>, Failure> {
+//! #         Ok(counter("visits").incr(1)?.to_string().into_bytes())
+//! #     }
+//! # }
+//! let sandbox = tollgate_guest::testing::Sandbox::new();
+//! assert_eq!(sandbox.run::<Visits>(b"").unwrap(), b"1");
+//! assert_eq!(sandbox.run::<Visits>(b"").unwrap(), b"2");
+//! ```
 //!
 //! # Panics and aborts
 //!
@@ -103,16 +124,31 @@ pub mod bindings {
     });
 }
 
+// The host's imports: the generated bindings on wasm; natively (a plugin's
+// `cargo test`), the same functions served in this process.
+#[cfg(target_arch = "wasm32")]
+use bindings::tollgate::coord as host;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+use native as host;
+
 mod counter;
 mod error;
+mod failure;
 mod idempotency;
 mod lock;
 mod sequence;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 mod time;
 
 pub use counter::{Counter, OnceOutcome, counter};
 pub use error::{Error, Result};
-pub use idempotency::{Claim, ClaimOutcome, Idempotent, Outcome, RunError, idempotent, once};
+pub use failure::Failure;
+#[allow(deprecated)]
+pub use idempotency::ClaimOutcome;
+pub use idempotency::{Begin, Claim, Idempotent, Outcome, RunError, idempotent, once};
 pub use lock::{Guard, LockBuilder, lock};
 pub use sequence::{Reset, Sequence, sequence};
 
@@ -120,13 +156,14 @@ pub use sequence::{Reset, Sequence, sequence};
 /// instance. Export the implementing type with [`export_plugin!`].
 pub trait Plugin {
     /// Handles one invocation: `input` is the caller's bytes; `Ok` is the
-    /// reply, `Err` a failure reported to the caller as text.
-    fn run(input: Vec<u8>) -> core::result::Result<Vec<u8>, String>;
+    /// reply, `Err` a failure reported to the caller as its text. `?` turns
+    /// any error that implements `Display` into a [`Failure`].
+    fn run(input: Vec<u8>) -> core::result::Result<Vec<u8>, Failure>;
 }
 
 impl<T: Plugin> bindings::Guest for T {
     fn run(input: Vec<u8>) -> core::result::Result<Vec<u8>, String> {
-        <T as Plugin>::run(input)
+        <T as Plugin>::run(input).map_err(Failure::into_message)
     }
 }
 
@@ -138,7 +175,7 @@ impl<T: Plugin> bindings::Guest for T {
 /// struct Echo;
 ///
 /// impl tollgate_guest::Plugin for Echo {
-///     fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+///     fn run(input: Vec<u8>) -> Result<Vec<u8>, tollgate_guest::Failure> {
 ///         Ok(input)
 ///     }
 /// }

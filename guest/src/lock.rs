@@ -4,7 +4,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::Result;
-use crate::bindings::tollgate::coord::lock as wit;
+use crate::host::lock as wit;
 use crate::time::millis;
 
 /// Starts building a lock on `name` (in this plugin's namespace).
@@ -12,7 +12,7 @@ use crate::time::millis;
 /// Nothing is asked of the host until [`LockBuilder::acquire`] or
 /// [`LockBuilder::try_acquire`].
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 ///
 /// # fn main() -> Result<(), tollgate_guest::Error> {
@@ -63,10 +63,16 @@ impl LockBuilder {
     }
 
     /// Has the host renew the lock at a third of its TTL for as long as the
-    /// guard lives.
-    pub fn renew(mut self) -> Self {
+    /// guard lives (as `LockBuilder::watchdog` does in the host library).
+    pub fn watchdog(mut self) -> Self {
         self.renew = true;
         self
+    }
+
+    /// The former name of [`watchdog`](Self::watchdog).
+    #[deprecated(since = "0.1.0", note = "renamed `watchdog`, as in the host library")]
+    pub fn renew(self) -> Self {
+        self.watchdog()
     }
 
     /// The lock's name.

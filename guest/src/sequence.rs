@@ -1,11 +1,11 @@
 //! Unique, increasing, formatted serial numbers: [`sequence`], [`Sequence`].
 
 use crate::Result;
-use crate::bindings::tollgate::coord::sequence as wit;
+use crate::host::sequence as wit;
 
 /// A handle on the sequence `name` (in this plugin's namespace).
 ///
-/// ```no_run
+/// ```
 /// use tollgate_guest::Reset;
 ///
 /// # fn main() -> Result<(), tollgate_guest::Error> {

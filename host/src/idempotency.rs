@@ -318,6 +318,17 @@ impl IdempotentCall<'_> {
         self
     }
 
+    /// Waits up to `wait` (monotonic clock) while another caller runs the
+    /// same key: `on_duplicate(Duplicate::Wait(wait))`, or
+    /// [`Duplicate::Fail`] for zero. The guest SDK's `.wait` is the same.
+    pub fn wait(self, wait: Duration) -> Self {
+        self.on_duplicate(if wait.is_zero() {
+            Duplicate::Fail
+        } else {
+            Duplicate::Wait(wait)
+        })
+    }
+
     /// Runs `action` unless an earlier run's result is stored, and stores its
     /// result for repeats. A panic in `action` abandons the claim. Calling
     /// `run` for the same key from inside `action` waits for itself: it ends

@@ -38,7 +38,6 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tollgate::Duplicate;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let client = tollgate::Client::open("redis://127.0.0.1:6379/")?;
@@ -46,7 +45,7 @@
 //! let out = payments
 //!     .key("pay-123")
 //!     .fingerprint(b"amount=4200")
-//!     .on_duplicate(Duplicate::Wait(Duration::from_secs(5)))
+//!     .wait(Duration::from_secs(5)) // a repeat waits for a running action
 //!     .run(|| Ok::<_, std::io::Error>(b"charge ch_1".to_vec()))?;
 //! assert!(!out.replayed || out.value == b"charge ch_1");
 //!
@@ -66,7 +65,9 @@
 //! and idempotent actions guarantee, and which clock bounds what, is in the
 //! [`lock`] and [`idempotency`] modules; counters and serial numbers are
 //! described in [`counter`] and [`sequence`]. Sandboxed WebAssembly plugins
-//! use all of them through `plugin` (feature `plugin`); the `tollgate`
+//! use all of them through `plugin` (feature `plugin`), whose per-call rules
+//! (namespace, quotas, deadline) are `sandbox` (feature `sandbox`, no wasm
+//! runtime: the guest SDK's native tests use it); the `tollgate`
 //! command (`cli`, feature `cli`, which implies `plugin`) runs plugins
 //! and shows operators what is held.
 
@@ -86,6 +87,8 @@ mod notify;
 #[cfg(feature = "plugin")]
 pub mod plugin;
 pub mod redlock;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod sequence;
 mod store;
 mod wait;

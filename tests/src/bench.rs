@@ -903,7 +903,7 @@ fn contend_processes(
     Ok(sample)
 }
 
-/// A worker process of [`contend_processes`]: `args` are the contender,
+/// A worker process of `contend_processes`: `args` are the contender,
 /// the URL, threads, the first thread's number, the start (ns of the
 /// system's monotonic clock) and the window (ms). Prints `G ns thread` per
 /// grant and `R ns` per release.

@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     world: "tollgate:coord/plugin",
     imports: { default: trappable },
     with: {
-        "tollgate:coord/lock.guard": super::host::GuestGuard,
-        "tollgate:coord/idempotency.claim": super::host::GuestClaim,
+        "tollgate:coord/lock.guard": crate::sandbox::HeldLock,
+        "tollgate:coord/idempotency.claim": crate::sandbox::HeldClaim,
     },
     trappable_error_type: {
         "tollgate:coord/types.error" => super::error::CallError,

@@ -38,11 +38,9 @@ mod error;
 mod host;
 mod limits;
 mod output;
-mod policy;
 mod runtime;
 
+pub use crate::sandbox::{MAX_GUEST_NAME_BYTES, PluginError, Policy};
 pub use cache::default_cache_dir;
-pub use error::PluginError;
 pub use output::{OutputSink, OutputStreamKind};
-pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use runtime::{Plugin, RunOptions, RunReport, Runtime, RuntimeBuilder, RuntimeStats};

@@ -1,7 +1,7 @@
 //! The engine, the compiled-component cache, and one fresh store per
 //! invocation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,8 +27,8 @@ use super::error::PluginError;
 use super::host::Invocation;
 use super::limits::InvocationLimits;
 use super::output::{GuestOutput, OutputSink, OutputStreamKind};
-use super::policy::Policy;
 use crate::Client;
+use crate::sandbox::{Policy, Session};
 use crate::store::within_deadline;
 
 /// How often the deadline clock ticks: the resolution of plugin timeouts.
@@ -441,17 +441,15 @@ impl Plugin {
         let mut store = Store::new(
             self.pre.engine(),
             Invocation {
-                client: self.client.clone(),
-                policy: Arc::clone(policy),
+                session: Session::new(
+                    self.client.clone(),
+                    Arc::clone(policy),
+                    ends_at + HOST_WAIT_SLACK,
+                ),
                 table,
                 wasi,
                 limits: InvocationLimits::new(policy.max_memory),
                 ends_at,
-                deadline: ends_at + HOST_WAIT_SLACK,
-                locks_held: 0,
-                claims_held: 0,
-                written: HashSet::new(),
-                stored_bytes: 0,
             },
         );
         store.limiter(|state| &mut state.limits);
@@ -467,7 +465,7 @@ impl Plugin {
         store.set_epoch_deadline(1);
 
         // Every Redis request of the invocation ends by its deadline.
-        let deadline = store.data().deadline;
+        let deadline = store.data().session.deadline();
         let mut instantiated = false;
         let result = within_deadline(deadline, || {
             let plugin = self.pre.instantiate(&mut store)?;

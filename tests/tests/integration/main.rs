@@ -16,6 +16,7 @@ mod client;
 mod cluster;
 mod counter;
 mod faults;
+mod guest_native;
 mod idempotency;
 mod kit;
 mod lock;

@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use tollgate_guest::{ClaimOutcome, Error, Plugin, counter, idempotent, once};
+use tollgate_guest::{Begin, Error, Failure, Plugin, counter, idempotent, once};
 
 /// How long a repeat waits for a charge that is running now.
 const WAIT_FOR_RUNNING: Duration = Duration::from_secs(5);
@@ -39,9 +39,9 @@ const DOUBLE_SUBMIT_WINDOW: Duration = Duration::from_secs(10);
 struct ChargeOnce;
 
 impl Plugin for ChargeOnce {
-    fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn run(input: Vec<u8>) -> Result<Vec<u8>, Failure> {
         let request = Request::parse(&input)?;
-        let reply = charge_once(&request).map_err(|e| e.to_string())?;
+        let reply = charge_once(&request)?;
         Ok(reply.into_bytes())
     }
 }
@@ -85,12 +85,12 @@ fn charge_once(request: &Request) -> Result<String, Error> {
         .fingerprint(format!("{customer} {amount}").as_bytes())
         .wait(WAIT_FOR_RUNNING);
     let claim = match payment.begin() {
-        Ok(ClaimOutcome::Fresh(claim)) => claim,
-        Ok(ClaimOutcome::Completed(receipt)) => {
+        Ok(Begin::Fresh(claim)) => claim,
+        Ok(Begin::Completed(receipt)) => {
             return Ok(format!("replayed {}", String::from_utf8_lossy(&receipt)));
         }
-        Ok(ClaimOutcome::Failed(why)) => return Ok(why),
-        Ok(ClaimOutcome::InProgress) => return Err(Error::InProgress),
+        Ok(Begin::Failed(why)) => return Ok(why),
+        Ok(Begin::InProgress) => return Err(Error::InProgress),
         Err(Error::PayloadMismatch) => {
             return Ok(format!(
                 "mismatch: request {id} was used before with another amount or customer"
@@ -119,5 +119,72 @@ fn charge_once(request: &Request) -> Result<String, Error> {
         // The card was charged; only the record for retries is missing. Say
         // so: failing here would read as "nothing happened".
         Err(e) => Ok(format!("charged {receipt} (not recorded for retries: {e})")),
+    }
+}
+
+/// Run natively with `cargo test`: the SDK serves the calls in-process with
+/// the host's rules (see `tollgate_guest::testing`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use tollgate_guest::testing::Sandbox;
+
+    use super::ChargeOnce;
+
+    fn charge(sandbox: &Sandbox, input: &str) -> String {
+        let reply = sandbox
+            .run::<ChargeOnce>(input)
+            .expect("the plugin answers");
+        String::from_utf8(reply).expect("UTF-8 reply")
+    }
+
+    #[test]
+    fn a_retried_request_is_charged_once_and_gets_the_first_receipt() {
+        let sandbox = Sandbox::new();
+        assert_eq!(charge(&sandbox, "req-1 1200 alice"), "charged ch_000001");
+        assert_eq!(charge(&sandbox, "req-1 1200 alice"), "replayed ch_000001");
+        assert_eq!(sandbox.client().counter("plugin/charges").get().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_request_id_reused_for_another_amount_is_not_charged() {
+        let sandbox = Sandbox::new();
+        charge(&sandbox, "req-1 1200 alice");
+        assert!(charge(&sandbox, "req-1 999 alice").starts_with("mismatch:"));
+        assert_eq!(sandbox.client().counter("plugin/charges").get().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_double_submission_under_a_new_id_is_refused_and_stays_refused() {
+        let sandbox = Sandbox::new();
+        charge(&sandbox, "req-1 1200 alice");
+        assert!(charge(&sandbox, "req-2 1200 alice").starts_with("duplicate:"));
+        // Its retry gets the cached refusal, not a charge.
+        assert!(charge(&sandbox, "req-2 1200 alice").starts_with("duplicate:"));
+        assert_eq!(sandbox.client().counter("plugin/charges").get().unwrap(), 1);
+    }
+
+    #[test]
+    fn concurrent_retries_of_one_request_charge_once() {
+        let sandbox = Sandbox::new();
+        let replies: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| charge(&sandbox, "req-9 500 bob")))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let charged = replies.iter().filter(|r| r.starts_with("charged")).count();
+        assert_eq!(charged, 1, "{replies:?}");
+        assert!(
+            replies.iter().all(|r| r.ends_with("ch_000001")),
+            "{replies:?}"
+        );
+        assert_eq!(sandbox.client().counter("plugin/charges").get().unwrap(), 1);
+    }
+
+    #[test]
+    fn malformed_input_fails_with_the_usage() {
+        let sandbox = Sandbox::new();
+        let error = sandbox.run::<ChargeOnce>("req-1 -5").unwrap_err();
+        assert!(error.contains("not a positive amount"), "{error}");
     }
 }

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use tollgate_guest::{Error, Plugin, counter, lock};
+use tollgate_guest::{Error, Failure, Plugin, counter, lock};
 
 /// What the (simulated) warehouse holds of every SKU.
 const WAREHOUSE_STOCK: i64 = 100;
@@ -26,9 +26,9 @@ const WAREHOUSE_STOCK: i64 = 100;
 struct Inventory;
 
 impl Plugin for Inventory {
-    fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn run(input: Vec<u8>) -> Result<Vec<u8>, Failure> {
         let (sku, qty) = parse(&input)?;
-        let reply = reserve(sku, qty).map_err(|e| e.to_string())?;
+        let reply = reserve(sku, qty)?;
         Ok(reply.into_bytes())
     }
 }
@@ -80,4 +80,43 @@ fn load_stock_once(sku: &str) -> Result<(), Error> {
     }
     // Releasing reports a lock lost while loading (dropping would not).
     guard.release()
+}
+
+/// Run natively with `cargo test`: the SDK serves the calls in-process with
+/// the host's rules (see `tollgate_guest::testing`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use tollgate_guest::testing::Sandbox;
+
+    use super::{Inventory, WAREHOUSE_STOCK};
+
+    #[test]
+    fn concurrent_reservations_never_sell_more_than_the_stock() {
+        const THREADS: i64 = 8;
+        const EACH: i64 = 20; // 160 asked of 100
+        let sandbox = Sandbox::new();
+        let reserved: i64 = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut reserved = 0;
+                        for _ in 0..EACH {
+                            let reply = sandbox.run::<Inventory>("sku9 1").unwrap();
+                            if reply.starts_with(b"reserved") {
+                                reserved += 1;
+                            }
+                        }
+                        reserved
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(reserved, WAREHOUSE_STOCK);
+        let left = sandbox.client().counter("plugin/stock/sku9").get().unwrap();
+        assert_eq!(
+            left, 0,
+            "the stock was loaded once and never went below zero"
+        );
+    }
 }

@@ -14,7 +14,7 @@
 //! No lock is taken: each number is one atomic increment in the store, and
 //! a daily sequence counts in one key per day, so midnight needs no reset.
 
-use tollgate_guest::{Plugin, Reset, sequence};
+use tollgate_guest::{Failure, Plugin, Reset, sequence};
 
 /// The most numbers one invocation hands out.
 const MAX_COUNT: u32 = 1000;
@@ -22,14 +22,14 @@ const MAX_COUNT: u32 = 1000;
 struct OrderNumbers;
 
 impl Plugin for OrderNumbers {
-    fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn run(input: Vec<u8>) -> Result<Vec<u8>, Failure> {
         let count = parse_count(&input)?;
         let orders = sequence("orders")
             .format("ORD-{date}-{seq:06}")
             .reset(Reset::Daily);
         let mut output = String::new();
         for _ in 0..count {
-            let number = orders.next().map_err(|e| e.to_string())?;
+            let number = orders.next()?;
             output.push_str(&number);
             output.push('\n');
         }

@@ -44,14 +44,14 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use tollgate_guest::{Error, Plugin, RunError, counter, idempotent, lock, once, sequence};
+use tollgate_guest::{Error, Failure, Plugin, RunError, counter, idempotent, lock, once, sequence};
 
 const LOCK_TTL: Duration = Duration::from_secs(30);
 
 struct TestPlugin;
 
 impl Plugin for TestPlugin {
-    fn run(input: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn run(input: Vec<u8>) -> Result<Vec<u8>, Failure> {
         let input = String::from_utf8(input).map_err(|e| format!("input is not UTF-8: {e}"))?;
         let args: Vec<&str> = input.split_whitespace().collect();
         let reply = match command(&args)? {
@@ -149,7 +149,7 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
             }
         }
         ["sleep-holding", name, sleep_ms] => {
-            let _guard = lock(*name).ttl(LOCK_TTL).renew().acquire();
+            let _guard = lock(*name).ttl(LOCK_TTL).watchdog().acquire();
             std::thread::sleep(Duration::from_millis(number(sleep_ms)?));
             Ok("slept".to_owned())
         }
@@ -295,9 +295,9 @@ fn run_error(e: RunError) -> String {
     match e {
         // The action's own failure is already `error: CASE`.
         RunError::Action(message) => message,
-        RunError::Failed(failure) => format!("error: failed: {failure}"),
+        RunError::EarlierFailure(failure) => format!("error: failed: {failure}"),
         RunError::InProgress => "error: in-progress".to_owned(),
-        RunError::Unrecorded { error, .. } | RunError::Tollgate(error) => {
+        RunError::NotStored { error, .. } | RunError::Tollgate(error) => {
             format!("error: {}", error.code())
         }
         other => format!("error: {other}"),

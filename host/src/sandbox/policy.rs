@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::error::CallError;
+use super::error::{GuestError, PluginError};
 use crate::error::Error;
 
 /// The longest name a guest may use, in bytes (the namespace is added to it).
@@ -48,7 +48,7 @@ impl Policy {
     /// up to 10 s, results kept up to 24 h and up to 64 KiB, 1,000 names
     /// written and 1 MiB of results stored per invocation, 5 s per
     /// invocation, 64 MiB of memory, inputs up to 16 MiB.
-    pub fn new(namespace: impl Into<String>) -> Result<Policy, super::PluginError> {
+    pub fn new(namespace: impl Into<String>) -> Result<Policy, PluginError> {
         let namespace = namespace.into();
         let valid = !namespace.is_empty()
             && namespace.len() <= 64
@@ -56,7 +56,7 @@ impl Policy {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid {
-            return Err(super::PluginError::Load(format!(
+            return Err(PluginError::Load(format!(
                 "namespace {namespace:?} must be 1 to 64 characters of a-z, 0-9, '-' and '_'"
             )));
         }
@@ -83,9 +83,15 @@ impl Policy {
         &self.namespace
     }
 
+    /// How long one invocation may run (see [`timeout`](Self::timeout)).
+    pub fn time_limit(&self) -> Duration {
+        self.timeout
+    }
+
     /// Refuses limits that cannot work: a timeout of zero or over an hour,
     /// no memory.
-    pub(crate) fn check(&self) -> Result<(), super::PluginError> {
+    #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
+    pub(crate) fn check(&self) -> Result<(), PluginError> {
         const HOUR: Duration = Duration::from_secs(3600);
         let problem = if self.timeout.is_zero() || self.timeout > HOUR {
             format!(
@@ -97,9 +103,7 @@ impl Policy {
         } else {
             return Ok(());
         };
-        Err(super::PluginError::Load(format!(
-            "invalid policy: {problem}"
-        )))
+        Err(PluginError::Load(format!("invalid policy: {problem}")))
     }
 
     /// Most locks one invocation may hold at once.
@@ -166,7 +170,7 @@ impl Policy {
     }
 
     /// The largest input an invocation accepts: a larger one is refused
-    /// with [`PluginError::InputTooLarge`](super::PluginError::InputTooLarge)
+    /// with [`PluginError::InputTooLarge`]
     /// before the plugin runs (the input is copied into the plugin's
     /// memory, so raise `max_memory` with it).
     pub fn max_input(mut self, bytes: usize) -> Self {
@@ -176,7 +180,7 @@ impl Policy {
 
     /// How long one invocation may run, host calls included; the plugin is
     /// stopped (and everything it held released) when it passes. One call
-    /// can be given less with [`RunOptions::timeout`](super::RunOptions::timeout).
+    /// can be given less with the plugin host's `RunOptions::timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -192,8 +196,8 @@ impl Policy {
     /// namespaces have no `/`, no guest name can reach another namespace.
     /// Key syntax (`{`, `}`, `*`) is refused as access denied, control
     /// characters and empty or oversized names as invalid.
-    pub(crate) fn scoped(&self, what: &'static str, name: &str) -> Result<String, CallError> {
-        let refuse = |reason: String| CallError::Tollgate(Error::invalid(what, reason));
+    pub(crate) fn scoped(&self, what: &'static str, name: &str) -> Result<String, GuestError> {
+        let refuse = |reason: String| GuestError::from(Error::invalid(what, reason));
         if name.is_empty() {
             return Err(refuse("must not be empty".into()));
         }
@@ -207,7 +211,7 @@ impl Policy {
             return Err(refuse(format!("contains the control character {c:?}")));
         }
         if let Some(c) = name.chars().find(|c| matches!(c, '{' | '}' | '*')) {
-            return Err(CallError::AccessDenied(format!(
+            return Err(GuestError::AccessDenied(format!(
                 "{what} {name:?} contains {c:?}: plugins may not use key syntax in names"
             )));
         }
@@ -222,14 +226,14 @@ impl Policy {
         ms: u64,
         default: Duration,
         max: Duration,
-    ) -> Result<Duration, CallError> {
+    ) -> Result<Duration, GuestError> {
         let asked = if ms == 0 {
             default.min(max)
         } else {
             Duration::from_millis(ms)
         };
         if asked > max {
-            return Err(CallError::QuotaExceeded(format!(
+            return Err(GuestError::QuotaExceeded(format!(
                 "{what} of {asked:?} is above the plugin's limit of {max:?}"
             )));
         }
@@ -273,7 +277,7 @@ mod tests {
         );
         assert!(matches!(
             policy.duration("ttl", 10_001, default, max),
-            Err(CallError::QuotaExceeded(_))
+            Err(GuestError::QuotaExceeded(_))
         ));
     }
 }

@@ -1,0 +1,236 @@
+//! Off wasm, the host's imports answered in this process: the same
+//! functions and resources as the generated bindings, served by
+//! `tollgate::sandbox` over an in-process store, so plugin code runs under
+//! `cargo test` with the host's semantics.
+
+use std::cell::RefCell;
+
+use tollgate::sandbox::{GuestError, HeldClaim, HeldLock, Session};
+
+use crate::bindings::tollgate::coord::types::Error as WitError;
+use crate::testing::Sandbox;
+
+thread_local! {
+    /// The invocation this thread's calls belong to: set by
+    /// [`Sandbox::invoke`], else this thread's implicit one.
+    static CURRENT: RefCell<Option<Session>> = const { RefCell::new(None) };
+    /// Calls made outside any `Sandbox::invoke`: one invocation per thread,
+    /// on a store of its own.
+    static IMPLICIT: Session = Sandbox::new().open_session(None);
+}
+
+/// The session of the calling thread's invocation.
+fn session() -> Session {
+    CURRENT
+        .with_borrow(|current| current.clone())
+        .unwrap_or_else(|| IMPLICIT.with(Session::clone))
+}
+
+/// Makes `session` the calling thread's invocation while `work` runs.
+pub(crate) fn with_session<R>(session: Session, work: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Session>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0.take());
+        }
+    }
+    let _restore = Restore(CURRENT.replace(Some(session)));
+    work()
+}
+
+fn wit_error(error: GuestError) -> WitError {
+    match error {
+        GuestError::InvalidArgument(why) => WitError::InvalidArgument(why),
+        GuestError::AccessDenied(why) => WitError::AccessDenied(why),
+        GuestError::QuotaExceeded(why) => WitError::QuotaExceeded(why),
+        GuestError::Timeout => WitError::Timeout,
+        GuestError::NotHeld => WitError::NotHeld,
+        GuestError::WouldDeadlock => WitError::WouldDeadlock,
+        GuestError::Unavailable(why) => WitError::Unavailable(why),
+        GuestError::OutcomeUnknown(why) => WitError::OutcomeUnknown(why),
+        GuestError::WrongType(why) => WitError::WrongType(why),
+        GuestError::Refused(why) => WitError::Refused(why),
+        GuestError::UnexpectedReply(why) => WitError::UnexpectedReply(why),
+        GuestError::InProgress => WitError::InProgress,
+        GuestError::PayloadMismatch => WitError::PayloadMismatch,
+        GuestError::TooLarge(why) => WitError::TooLarge(why),
+        GuestError::OutOfBounds(value) => WitError::OutOfBounds(value),
+        GuestError::Overflow => WitError::Overflow,
+        GuestError::OpIdConflict => WitError::OpIdConflict,
+        // A case added to the sandbox before the WIT learns it.
+        other => WitError::UnexpectedReply(other.to_string()),
+    }
+}
+
+type Answer<T> = Result<T, WitError>;
+
+pub(crate) mod lock {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::lock::LockOptions;
+    use tollgate::sandbox::LockRequest;
+
+    fn request(options: LockOptions) -> LockRequest {
+        LockRequest {
+            ttl_ms: options.ttl_ms,
+            wait_ms: options.wait_ms,
+            renew: options.renew,
+        }
+    }
+
+    /// A held lock; dropping it releases the lock.
+    #[derive(Debug)]
+    pub(crate) struct Guard(HeldLock);
+
+    impl Guard {
+        pub(crate) fn fencing_token(&self) -> u64 {
+            self.0.fencing_token()
+        }
+        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
+            self.0.extend(ttl_ms).map_err(wit_error)
+        }
+        pub(crate) fn is_held(&self) -> Answer<bool> {
+            self.0.is_held().map_err(wit_error)
+        }
+        pub(crate) fn remaining_ttl_ms(&self) -> Answer<Option<u64>> {
+            self.0.remaining_ttl_ms().map_err(wit_error)
+        }
+        pub(crate) fn release(g: Guard) -> Answer<()> {
+            g.0.release().map_err(wit_error)
+        }
+    }
+
+    pub(crate) fn acquire(name: &str, options: LockOptions) -> Answer<Guard> {
+        session()
+            .acquire(name, request(options))
+            .map(Guard)
+            .map_err(wit_error)
+    }
+
+    pub(crate) fn try_acquire(name: &str, options: LockOptions) -> Answer<Option<Guard>> {
+        session()
+            .try_acquire(name, request(options))
+            .map(|held| held.map(Guard))
+            .map_err(wit_error)
+    }
+}
+
+pub(crate) mod idempotency {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::idempotency::ClaimOptions;
+    use tollgate::sandbox::{ClaimOutcome as Found, ClaimRequest};
+
+    /// A held claim; dropping it abandons the claim. Boxed: as small as
+    /// the wasm handle it stands for.
+    #[derive(Debug)]
+    pub(crate) struct Claim(Box<HeldClaim>);
+
+    impl Claim {
+        pub(crate) fn complete(c: Claim, value: &[u8]) -> Answer<()> {
+            c.0.complete(value).map_err(wit_error)
+        }
+        pub(crate) fn fail(c: Claim, failure: &str) -> Answer<()> {
+            c.0.fail(failure).map_err(wit_error)
+        }
+    }
+
+    /// What `begin` found.
+    pub(crate) enum ClaimOutcome {
+        Fresh(Claim),
+        Completed(Vec<u8>),
+        Failed(String),
+        InProgress,
+    }
+
+    pub(crate) fn begin(
+        key: &str,
+        fingerprint: &[u8],
+        options: ClaimOptions,
+    ) -> Answer<ClaimOutcome> {
+        let request = ClaimRequest {
+            lease_ms: options.lease_ms,
+            result_ttl_ms: options.result_ttl_ms,
+            wait_ms: options.wait_ms,
+        };
+        Ok(
+            match session()
+                .begin(key, fingerprint, request)
+                .map_err(wit_error)?
+            {
+                Found::Fresh(claim) => ClaimOutcome::Fresh(Claim(Box::new(claim))),
+                Found::Completed(value) => ClaimOutcome::Completed(value),
+                Found::Failed(text) => ClaimOutcome::Failed(text),
+                Found::InProgress => ClaimOutcome::InProgress,
+            },
+        )
+    }
+
+    pub(crate) fn once(key: &str, window_ms: u64) -> Answer<bool> {
+        session().once(key, window_ms).map_err(wit_error)
+    }
+}
+
+pub(crate) mod counter {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::counter::{Bounds, OnceOutcome};
+    use tollgate::sandbox::CounterBounds;
+
+    fn bounds(bounds: Option<Bounds>) -> Option<CounterBounds> {
+        bounds.map(|b| CounterBounds {
+            min: b.min,
+            max: b.max,
+        })
+    }
+
+    pub(crate) fn incr(name: &str, delta: i64, b: Option<Bounds>) -> Answer<i64> {
+        session().incr(name, delta, bounds(b)).map_err(wit_error)
+    }
+
+    pub(crate) fn incr_once(
+        name: &str,
+        op_id: &str,
+        delta: i64,
+        b: Option<Bounds>,
+    ) -> Answer<OnceOutcome> {
+        let out = session()
+            .incr_once(name, op_id, delta, bounds(b))
+            .map_err(wit_error)?;
+        Ok(OnceOutcome {
+            value: out.value,
+            applied: out.applied,
+        })
+    }
+
+    pub(crate) fn get(name: &str) -> Answer<i64> {
+        session().get(name).map_err(wit_error)
+    }
+
+    pub(crate) fn set(name: &str, value: i64) -> Answer<()> {
+        session().set(name, value).map_err(wit_error)
+    }
+}
+
+pub(crate) mod sequence {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::sequence::{Reset, SequenceOptions};
+    use tollgate::sandbox::SequenceRequest;
+
+    fn request(options: &SequenceOptions) -> SequenceRequest {
+        SequenceRequest {
+            format: options.format.clone(),
+            reset: match options.reset {
+                Reset::Never => tollgate::Reset::Never,
+                Reset::Daily => tollgate::Reset::Daily,
+            },
+        }
+    }
+
+    pub(crate) fn next(name: &str, options: &SequenceOptions) -> Answer<String> {
+        session().next(name, &request(options)).map_err(wit_error)
+    }
+
+    pub(crate) fn next_raw(name: &str, options: &SequenceOptions) -> Answer<u64> {
+        session()
+            .next_raw(name, &request(options))
+            .map_err(wit_error)
+    }
+}

@@ -1,0 +1,146 @@
+//! What a guest's call returns to the guest, and what an invocation returns
+//! to the embedder.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Why a guest's call failed: one case per case of the WIT `error`
+/// variant (`tollgate:coord/types.error`), in the same order, so a host maps
+/// it across one to one. Each [`Error`] of the library has exactly one case
+/// here ([`From<Error>`](#impl-From%3CError%3E-for-GuestError)); the policy
+/// adds `AccessDenied` and `QuotaExceeded`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuestError {
+    /// An argument was rejected before anything was done; the text says
+    /// which and why.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The plugin's policy does not allow the call.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// The call would exceed one of the plugin's quotas; nothing was done.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// A lock was not granted within the wait.
+    #[error("the lock was not granted within the wait")]
+    Timeout,
+    /// The guard or claim no longer holds its lock or lease.
+    #[error("the lock or lease is no longer held")]
+    NotHeld,
+    /// This invocation already holds this lock.
+    #[error("this plugin already holds this lock")]
+    WouldDeadlock,
+    /// The store could not be reached (or a grant was given back because
+    /// replicas or a quorum did not confirm it); nothing is held.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No reply came: a write may or may not have taken effect.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// A key holds a value tollgate did not write.
+    #[error("{0}")]
+    WrongType(String),
+    /// The store refused the request, or the host cannot use it.
+    #[error("{0}")]
+    Refused(String),
+    /// The store answered something the host did not expect.
+    #[error("{0}")]
+    UnexpectedReply(String),
+    /// Another caller is running this idempotent action now.
+    #[error("another caller is running this action")]
+    InProgress,
+    /// The idempotency key was used before with a different payload.
+    #[error("the idempotency key was used with a different payload")]
+    PayloadMismatch,
+    /// A value exceeds its size limit; nothing was stored.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A bounded counter refused the change; the counter's unchanged value.
+    #[error("change refused by the counter's bounds (value stays {0})")]
+    OutOfBounds(i64),
+    /// The change would take a counter or sequence beyond 64 bits.
+    #[error("the change would overflow 64 bits")]
+    Overflow,
+    /// An operation id was reused with a different change.
+    #[error("operation id reused with a different change")]
+    OpIdConflict,
+}
+
+impl From<Error> for GuestError {
+    fn from(error: Error) -> Self {
+        match error {
+            e @ Error::InvalidArgument { .. } => GuestError::InvalidArgument(e.to_string()),
+            Error::Timeout { .. } => GuestError::Timeout,
+            Error::NotHeld { .. } => GuestError::NotHeld,
+            Error::WouldDeadlock { .. } => GuestError::WouldDeadlock,
+            // A grant that replicas did not confirm was given back: nothing
+            // is held, as when the store is unreachable.
+            e @ (Error::Unavailable { .. }
+            | Error::NotReplicated { .. }
+            | Error::NoQuorum { .. }) => GuestError::Unavailable(e.to_string()),
+            e @ Error::OutcomeUnknown { .. } => GuestError::OutcomeUnknown(e.to_string()),
+            e @ Error::WrongType { .. } => GuestError::WrongType(e.to_string()),
+            // The host's configuration errors: the guest can only stop.
+            e @ (Error::Refused { .. } | Error::Auth { .. } | Error::EvictionPolicy { .. }) => {
+                GuestError::Refused(e.to_string())
+            }
+            e @ Error::UnexpectedReply(_) => GuestError::UnexpectedReply(e.to_string()),
+            Error::InProgress { .. } => GuestError::InProgress,
+            Error::PayloadMismatch { .. } => GuestError::PayloadMismatch,
+            e @ Error::TooLarge { .. } => GuestError::TooLarge(e.to_string()),
+            Error::OutOfBounds { value, .. } => GuestError::OutOfBounds(value),
+            Error::Overflow { .. } => GuestError::Overflow,
+            Error::OpIdConflict { .. } => GuestError::OpIdConflict,
+        }
+    }
+}
+
+/// Why an invocation of a plugin failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The bytes are not a component of the `tollgate:coord` plugin world, or
+    /// it imports something the host does not grant.
+    #[error("cannot load the plugin: {0}")]
+    Load(String),
+    /// The plugin ran and returned an error of its own.
+    #[error("the plugin failed: {0}")]
+    Failed(String),
+    /// The plugin ran past its policy's time limit and was stopped.
+    #[error("the plugin ran past its time limit of {0:?} and was stopped")]
+    TimedOut(Duration),
+    /// The guest panicked; its panic message and where. Everything it held
+    /// was released.
+    #[error("the plugin panicked: {0}")]
+    Panicked(String),
+    /// The plugin asked for more linear memory than its policy allows (in
+    /// all its memories together): `requested` bytes against `limit`.
+    /// Everything it held was released.
+    #[error(
+        "the plugin ran out of memory: it asked for {requested} bytes, over the policy's {limit}"
+    )]
+    OutOfMemory {
+        /// The bytes the plugin would have had after the growth it asked for.
+        requested: usize,
+        /// The policy's limit (`Policy::max_memory`).
+        limit: usize,
+    },
+    /// The input is larger than the policy allows; the plugin did not run.
+    #[error("the input is {size} bytes, over the policy's limit of {limit}")]
+    InputTooLarge {
+        /// The input's size in bytes.
+        size: usize,
+        /// The policy's limit (`Policy::max_input`).
+        limit: usize,
+    },
+    /// The plugin trapped: a table limit, an invalid operation, or a host
+    /// call it misused (a panic without a message on stderr also ends
+    /// here). Everything it held was released.
+    #[error("the plugin trapped: {0}")]
+    Trapped(String),
+    /// The host could not set up the invocation.
+    #[error("the host could not run the plugin: {0}")]
+    Host(String),
+}

@@ -1,0 +1,532 @@
+//! One invocation's calls, checked against the policy: [`Session`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::error::GuestError;
+use super::policy::Policy;
+use crate::error::Error;
+use crate::idempotency::{Begin, Claim, DEFAULT_LEASE, DEFAULT_RESULT_TTL};
+use crate::lock::{DEFAULT_LOCK_TTL, LockGuard};
+use crate::store::within_deadline;
+use crate::{Client, Counter, OnceOutcome, Reset, Sequence};
+
+/// How a guest asks for a lock (the WIT `lock-options`). Zero TTL asks for
+/// the default (30 s, or the policy's `max_ttl` if lower); zero wait tries
+/// once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockRequest {
+    /// The lock's TTL in ms (store clock).
+    pub ttl_ms: u64,
+    /// How long to wait for a held lock, in ms (monotonic clock), also cut
+    /// at the session's deadline.
+    pub wait_ms: u64,
+    /// Renew the lock at a third of its TTL while it is held.
+    pub renew: bool,
+}
+
+/// How a guest claims an idempotency key (the WIT `claim-options`). Zeros
+/// ask for the defaults: a 30 s lease, results kept 24 h, no wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The in-progress lease in ms, renewed while the claim is held.
+    pub lease_ms: u64,
+    /// How long the result or cached failure is kept, in ms.
+    pub result_ttl_ms: u64,
+    /// How long to wait while another caller runs the action, in ms.
+    pub wait_ms: u64,
+}
+
+/// How a guest draws from a sequence (the WIT `sequence-options`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SequenceRequest {
+    /// A format such as `ORD-{date}-{seq:06}`; none gives the bare number.
+    pub format: Option<String>,
+    /// When numbering restarts.
+    pub reset: Reset,
+}
+
+/// A counter's limits (the WIT `bounds`); none is unbounded on that side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterBounds {
+    /// The lowest value a change may leave.
+    pub min: Option<i64>,
+    /// The highest value a change may leave.
+    pub max: Option<i64>,
+}
+
+/// What [`Session::begin`] found (the WIT `claim-outcome`).
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The caller runs the action now, holding the claim.
+    Fresh(HeldClaim),
+    /// An earlier run completed; its result.
+    Completed(Vec<u8>),
+    /// An earlier run's failure was cached.
+    Failed(String),
+    /// Another caller is running it (after the wait).
+    InProgress,
+}
+
+/// The host side of one plugin invocation, without any wasm runtime: every
+/// call a guest can make, checked against its [`Policy`] and bounded by the
+/// invocation's deadline, with the error the guest gets.
+///
+/// - Every name is put in the policy's namespace; key syntax is refused.
+/// - Quotas count across the session: locks and claims held at once, names
+///   written, bytes of results stored.
+/// - Every wait and every store request ends by the deadline (monotonic
+///   clock), so no call outlives the invocation.
+///
+/// The wasmtime host makes one per invocation. It is public so that other
+/// hosts (another wasm runtime, or `tollgate-guest`'s native test mode) give
+/// guests exactly the same semantics. Cheap to clone; clones share the
+/// quotas. What a session hands out ([`HeldLock`], [`HeldClaim`]) is
+/// released or abandoned when dropped.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    policy: Arc<Policy>,
+    deadline: Instant,
+    locks_held: Arc<AtomicUsize>,
+    claims_held: Arc<AtomicUsize>,
+    tally: Mutex<Tally>,
+}
+
+/// What the invocation has written so far, for the policy's quotas.
+#[derive(Default)]
+struct Tally {
+    /// The names written to, by kind.
+    written: HashSet<(&'static str, String)>,
+    /// Bytes of results and failures stored.
+    stored_bytes: usize,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("namespace", &self.shared.policy.namespace())
+            .field("deadline", &self.shared.deadline)
+            .field(
+                "locks_held",
+                &self.shared.locks_held.load(Ordering::Relaxed),
+            )
+            .field(
+                "claims_held",
+                &self.shared.claims_held.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for one invocation of a plugin running under `policy`
+    /// with `client`'s store, ending at `deadline`.
+    pub fn new(client: Client, policy: Arc<Policy>, deadline: Instant) -> Session {
+        Session {
+            shared: Arc::new(Shared {
+                client,
+                policy,
+                deadline,
+                locks_held: Arc::default(),
+                claims_held: Arc::default(),
+                tally: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The policy the calls are checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
+    /// When every wait and store request of the session ends.
+    pub fn deadline(&self) -> Instant {
+        self.shared.deadline
+    }
+
+    /// Locks held now through this session.
+    pub fn locks_held(&self) -> usize {
+        self.shared.locks_held.load(Ordering::Acquire)
+    }
+
+    /// Idempotency claims held now through this session.
+    pub fn claims_held(&self) -> usize {
+        self.shared.claims_held.load(Ordering::Acquire)
+    }
+
+    /// Takes the lock `name`, waiting as asked: `Timeout` when another
+    /// owner still holds it at the end of the wait.
+    pub fn acquire(&self, name: &str, request: LockRequest) -> Result<HeldLock, GuestError> {
+        self.try_acquire(name, request)?.ok_or(GuestError::Timeout)
+    }
+
+    /// Like [`acquire`](Self::acquire), but `None` when not granted.
+    pub fn try_acquire(
+        &self,
+        name: &str,
+        request: LockRequest,
+    ) -> Result<Option<HeldLock>, GuestError> {
+        let policy = &self.shared.policy;
+        let scoped = policy.scoped("lock name", name)?;
+        let slot = Slot::reserve(&self.shared.locks_held, policy.max_locks, "locks")?;
+        let ttl = policy.duration("ttl", request.ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
+        let wait = self.wait(request.wait_ms)?;
+        self.writes("lock", &scoped)?;
+        let mut builder = self.shared.client.lock(scoped).ttl(ttl).wait(wait);
+        if request.renew {
+            builder = builder.watchdog();
+        }
+        let granted = self.within_deadline(|| builder.try_acquire())?;
+        Ok(granted.map(|guard| HeldLock {
+            guard,
+            name: name.to_owned(),
+            shared: Arc::clone(&self.shared),
+            _slot: slot,
+        }))
+    }
+
+    /// Claims the idempotency key `key`, or reports what an earlier call
+    /// left. A non-empty `fingerprint` ties the key to a payload.
+    pub fn begin(
+        &self,
+        key: &str,
+        fingerprint: &[u8],
+        request: ClaimRequest,
+    ) -> Result<ClaimOutcome, GuestError> {
+        let policy = &self.shared.policy;
+        let scoped = policy.scoped("idempotency key", key)?;
+        let lease = policy.duration("lease", request.lease_ms, DEFAULT_LEASE, policy.max_ttl)?;
+        let result_ttl = policy.duration(
+            "result ttl",
+            request.result_ttl_ms,
+            DEFAULT_RESULT_TTL,
+            policy.max_retention,
+        )?;
+        let wait = self.wait(request.wait_ms)?;
+        let slot = Slot::reserve(&self.shared.claims_held, policy.max_claims, "claims")?;
+        self.writes("idempotency key", &scoped)?;
+        let idempotency = self
+            .shared
+            .client
+            .idempotency(policy.namespace())
+            .lease(lease)
+            .result_ttl(result_ttl)
+            .max_result_size(policy.max_result_bytes);
+        let mut call = idempotency.key(key).wait(wait);
+        if !fingerprint.is_empty() {
+            call = call.fingerprint(fingerprint);
+        }
+        Ok(match self.within_deadline(|| call.begin())? {
+            Begin::Fresh(mut claim) => {
+                // Storing its outcome may not outlast the invocation.
+                claim.give_up_at(self.shared.deadline);
+                ClaimOutcome::Fresh(HeldClaim {
+                    claim,
+                    key: key.to_owned(),
+                    shared: Arc::clone(&self.shared),
+                    _slot: slot,
+                })
+            }
+            Begin::Completed(value) => ClaimOutcome::Completed(value),
+            Begin::Failed(text) => ClaimOutcome::Failed(text),
+            Begin::InProgress => ClaimOutcome::InProgress,
+        })
+    }
+
+    /// True for the first call with `key` in a window of `window_ms`.
+    pub fn once(&self, key: &str, window_ms: u64) -> Result<bool, GuestError> {
+        let policy = &self.shared.policy;
+        let scoped = policy.scoped("once key", key)?;
+        let window = Duration::from_millis(window_ms);
+        if window > policy.max_retention {
+            return Err(GuestError::QuotaExceeded(format!(
+                "window of {window:?} is above the plugin's limit of {:?}",
+                policy.max_retention
+            )));
+        }
+        self.writes("once key", &scoped)?;
+        Ok(self.within_deadline(|| self.shared.client.once(&scoped, window))?)
+    }
+
+    /// Adds `delta` to the counter `name` within `bounds`; the new value.
+    pub fn incr(
+        &self,
+        name: &str,
+        delta: i64,
+        bounds: Option<CounterBounds>,
+    ) -> Result<i64, GuestError> {
+        let counter = self.counter(name, bounds, true)?;
+        Ok(self.within_deadline(|| counter.incr(delta))?)
+    }
+
+    /// Adds `delta` at most once per `op_id`.
+    pub fn incr_once(
+        &self,
+        name: &str,
+        op_id: &str,
+        delta: i64,
+        bounds: Option<CounterBounds>,
+    ) -> Result<OnceOutcome, GuestError> {
+        let counter = self.counter(name, bounds, true)?;
+        self.writes("operation id", &format!("{name}\0{op_id}"))?;
+        Ok(self.within_deadline(|| counter.incr_once(op_id, delta))?)
+    }
+
+    /// The counter's value; zero when never set.
+    pub fn get(&self, name: &str) -> Result<i64, GuestError> {
+        let counter = self.counter(name, None, false)?;
+        Ok(self.within_deadline(|| counter.get())?)
+    }
+
+    /// Sets the counter's value.
+    pub fn set(&self, name: &str, value: i64) -> Result<(), GuestError> {
+        let counter = self.counter(name, None, true)?;
+        Ok(self.within_deadline(|| counter.set(value))?)
+    }
+
+    /// The sequence's next number, formatted.
+    pub fn next(&self, name: &str, request: &SequenceRequest) -> Result<String, GuestError> {
+        let sequence = self.sequence(name, request)?;
+        Ok(self.within_deadline(|| sequence.next())?)
+    }
+
+    /// The sequence's next number.
+    pub fn next_raw(&self, name: &str, request: &SequenceRequest) -> Result<u64, GuestError> {
+        let sequence = self.sequence(name, request)?;
+        Ok(self.within_deadline(|| sequence.next_raw())?)
+    }
+
+    fn within_deadline<T>(&self, work: impl FnOnce() -> T) -> T {
+        within_deadline(self.shared.deadline, work)
+    }
+
+    /// A guest's wait, within the policy and the session's deadline.
+    fn wait(&self, wait_ms: u64) -> Result<Duration, GuestError> {
+        let policy = &self.shared.policy;
+        let wait = policy.duration("wait", wait_ms, Duration::ZERO, policy.max_wait)?;
+        Ok(wait.min(
+            self.shared
+                .deadline
+                .saturating_duration_since(Instant::now()),
+        ))
+    }
+
+    /// Counts a write to `name` (scoped) of kind `kind`; refuses the call
+    /// when it would write to more distinct names than the policy allows.
+    fn writes(&self, kind: &'static str, name: &str) -> Result<(), GuestError> {
+        let max = self.shared.policy.max_written_names;
+        let mut tally = self.shared.tally.lock();
+        let entry = (kind, name.to_owned());
+        if tally.written.len() >= max && !tally.written.contains(&entry) {
+            return Err(GuestError::QuotaExceeded(format!(
+                "the plugin may write to at most {max} names per invocation \
+                 (locks, idempotency keys, once keys, counters, operation ids, sequences)"
+            )));
+        }
+        tally.written.insert(entry);
+        Ok(())
+    }
+
+    fn counter(
+        &self,
+        name: &str,
+        bounds: Option<CounterBounds>,
+        writes: bool,
+    ) -> Result<Counter, GuestError> {
+        let scoped = self.shared.policy.scoped("counter name", name)?;
+        if writes {
+            self.writes("counter", &scoped)?;
+        }
+        let counter = self.shared.client.counter(scoped);
+        Ok(match bounds {
+            None => counter,
+            Some(b) => counter.bounds((
+                b.min.map_or(Bound::Unbounded, Bound::Included),
+                b.max.map_or(Bound::Unbounded, Bound::Included),
+            )),
+        })
+    }
+
+    fn sequence(&self, name: &str, request: &SequenceRequest) -> Result<Sequence, GuestError> {
+        let scoped = self.shared.policy.scoped("sequence name", name)?;
+        self.writes("sequence", &scoped)?;
+        let mut sequence = self.shared.client.sequence(scoped);
+        if let Some(format) = &request.format {
+            sequence = sequence.format(format)?;
+        }
+        Ok(sequence.reset(request.reset))
+    }
+}
+
+/// One of the policy's held-at-once places, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn reserve(held: &Arc<AtomicUsize>, max: usize, what: &str) -> Result<Slot, GuestError> {
+        if held.fetch_add(1, Ordering::AcqRel) >= max {
+            held.fetch_sub(1, Ordering::AcqRel);
+            return Err(GuestError::QuotaExceeded(format!(
+                "the plugin may hold at most {max} {what} at once"
+            )));
+        }
+        Ok(Slot(Arc::clone(held)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A lock held by a guest. Dropping it releases the lock at once.
+pub struct HeldLock {
+    // Declared before the slot: the lock is released before its place in
+    // the quota is given back.
+    guard: LockGuard,
+    name: String,
+    shared: Arc<Shared>,
+    _slot: Slot,
+}
+
+impl HeldLock {
+    /// The lock's name, as the guest gave it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This grant's fencing token.
+    pub fn fencing_token(&self) -> u64 {
+        self.guard.fencing_token()
+    }
+
+    /// Sets the remaining TTL to `ttl_ms` (not zero, within the policy).
+    pub fn extend(&self, ttl_ms: u64) -> Result<(), GuestError> {
+        if ttl_ms == 0 {
+            return Err(Error::invalid("ttl", "extend needs a TTL above zero").into());
+        }
+        let policy = &self.shared.policy;
+        let ttl = policy.duration("ttl", ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
+        Ok(within_deadline(self.shared.deadline, || {
+            self.guard.extend(ttl)
+        })?)
+    }
+
+    /// Whether the lock is still held (asks the store).
+    pub fn is_held(&self) -> Result<bool, GuestError> {
+        Ok(within_deadline(self.shared.deadline, || {
+            self.guard.is_held()
+        })?)
+    }
+
+    /// The remaining TTL in ms, or none when the lock is no longer held.
+    pub fn remaining_ttl_ms(&self) -> Result<Option<u64>, GuestError> {
+        let ttl = within_deadline(self.shared.deadline, || self.guard.remaining_ttl())?;
+        Ok(ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)))
+    }
+
+    /// Releases the lock: `NotHeld` when it had already been lost.
+    pub fn release(self) -> Result<(), GuestError> {
+        let HeldLock {
+            guard,
+            shared,
+            _slot,
+            ..
+        } = self;
+        Ok(within_deadline(shared.deadline, || guard.release())?)
+    }
+}
+
+impl fmt::Debug for HeldLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldLock")
+            .field("name", &self.name)
+            .field("fencing_token", &self.fencing_token())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A guest's claim on an idempotency key. Dropping it abandons the claim.
+pub struct HeldClaim {
+    claim: Claim,
+    key: String,
+    shared: Arc<Shared>,
+    _slot: Slot,
+}
+
+impl HeldClaim {
+    /// The key, as the guest gave it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Stores the action's result for repeats, within the policy's
+    /// stored-bytes quota. Over the quota, a short failure saying so is
+    /// stored instead (the action ran: repeats must not run it again) and
+    /// the call fails with `QuotaExceeded`.
+    pub fn complete(self, value: &[u8]) -> Result<(), GuestError> {
+        self.store(value.len(), "result", |claim| claim.complete(value))
+    }
+
+    /// Caches a failure: repeats get `failure` back instead of running.
+    /// Over the stored-bytes quota, as for [`complete`](Self::complete).
+    pub fn fail(self, failure: &str) -> Result<(), GuestError> {
+        let size = failure.len().min(self.shared.policy.max_result_bytes);
+        self.store(size, "failure", |claim| claim.fail(failure))
+    }
+
+    /// Counts `bytes` against the policy's total and stores them with
+    /// `store`; past the total, records the refusal instead.
+    fn store(
+        self,
+        bytes: usize,
+        what: &str,
+        store: impl FnOnce(Claim) -> crate::Result<()>,
+    ) -> Result<(), GuestError> {
+        let HeldClaim {
+            claim, key, shared, ..
+        } = self;
+        let max = shared.policy.max_stored_bytes;
+        let refused = {
+            let mut tally = shared.tally.lock();
+            let refused = tally.stored_bytes.saturating_add(bytes) > max;
+            if !refused {
+                tally.stored_bytes += bytes;
+            }
+            refused.then(|| tally.stored_bytes)
+        };
+        let Some(so_far) = refused else {
+            return Ok(within_deadline(shared.deadline, || store(claim))?);
+        };
+        // The action ran: a short failure record keeps repeats from running
+        // it again, as for a result over the size limit.
+        let text =
+            format!("the action ran, but its {what} was over the plugin's stored-bytes quota");
+        if let Err(error) = within_deadline(shared.deadline, || claim.fail(&text)) {
+            tracing::warn!(%key, %error, "tollgate: could not record a refused outcome; the claim frees when its lease ends");
+        }
+        Err(GuestError::QuotaExceeded(format!(
+            "storing {bytes} more bytes would pass the plugin's {max} bytes of results per invocation \
+             ({so_far} stored so far)"
+        )))
+    }
+}
+
+impl fmt::Debug for HeldClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldClaim")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
