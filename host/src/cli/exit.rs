@@ -96,8 +96,8 @@ impl From<PluginError> for Failure {
             PluginError::Load(_) => NOT_LOADED,
             PluginError::Failed(_)
             | PluginError::Panicked(_)
-            | PluginError::TimedOut(_)
-            | PluginError::Trapped(_)
+            | PluginError::TimedOut { .. }
+            | PluginError::Trapped { .. }
             | PluginError::OutOfMemory { .. }
             | PluginError::Host(_) => PLUGIN_FAILED,
             PluginError::InputTooLarge { .. } => USAGE,

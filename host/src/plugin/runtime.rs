@@ -28,6 +28,7 @@ use super::host::Invocation;
 use super::limits::InvocationLimits;
 use super::output::{GuestOutput, OutputSink, OutputStreamKind};
 use crate::Client;
+use crate::sandbox::TrapCause;
 use crate::sandbox::{Policy, Session};
 use crate::store::within_deadline;
 
@@ -476,6 +477,7 @@ impl Plugin {
             let limits = &store.data().limits;
             (limits.refused(), limits.memory_refused())
         };
+        let cut_wait = store.data().session.cut_wait();
         // Everything the instance held is released here, at once, within
         // the deadline or a short grace after it; what Redis does not
         // release in time frees at its TTL.
@@ -497,10 +499,16 @@ impl Plugin {
                 )))
             }
             Err(error) => Err(match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => PluginError::TimedOut(timeout),
-                _ => match panic_message(&stderr) {
+                Some(Trap::Interrupt) => PluginError::TimedOut {
+                    limit: timeout,
+                    cut_wait,
+                },
+                trap => match panic_message(&stderr) {
                     Some(message) => PluginError::Panicked(message),
-                    None => PluginError::Trapped(format!("{error:#}")),
+                    None => PluginError::Trapped {
+                        cause: trap_cause(trap.copied(), refused),
+                        detail: format!("{error:#}"),
+                    },
                 },
             }),
         };
@@ -512,12 +520,20 @@ impl Plugin {
                 Ok(_) => "ok",
                 Err(PluginError::Failed(_)) => "failed",
                 Err(PluginError::Panicked(_)) => "panicked",
-                Err(PluginError::TimedOut(_)) => "timed out",
+                Err(PluginError::TimedOut { .. }) => "timed out",
                 Err(PluginError::OutOfMemory { .. }) => "out of memory",
                 Err(_) => "trapped",
             },
             "tollgate: invocation ended"
         );
+        if let Err(PluginError::Trapped { detail, .. }) = &result {
+            // The backtrace: `tollgate run --verbose` shows it.
+            tracing::debug!(
+                plugin = policy.namespace(),
+                invocation = id,
+                "tollgate: the trap: {detail}"
+            );
+        }
         RunReport {
             id,
             result,
@@ -534,6 +550,26 @@ impl Plugin {
         for line in String::from_utf8_lossy(bytes).lines() {
             tracing::info!(plugin = namespace, invocation, stream, "{line}");
         }
+    }
+}
+
+/// Why a guest trapped, from wasmtime's trap code (`None`: the error came
+/// from a host call, which only traps for a misused handle, or from a limit
+/// the host refused).
+fn trap_cause(trap: Option<Trap>, limit_refused: bool) -> TrapCause {
+    match trap {
+        Some(Trap::UnreachableCodeReached) => TrapCause::Unreachable,
+        Some(Trap::StackOverflow) => TrapCause::StackOverflow,
+        Some(Trap::MemoryOutOfBounds | Trap::HeapMisaligned) => TrapCause::MemoryOutOfBounds,
+        Some(Trap::TableOutOfBounds | Trap::IndirectCallToNull | Trap::BadSignature) => {
+            TrapCause::BadIndirectCall
+        }
+        Some(
+            Trap::IntegerOverflow | Trap::IntegerDivisionByZero | Trap::BadConversionToInteger,
+        ) => TrapCause::Arithmetic,
+        _ if limit_refused => TrapCause::ResourceLimit,
+        None => TrapCause::HostCallMisused,
+        Some(_) => TrapCause::Other,
     }
 }
 
@@ -617,7 +653,15 @@ fn sleep_within_deadline(store: &mut StoreContextMut<'_, Invocation>, nanos: u64
         .data()
         .ends_at
         .saturating_duration_since(Instant::now());
-    nanos.min(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+    let left = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
+    if nanos > left {
+        let asked = Duration::from_nanos(nanos);
+        store
+            .data()
+            .session
+            .note_cut_wait(format!("a sleep of {asked:?}"));
+    }
+    nanos.min(left)
 }
 
 #[cfg(test)]

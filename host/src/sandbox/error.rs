@@ -108,9 +108,20 @@ pub enum PluginError {
     /// The plugin ran and returned an error of its own.
     #[error("the plugin failed: {0}")]
     Failed(String),
-    /// The plugin ran past its policy's time limit and was stopped.
-    #[error("the plugin ran past its time limit of {0:?} and was stopped")]
-    TimedOut(Duration),
+    /// The plugin ran past its time limit (the policy's, or the call's) and
+    /// was stopped. Everything it held was released.
+    #[error("the plugin ran past its time limit of {limit:?} and was stopped{}",
+        .cut_wait.as_ref().map(|wait| format!(
+            "; its time ran out during {wait}, which the deadline cut short"
+        )).unwrap_or_default())]
+    TimedOut {
+        /// The time limit.
+        limit: Duration,
+        /// The wait that the deadline cut short, when the time ran out
+        /// during one: `a wait for lock "x" (asked up to 10s)`, `a sleep of
+        /// 60s`, ... `None` when the plugin's own code used the time.
+        cut_wait: Option<String>,
+    },
     /// The guest panicked; its panic message and where. Everything it held
     /// was released.
     #[error("the plugin panicked: {0}")]
@@ -135,12 +146,54 @@ pub enum PluginError {
         /// The policy's limit (`Policy::max_input`).
         limit: usize,
     },
-    /// The plugin trapped: a table limit, an invalid operation, or a host
-    /// call it misused (a panic without a message on stderr also ends
-    /// here). Everything it held was released.
-    #[error("the plugin trapped: {0}")]
-    Trapped(String),
+    /// The plugin trapped: `cause` says why in a form to match on,
+    /// `detail` is the runtime's full report (with the wasm backtrace).
+    /// Everything it held was released.
+    #[error("the plugin trapped: {cause}")]
+    Trapped {
+        /// Why.
+        cause: TrapCause,
+        /// The runtime's report, several lines.
+        detail: String,
+    },
     /// The host could not set up the invocation.
     #[error("the host could not run the plugin: {0}")]
     Host(String),
+}
+
+/// Why a plugin trapped (see [`PluginError::Trapped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrapCause {
+    /// It executed `unreachable`: how most guest languages abort (a Rust
+    /// guest's `std::process::abort`, or a panic whose message was lost).
+    #[error("it aborted (wasm `unreachable`)")]
+    Unreachable,
+    /// Its call stack overflowed (deep or unbounded recursion). A Rust or
+    /// C guest keeps locals whose address is taken on a shadow stack in its
+    /// linear memory; that one overflows as
+    /// [`MemoryOutOfBounds`](Self::MemoryOutOfBounds).
+    #[error("its stack overflowed")]
+    StackOverflow,
+    /// It accessed linear memory out of bounds.
+    #[error("it accessed memory out of bounds")]
+    MemoryOutOfBounds,
+    /// It accessed a table out of bounds, or called through a null or
+    /// mistyped table entry.
+    #[error("it made a bad indirect call or table access")]
+    BadIndirectCall,
+    /// An integer division by zero, an overflowing division, or a float
+    /// that does not fit the integer it was converted to.
+    #[error("an integer operation trapped (division by zero, overflow or bad conversion)")]
+    Arithmetic,
+    /// It asked for more table elements or instances than the host allows.
+    #[error("it passed the host's table or instance limit")]
+    ResourceLimit,
+    /// It misused a host call: a handle it does not own (dropped,
+    /// released, or of another type).
+    #[error("it misused a host call (a bad handle)")]
+    HostCallMisused,
+    /// Anything else; the detail says what.
+    #[error("see the detail")]
+    Other,
 }

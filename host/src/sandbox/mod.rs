@@ -36,7 +36,7 @@ mod error;
 mod policy;
 mod session;
 
-pub use error::{GuestError, PluginError};
+pub use error::{GuestError, PluginError, TrapCause};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use session::{
     ClaimOutcome, ClaimRequest, CounterBounds, HeldClaim, HeldLock, LockRequest, SequenceRequest,

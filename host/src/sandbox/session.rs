@@ -101,6 +101,8 @@ struct Shared {
     locks_held: Arc<AtomicUsize>,
     claims_held: Arc<AtomicUsize>,
     tally: Mutex<Tally>,
+    /// The last wait the deadline cut short, described.
+    cut_wait: Mutex<Option<String>>,
 }
 
 /// What the invocation has written so far, for the policy's quotas.
@@ -141,6 +143,7 @@ impl Session {
                 locks_held: Arc::default(),
                 claims_held: Arc::default(),
                 tally: Mutex::default(),
+                cut_wait: Mutex::default(),
             }),
         }
     }
@@ -165,6 +168,18 @@ impl Session {
         self.shared.claims_held.load(Ordering::Acquire)
     }
 
+    /// The last host wait that the deadline cut short without its call
+    /// succeeding (`a wait for lock "x" (asked up to 10s)`), if any: when an
+    /// invocation then runs out of time, this is where its time went.
+    pub fn cut_wait(&self) -> Option<String> {
+        self.shared.cut_wait.lock().clone()
+    }
+
+    /// Records that the deadline cut short a wait for `what`.
+    pub(crate) fn note_cut_wait(&self, what: String) {
+        *self.shared.cut_wait.lock() = Some(what);
+    }
+
     /// Takes the lock `name`, waiting as asked: `Timeout` when another
     /// owner still holds it at the end of the wait.
     pub fn acquire(&self, name: &str, request: LockRequest) -> Result<HeldLock, GuestError> {
@@ -181,14 +196,22 @@ impl Session {
         let scoped = policy.scoped("lock name", name)?;
         let slot = Slot::reserve(&self.shared.locks_held, policy.max_locks, "locks")?;
         let ttl = policy.duration("ttl", request.ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
-        let wait = self.wait(request.wait_ms)?;
+        let (wait, cut) = self.wait(request.wait_ms)?;
         self.writes("lock", &scoped)?;
         let mut builder = self.shared.client.lock(scoped).ttl(ttl).wait(wait);
         if request.renew {
             builder = builder.watchdog();
         }
-        let granted = self.within_deadline(|| builder.try_acquire())?;
-        Ok(granted.map(|guard| HeldLock {
+        let granted = self.within_deadline(|| builder.try_acquire());
+        // Not granted in a wait the deadline shortened (a refusal, or a
+        // store request the deadline ended): that is where the time went.
+        if cut && !matches!(granted, Ok(Some(_))) {
+            self.note_cut_wait(format!(
+                "a wait for lock {name:?} (asked up to {:?})",
+                Duration::from_millis(request.wait_ms)
+            ));
+        }
+        Ok(granted?.map(|guard| HeldLock {
             guard,
             name: name.to_owned(),
             shared: Arc::clone(&self.shared),
@@ -213,7 +236,7 @@ impl Session {
             DEFAULT_RESULT_TTL,
             policy.max_retention,
         )?;
-        let wait = self.wait(request.wait_ms)?;
+        let (wait, cut) = self.wait(request.wait_ms)?;
         let slot = Slot::reserve(&self.shared.claims_held, policy.max_claims, "claims")?;
         self.writes("idempotency key", &scoped)?;
         let idempotency = self
@@ -227,7 +250,14 @@ impl Session {
         if !fingerprint.is_empty() {
             call = call.fingerprint(fingerprint);
         }
-        Ok(match self.within_deadline(|| call.begin())? {
+        let begun = self.within_deadline(|| call.begin());
+        if cut && matches!(begun, Ok(Begin::InProgress) | Err(_)) {
+            self.note_cut_wait(format!(
+                "a wait for idempotency key {key:?}, run by another caller (asked up to {:?})",
+                Duration::from_millis(request.wait_ms)
+            ));
+        }
+        Ok(match begun? {
             Begin::Fresh(mut claim) => {
                 // Storing its outcome may not outlast the invocation.
                 claim.give_up_at(self.shared.deadline);
@@ -311,15 +341,16 @@ impl Session {
         within_deadline(self.shared.deadline, work)
     }
 
-    /// A guest's wait, within the policy and the session's deadline.
-    fn wait(&self, wait_ms: u64) -> Result<Duration, GuestError> {
+    /// A guest's wait, within the policy and the session's deadline, and
+    /// whether the deadline shortened it.
+    fn wait(&self, wait_ms: u64) -> Result<(Duration, bool), GuestError> {
         let policy = &self.shared.policy;
         let wait = policy.duration("wait", wait_ms, Duration::ZERO, policy.max_wait)?;
-        Ok(wait.min(
-            self.shared
-                .deadline
-                .saturating_duration_since(Instant::now()),
-        ))
+        let left = self
+            .shared
+            .deadline
+            .saturating_duration_since(Instant::now());
+        Ok((wait.min(left), wait > left))
     }
 
     /// Counts a write to `name` (scoped) of kind `kind`; refuses the call

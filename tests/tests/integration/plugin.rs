@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::Client;
-use tollgate::plugin::{Plugin, PluginError, Policy, Runtime};
+use tollgate::plugin::{Plugin, PluginError, Policy, Runtime, TrapCause};
 use tollgate_tests::RedisServer;
 use tollgate_tests::guest::test_plugin;
 
@@ -78,6 +78,38 @@ fn a_guest_panic_while_holding_a_lock_frees_it_when_the_call_returns() {
 }
 
 #[test]
+fn a_guest_trap_has_a_cause_to_match_on_and_frees_its_lock() {
+    let server = RedisServer::start();
+    let plugin = load(&client(&server), policy("a"));
+    let err = run(&plugin, "abort-holding t").unwrap_err();
+    let PluginError::Trapped { cause, detail } = &err else {
+        panic!("expected a trap, got {err:?}");
+    };
+    assert_eq!(*cause, TrapCause::Unreachable);
+    assert!(detail.contains("unreachable"), "{detail}");
+    assert_eq!(
+        err.to_string(),
+        "the plugin trapped: it aborted (wasm `unreachable`)"
+    );
+    assert!(
+        !lock_key_exists(&server, "a/t"),
+        "the lock outlived the trap"
+    );
+
+    let err = run(&plugin, "recurse").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::Trapped {
+                cause: TrapCause::StackOverflow,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_guest_looping_forever_is_stopped_at_its_deadline_and_its_lock_freed() {
     let server = RedisServer::start();
     let plugin = load(
@@ -87,7 +119,11 @@ fn a_guest_looping_forever_is_stopped_at_its_deadline_and_its_lock_freed() {
     let start = Instant::now();
     let err = run(&plugin, "loop-holding l").unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    // Its own code used the time: no wait to blame.
+    assert!(
+        matches!(err, PluginError::TimedOut { cut_wait: None, .. }),
+        "{err:?}"
+    );
     assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
     assert!(
         !lock_key_exists(&server, "a/l"),
@@ -115,7 +151,21 @@ fn a_guest_waiting_in_a_host_call_is_stopped_at_its_deadline() {
     // The wait ends at the deadline: the guest sees `timeout`, or is stopped.
     match result {
         Ok(text) => assert_eq!(text, "error: timeout"),
-        Err(err) => assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}"),
+        // Stopped: the error says the time went into the lock wait.
+        Err(err) => {
+            let PluginError::TimedOut {
+                cut_wait: Some(wait),
+                ..
+            } = &err
+            else {
+                panic!("expected a timeout naming the cut wait, got {err:?}");
+            };
+            assert_eq!(wait, r#"a wait for lock "busy" (asked up to 9s)"#);
+            assert!(
+                err.to_string().contains("which the deadline cut short"),
+                "{err}"
+            );
+        }
     }
     assert!(
         took < Duration::from_millis(1500),
@@ -282,7 +332,10 @@ fn a_guest_sleeping_past_its_deadline_is_stopped_and_its_renewed_lock_freed() {
     let start = Instant::now();
     let err = run(&plugin, "sleep-holding s 60000").unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(
+        matches!(&err, PluginError::TimedOut { cut_wait: Some(wait), .. } if wait == "a sleep of 60s"),
+        "{err:?}"
+    );
     assert!(
         took < Duration::from_millis(1500),
         "a 60 s sleep held the host for {took:?}"
@@ -299,7 +352,7 @@ fn a_claim_of_a_stopped_invocation_is_abandoned_at_once() {
     let client = client(&server);
     let plugin = load(&client, policy("a").timeout(Duration::from_millis(500)));
     let err = run(&plugin, "idem order-9 60000 runs").unwrap_err();
-    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(matches!(err, PluginError::TimedOut { .. }), "{err:?}");
     // The next caller runs the action itself, without waiting out the lease.
     let patient = load(&client, policy("a"));
     let start = Instant::now();
@@ -427,7 +480,7 @@ fn a_guest_is_stopped_within_a_tick_of_its_timeout() {
     let start = Instant::now();
     let err = run(&plugin, "loop-holding l").unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+    assert!(matches!(err, PluginError::TimedOut { .. }), "{err:?}");
     assert!(took >= timeout, "stopped early, after {took:?}");
     // One 10 ms tick, plus room for a loaded machine; a deadline that
     // counted ticks ran about 20 % long here.
@@ -447,7 +500,7 @@ fn an_invocation_holding_locks_and_claims_returns_at_its_deadline_while_redis_is
     let took = thread::scope(|scope| {
         let invocation = scope.spawn(|| {
             let err = run(&plugin, "hold-and-spin 4").unwrap_err();
-            assert!(matches!(err, PluginError::TimedOut(_)), "{err:?}");
+            assert!(matches!(err, PluginError::TimedOut { .. }), "{err:?}");
             started.elapsed()
         });
         // Once the guest holds its 4 locks and 4 claims, Redis stalls.
@@ -666,7 +719,7 @@ fn a_call_can_have_a_shorter_timeout_and_a_larger_input_is_refused_before_it_run
         RunOptions::new().timeout(Duration::from_millis(200)),
     );
     match report.result {
-        Err(PluginError::TimedOut(limit)) => assert_eq!(limit, Duration::from_millis(200)),
+        Err(PluginError::TimedOut { limit, .. }) => assert_eq!(limit, Duration::from_millis(200)),
         other => panic!("expected TimedOut, got {other:?}"),
     }
     assert!(

@@ -15,6 +15,8 @@
 //! | `hold NAME`                     | acquire NAME (TTL 30 s); the guard drops at return                                                                                     | `held TOKEN`                    |
 //! | `forget NAME`                   | acquire NAME (TTL 30 s) and `std::mem::forget` the guard                                                                               | `forgot TOKEN`                  |
 //! | `panic-holding NAME`            | acquire NAME (TTL 30 s), then `panic!` (the invocation traps)                                                                         | —                               |
+//! | `abort-holding NAME`            | acquire NAME (TTL 30 s), then `std::process::abort()` (a trap without a panic message)                                                | —                               |
+//! | `recurse`                       | recurse without end (the stack overflows)                                                                                              | —                               |
 //! | `loop-holding NAME`             | acquire NAME (TTL 30 s), then loop forever                                                                                             | —                               |
 //! | `alloc BYTES`                   | allocate BYTES bytes and write to every 4 KiB page (traps when memory runs out)                                                        | `allocated`                     |
 //! | `try NAME`                      | try-acquire NAME (TTL 30 s), holding nothing at return                                                                                 | `granted TOKEN` or `busy`       |
@@ -84,6 +86,11 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
             let guard = lock(*name).ttl(LOCK_TTL).acquire();
             panic!("panic-holding: panicking while holding {guard:?}");
         }
+        ["abort-holding", name] => {
+            let _guard = lock(*name).ttl(LOCK_TTL).acquire();
+            std::process::abort(); // wasm `unreachable`, no panic message
+        }
+        ["recurse"] => Ok(format!("depth {}", recurse(black_box(0)))),
         ["loop-holding", name] => {
             let guard = lock(*name).ttl(LOCK_TTL).acquire();
             let mut n = 0u64;
@@ -288,6 +295,16 @@ fn idem(key: &str, sleep: Duration, counter_name: &str) -> String {
         ),
         Err(e) => run_error(e),
     }
+}
+
+/// Recurses until wasm's call stack overflows: no locals in linear memory,
+/// so the shadow stack (whose overflow is an out-of-bounds access) is not
+/// what runs out first.
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    1 + black_box(recurse(black_box(depth) + 1))
 }
 
 /// A failed idempotent run as `error: ...` text.
