@@ -426,8 +426,16 @@ impl IdempotentCall<'_> {
         )?;
         let Some((state, sent, generation)) = found else {
             tracing::debug!(key = %name, "tollgate: idempotency key in progress elsewhere");
+            crate::metrics::claim_found("in_progress");
             return Ok(Begin::InProgress);
         };
+        crate::metrics::claim_found(match &state {
+            ClaimState::Fresh => "fresh",
+            ClaimState::Done(_) => "replayed",
+            ClaimState::Failed(_) => "failed",
+            ClaimState::Running { .. } => "in_progress",
+            ClaimState::Mismatch => "mismatch",
+        });
         tracing::debug!(
             key = %name,
             found = match &state {

@@ -83,6 +83,7 @@ pub mod idempotency;
 mod keys;
 mod limits;
 pub mod lock;
+pub mod metrics;
 mod notify;
 #[cfg(feature = "plugin")]
 pub mod plugin;

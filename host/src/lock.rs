@@ -388,6 +388,9 @@ impl LockGuard {
             }
         };
         if !released {
+            if !self.lease.known_lost() {
+                crate::metrics::lease_lost("lock");
+            }
             self.lease.mark_lost();
         }
         tracing::debug!(lock = %self.name, released, "tollgate: lock released");
@@ -489,7 +492,8 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
     let owner = Uuid::new_v4().simple().to_string();
     let holder = inner.holder_description();
     let fence_retention_ms = millis(settings.fence_retention);
-    let deadline = Instant::now() + options.wait;
+    let asked = Instant::now();
+    let deadline = asked + options.wait;
     let store = inner.store.as_ref();
     let handed = |grant: HandedGrant| Grant {
         fence: grant.fence,
@@ -531,9 +535,11 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
     )?;
     let Some(grant) = granted else {
         tracing::debug!(lock = %name, "tollgate: lock not granted");
+        crate::metrics::lock_not_granted();
         return Ok(None);
     };
     tracing::debug!(lock = %name, fence = grant.fence, ttl_ms, "tollgate: lock granted");
+    crate::metrics::lock_granted(grant.sent.saturating_duration_since(asked));
     let ttl = Duration::from_millis(ttl_ms); // what the server got
     LockGuard::start(client, name, keys, owner, grant, &options, ttl).map(Some)
 }

@@ -297,6 +297,16 @@ impl RedlockBuilder<'_> {
     /// The rounds: `Ok(Ok(guard))` when granted, `Ok(Err(NoQuorum))` when
     /// not by the deadline, `Err` for bad input.
     fn attempt(self) -> Result<Result<RedlockGuard>> {
+        let asked = Instant::now();
+        let outcome = self.rounds()?;
+        match &outcome {
+            Ok(_) => crate::metrics::lock_granted(asked.elapsed()),
+            Err(_) => crate::metrics::lock_not_granted(),
+        }
+        Ok(outcome)
+    }
+
+    fn rounds(self) -> Result<Result<RedlockGuard>> {
         let inner = &self.redlock.inner;
         let settings = &inner.first().inner().settings;
         let ttl_ms = check_request(settings, &self.name, self.ttl, self.wait, self.watchdog)?;

@@ -321,9 +321,16 @@ fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
         LeaseTarget::Quorum(lease) => lease.extend(ttl),
     };
     match extended {
-        Ok(true) => Outcome::Renewed { sent, generation },
-        Ok(false) => Outcome::Lost,
+        Ok(true) => {
+            crate::metrics::lease_renewal("ok");
+            Outcome::Renewed { sent, generation }
+        }
+        Ok(false) => {
+            crate::metrics::lease_renewal("lost");
+            Outcome::Lost
+        }
         Err(error) => {
+            crate::metrics::lease_renewal("failed");
             tracing::warn!(name = %renewal.name, %error, "tollgate: lease renewal failed");
             Outcome::Failed
         }
@@ -331,6 +338,10 @@ fn renew(store: &dyn Store, renewal: &Renewal, ttl: Duration) -> Outcome {
 }
 
 fn report_lost(renewal: &Renewal) {
+    crate::metrics::lease_lost(match renewal.target {
+        LeaseTarget::Claim { .. } => "claim",
+        LeaseTarget::Lock { .. } | LeaseTarget::Quorum(_) => "lock",
+    });
     renewal.lease.mark_lost();
     tracing::warn!(name = %renewal.name, "tollgate: watched lease was lost");
     if let Some(callback) = &renewal.on_lost {

@@ -412,6 +412,12 @@ impl Plugin {
         let started = Instant::now();
         let policy = &self.policy;
         if input.len() > policy.max_input {
+            crate::metrics::plugin_invocation(
+                policy.namespace(),
+                "input_too_large",
+                None,
+                started.elapsed(),
+            );
             return RunReport {
                 id,
                 result: Err(PluginError::InputTooLarge {
@@ -516,15 +522,17 @@ impl Plugin {
             plugin = policy.namespace(),
             invocation = id,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            outcome = match &result {
-                Ok(_) => "ok",
-                Err(PluginError::Failed(_)) => "failed",
-                Err(PluginError::Panicked(_)) => "panicked",
-                Err(PluginError::TimedOut { .. }) => "timed out",
-                Err(PluginError::OutOfMemory { .. }) => "out of memory",
-                Err(_) => "trapped",
-            },
+            outcome = outcome_name(&result),
             "tollgate: invocation ended"
+        );
+        crate::metrics::plugin_invocation(
+            policy.namespace(),
+            outcome_name(&result),
+            match &result {
+                Err(PluginError::Trapped { cause, .. }) => Some(cause.name()),
+                _ => None,
+            },
+            started.elapsed(),
         );
         if let Err(PluginError::Trapped { detail, .. }) = &result {
             // The backtrace: `tollgate run --verbose` shows it.
@@ -550,6 +558,20 @@ impl Plugin {
         for line in String::from_utf8_lossy(bytes).lines() {
             tracing::info!(plugin = namespace, invocation, stream, "{line}");
         }
+    }
+}
+
+/// How an invocation ended, in snake_case (as in logs and metrics).
+fn outcome_name(result: &Result<Vec<u8>, PluginError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(PluginError::Failed(_)) => "failed",
+        Err(PluginError::Panicked(_)) => "panicked",
+        Err(PluginError::TimedOut { .. }) => "timed_out",
+        Err(PluginError::OutOfMemory { .. }) => "out_of_memory",
+        Err(PluginError::Trapped { .. }) => "trapped",
+        Err(PluginError::InputTooLarge { .. }) => "input_too_large",
+        Err(_) => "host",
     }
 }
 

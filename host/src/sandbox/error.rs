@@ -161,6 +161,22 @@ pub enum PluginError {
     Host(String),
 }
 
+impl TrapCause {
+    /// The cause's name in snake_case (`stack_overflow`), as in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrapCause::Unreachable => "unreachable",
+            TrapCause::StackOverflow => "stack_overflow",
+            TrapCause::MemoryOutOfBounds => "memory_out_of_bounds",
+            TrapCause::BadIndirectCall => "bad_indirect_call",
+            TrapCause::Arithmetic => "arithmetic",
+            TrapCause::ResourceLimit => "resource_limit",
+            TrapCause::HostCallMisused => "host_call_misused",
+            TrapCause::Other => "other",
+        }
+    }
+}
+
 /// Why a plugin trapped (see [`PluginError::Trapped`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]

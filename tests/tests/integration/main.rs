@@ -21,6 +21,7 @@ mod idempotency;
 mod kit;
 mod lock;
 mod lock_wait;
+mod metrics;
 mod plugin;
 mod redlock;
 mod replicas;

@@ -15,7 +15,7 @@ use crate::client;
 
 /// One runtime for the whole test binary, so the test plugin is compiled
 /// once.
-fn runtime() -> &'static Runtime {
+pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| Runtime::new().expect("runtime starts"))
 }
