@@ -183,6 +183,43 @@ impl Idempotency {
         self
     }
 
+    /// What the store holds for `key` in this namespace, read in one step
+    /// and changing nothing: `None` when no call has claimed it (or its
+    /// record expired). For operators and tests.
+    ///
+    /// ```
+    /// # fn main() -> tollgate::Result<()> {
+    /// use tollgate::idempotency::RecordState;
+    ///
+    /// let payments = tollgate::Client::in_memory().idempotency("payments");
+    /// payments.key("pay-1").run(|| Ok::<_, std::io::Error>(b"ch_1".to_vec()))?;
+    /// let record = payments.inspect("pay-1")?.expect("stored");
+    /// assert_eq!(record.state, RecordState::Completed(b"ch_1".to_vec()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inspect(&self, key: &str) -> Result<Option<RecordInfo>> {
+        check_name("idempotency namespace", &self.namespace)?;
+        check_name("idempotency key", key)?;
+        let inner = self.client.inner();
+        let keys = inner.keyspace.claim(&self.namespace, key);
+        let Some(record) = inner.store.claim_record(&keys)? else {
+            return Ok(None);
+        };
+        let state = match record.state {
+            ClaimState::Done(value) => RecordState::Completed(value),
+            ClaimState::Failed(text) => {
+                RecordState::Failed(String::from_utf8_lossy(&text).into_owned())
+            }
+            _ => RecordState::Running,
+        };
+        Ok(Some(RecordInfo {
+            state,
+            fingerprinted: record.fingerprinted,
+            remaining_ttl: record.remaining,
+        }))
+    }
+
     /// Starts a call for `key` (1 to 512 bytes) in this namespace.
     pub fn key(&self, key: impl Into<String>) -> IdempotentCall<'_> {
         IdempotentCall {
@@ -203,6 +240,31 @@ pub struct IdempotentCall<'i> {
     key: String,
     fingerprint: Vec<u8>,
     on_duplicate: Duplicate,
+}
+
+/// What [`Idempotency::inspect`] found for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordInfo {
+    /// Running, completed or failed.
+    pub state: RecordState,
+    /// Whether the key is tied to a payload (a repeat with another payload
+    /// gets [`Error::PayloadMismatch`]).
+    pub fingerprinted: bool,
+    /// The record's remaining TTL (store clock): the in-progress lease while
+    /// running, the result's retention after. `None` without a TTL.
+    pub remaining_ttl: Option<Duration>,
+}
+
+/// The state of an idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    /// A caller holds the claim and runs the action now.
+    Running,
+    /// The action completed; its stored result, replayed to repeats.
+    Completed(Vec<u8>),
+    /// The action's failure was cached; repeats get it back.
+    Failed(String),
 }
 
 /// The result of an idempotent action.

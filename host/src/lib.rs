@@ -101,7 +101,10 @@ pub use client::{
 };
 pub use counter::{Counter, OnceOutcome};
 pub use error::{Error, Result};
-pub use idempotency::{Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outcome, RunError};
+pub use idempotency::{
+    Begin, Claim, Duplicate, Idempotency, IdempotentCall, Outcome, RecordInfo, RecordState,
+    RunError,
+};
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
 pub use redlock::{Redlock, RedlockBuilder, RedlockGuard};

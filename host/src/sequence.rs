@@ -210,6 +210,25 @@ impl Sequence {
         self.take().map(|(seq, _)| seq)
     }
 
+    /// The highest number reserved from the store so far, by any client
+    /// (today's, by the store's clock, for [`Reset::Daily`]): every number
+    /// up to it is handed out or waiting in some client's block. `None`
+    /// before the first. Reads only; for operators and tests.
+    pub fn last_reserved(&self) -> Result<Option<u64>> {
+        let inner = self.client.inner();
+        let daily = self.reset == Reset::Daily;
+        let key = if daily {
+            inner.keyspace.daily_sequence(&self.name)
+        } else {
+            inner.keyspace.sequence(&self.name)
+        };
+        let reserved =
+            inner
+                .store
+                .sequence_reserve(&key, 0, daily, DAY_KEY_TTL.as_secs(), self.now)?;
+        Ok((reserved.last > 0).then_some(reserved.last))
+    }
+
     /// Hands out the next number of the block, reserving a new block first
     /// when it is used up or its day is over.
     fn take(&self) -> Result<(u64, String)> {

@@ -147,7 +147,9 @@ enum Command {
     /// Print a counter's value (exit 5 when it was never set).
     #[command(after_help = exit::HELP)]
     Counter(NameArgs),
-    /// Show a name's lock (holder, fencing token, TTL) and counter.
+    /// Show what a name holds: its lock (holder, fencing token, TTL),
+    /// counter, sequences, and for NAMESPACE/KEY the idempotency record of
+    /// KEY in NAMESPACE (a plugin's names are NAMESPACE/NAME).
     #[command(after_help = exit::HELP)]
     Inspect(NameArgs),
 }

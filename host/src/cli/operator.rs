@@ -7,7 +7,7 @@ use super::duration::show;
 use super::exit::{Failure, NOT_FOUND};
 use super::store::open_shared;
 use super::{LocksArgs, NameArgs, UnlockArgs};
-use crate::LockInfo;
+use crate::{LockInfo, RecordInfo, RecordState, Reset};
 
 /// `tollgate locks`: a table of held locks.
 pub(crate) fn locks(args: LocksArgs, json: bool) -> Result<(), Failure> {
@@ -121,16 +121,30 @@ pub(crate) fn counter(args: NameArgs, json: bool) -> Result<(), Failure> {
     }
 }
 
-/// `tollgate inspect NAME`: the name's lock and counter, one field a line.
+/// `tollgate inspect NAME`: what the name holds, one field a line: its
+/// lock, counter and sequences, and, for `NAMESPACE/KEY`, the idempotency
+/// record of KEY in NAMESPACE (a plugin's keys are laid out so).
 pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     let client = open_shared(args.store.redis.as_deref(), "inspect")?;
-    let lock = client.lock_info(&args.name)?;
-    let counter = client.counter(args.name.as_str()).get()?;
+    let name = args.name.as_str();
+    let lock = client.lock_info(name)?;
+    let counter = client.counter(name).get()?;
+    let sequence = client.sequence(name).last_reserved()?;
+    let daily = client.sequence(name).reset(Reset::Daily).last_reserved()?;
+    let record = match name.split_once('/') {
+        Some((namespace, key)) if !namespace.is_empty() && !key.is_empty() => {
+            client.idempotency(namespace).inspect(key)?
+        }
+        _ => None,
+    };
     if json {
         print_json(&serde_json::json!({
-            "name": args.name,
+            "name": name,
             "lock": lock.as_ref().map(lock_json),
             "counter": counter,
+            "sequence": sequence,
+            "daily_sequence": daily,
+            "idempotency": record.as_ref().map(record_json),
         }));
         return Ok(());
     }
@@ -145,11 +159,56 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
         }
     }
     fields.push(("counter", counter.to_string()));
+    if let Some(last) = sequence {
+        fields.push(("sequence", format!("{last} reserved")));
+    }
+    if let Some(last) = daily {
+        fields.push(("sequence/day", format!("{last} reserved today")));
+    }
+    if let Some(record) = &record {
+        fields.push(("idempotency", record_line(record)));
+    }
     let mut stdout = std::io::stdout().lock();
     for (field, value) in fields {
         let _ = writeln!(stdout, "{field:<13}  {value}");
     }
     Ok(())
+}
+
+/// An idempotency record in one line: its state, what it holds, its TTL.
+fn record_line(record: &RecordInfo) -> String {
+    let state = match &record.state {
+        RecordState::Running => "running".to_owned(),
+        RecordState::Completed(value) => format!("completed, a {} byte result", value.len()),
+        RecordState::Failed(failure) => format!("failed: {}", printable(failure)),
+    };
+    let ttl = record
+        .remaining_ttl
+        .map_or_else(|| "no TTL".to_owned(), |ttl| format!("TTL {}", show(ttl)));
+    let tied = if record.fingerprinted {
+        ", tied to a payload"
+    } else {
+        ""
+    };
+    format!("{state} ({ttl}{tied})")
+}
+
+/// An idempotency record as JSON; the result as text when it is UTF-8.
+fn record_json(record: &RecordInfo) -> serde_json::Value {
+    let (state, value) = match &record.state {
+        RecordState::Running => ("running", serde_json::Value::Null),
+        RecordState::Completed(value) => (
+            "completed",
+            serde_json::json!(String::from_utf8_lossy(value)),
+        ),
+        RecordState::Failed(failure) => ("failed", serde_json::json!(failure)),
+    };
+    serde_json::json!({
+        "state": state,
+        "value": value,
+        "ttl_ms": record.remaining_ttl.map(|ttl| ttl.as_millis() as u64),
+        "fingerprinted": record.fingerprinted,
+    })
 }
 
 /// A held lock as JSON; `ttl_ms` is null when the key has no TTL.

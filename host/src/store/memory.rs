@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use super::{
-    Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
-    Notifications, Reserved, Store,
+    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord,
+    LockRequest, Notifications, Reserved, Store,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -481,6 +481,33 @@ impl Store for MemoryStore {
         self.wake_if(abandoned, &keys.record)
     }
 
+    fn claim_record(&self, keys: &ClaimKeys) -> Result<Option<ClaimRecord>> {
+        self.step(|state, now| {
+            let Some(entry) = state.claim(&keys.record, now)? else {
+                return Ok(None);
+            };
+            let Value::Claim {
+                state: status,
+                fingerprint,
+                result,
+                ..
+            } = &entry.value
+            else {
+                unreachable!("claim() returns records only")
+            };
+            let remaining = remaining(entry.expires, now);
+            Ok(Some(ClaimRecord {
+                state: match status {
+                    ClaimStatus::Running => ClaimState::Running { remaining },
+                    ClaimStatus::Done => ClaimState::Done(result.clone()),
+                    ClaimStatus::Failed => ClaimState::Failed(result.clone()),
+                },
+                fingerprinted: !fingerprint.is_empty(),
+                remaining,
+            }))
+        })
+    }
+
     fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool> {
         // `SET NX PX`: any live value, of any kind, keeps the key taken.
         self.step(|state, now| {
@@ -587,6 +614,15 @@ impl Store for MemoryStore {
         } else {
             key.to_owned()
         };
+        if count == 0 {
+            // A read: the last number handed out (today's), writing nothing.
+            let last = self.step(|state, at| state.int(&counted, at))?;
+            return Ok(Reserved {
+                last: u64::try_from(last.unwrap_or(0)).unwrap_or(0),
+                day,
+                to_midnight,
+            });
+        }
         let delta = i64::try_from(count)
             .map_err(|_| Error::invalid("block size", format!("{count} is too large")))?;
         let last = self

@@ -117,6 +117,18 @@ pub(crate) enum ClaimState {
     Mismatch,
 }
 
+/// The operator's view of an idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimRecord {
+    /// `Running`, `Done` or `Failed` (with the payload); never `Fresh` or
+    /// `Mismatch`.
+    pub state: ClaimState,
+    /// Whether the key is tied to a payload's fingerprint.
+    pub fingerprinted: bool,
+    /// The record's TTL: the lease while running, the retention after.
+    pub remaining: Option<Duration>,
+}
+
 /// How a claimed action ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Finish<'a> {
@@ -225,6 +237,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Deletes the claim if `owner` still holds it, waking waiters.
     fn abandon_claim(&self, keys: &ClaimKeys, owner: &str) -> Result<bool>;
 
+    /// The record at `keys`, read in one step, changing nothing.
+    fn claim_record(&self, keys: &ClaimKeys) -> Result<Option<ClaimRecord>>;
+
     /// Sets `key` for `window_ms` unless it exists; `true` when it was set.
     fn mark_once(&self, key: &str, window_ms: u64) -> Result<bool>;
 
@@ -265,7 +280,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Adds within bounds and/or once per operation id (one script).
     fn counter_change(&self, change: &CounterChange<'_>) -> Result<Changed>;
 
-    /// Reserves `count` numbers of the sequence at `key`; with `daily`, in
+    /// Reserves `count` numbers of the sequence at `key` (zero: reads the
+    /// last number handed out, 0 when none, and writes nothing); with `daily`, in
     /// the key of the server's current day, which expires `day_ttl_secs`
     /// after its first number. `now` replaces the server's clock (tests).
     fn sequence_reserve(

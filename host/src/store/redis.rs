@@ -13,8 +13,8 @@ use super::connect::{Connector, Purpose};
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
-    Acquired, Changed, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord, LockRequest,
-    NextOwner, Released, Reserved, Store,
+    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord,
+    LockRequest, NextOwner, Released, Reserved, Store,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -40,6 +40,7 @@ struct Scripts {
     owned_ttl: Script,
     inspect: Script,
     force_unlock: Script,
+    claim_inspect: Script,
     claim_begin: Script,
     claim_extend: Script,
     claim_finish: Script,
@@ -59,6 +60,7 @@ impl Scripts {
             owned_ttl: lock_script(include_str!("lock_owned_ttl.lua")),
             inspect: lock_script(include_str!("lock_inspect.lua")),
             force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
+            claim_inspect: Script::new(include_str!("claim_inspect.lua")),
             claim_begin: Script::new(concat!(
                 include_str!("waiters.lua"),
                 include_str!("claim_begin.lua")
@@ -474,6 +476,33 @@ impl Store for RedisStore {
                 });
             }
         })
+    }
+
+    fn claim_record(&self, keys: &ClaimKeys) -> Result<Option<ClaimRecord>> {
+        let record: Option<(String, Vec<u8>, Vec<u8>, i64)> =
+            self.route.run(&keys.record, |conn| {
+                self.scripts.claim_inspect.key(&keys.record).invoke(conn)
+            })?;
+        let Some((state, fingerprint, payload, pttl)) = record else {
+            return Ok(None);
+        };
+        let remaining = ttl_from_millis(pttl);
+        let state = match state.as_str() {
+            "running" => ClaimState::Running { remaining },
+            "done" => ClaimState::Done(payload),
+            "failed" => ClaimState::Failed(payload),
+            other => {
+                return Err(Error::WrongType {
+                    key: keys.record.clone(),
+                    detail: format!("unknown claim state {other:?}"),
+                });
+            }
+        };
+        Ok(Some(ClaimRecord {
+            state,
+            fingerprinted: !fingerprint.is_empty(),
+            remaining,
+        }))
     }
 
     fn extend_claim(&self, keys: &ClaimKeys, owner: &str, lease_ms: u64) -> Result<bool> {

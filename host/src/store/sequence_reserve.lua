@@ -2,7 +2,8 @@
 -- KEYS[1] the sequence: an integer as text; for a daily sequence a hash
 --         {YYYYMMDD = last number of that day} that keeps the server's
 --         current and previous day only.
--- ARGV[1] count (>= 1)   ARGV[2] '1' for a daily reset, else '0'
+-- ARGV[1] count (>= 1; 0 reads the last number without writing)
+-- ARGV[2] '1' for a daily reset, else '0'
 -- ARGV[3] ttl seconds of a daily hash, set again by each day's first number
 -- ARGV[4] '' to use the server's TIME, else unix seconds (a test seam)
 -- Returns {last reserved number (text), 'YYYYMMDD', ms until the server's next midnight}.
@@ -34,6 +35,16 @@ end
 
 local day = civil_day(secs)
 local to_midnight = (86400 - secs % 86400) * 1000 - math.floor(micros / 1000)
+
+if ARGV[1] == '0' then
+  local last
+  if ARGV[2] == '1' then
+    last = redis.call('HGET', KEYS[1], day)
+  else
+    last = redis.call('GET', KEYS[1])
+  end
+  return {last or '0', day, to_midnight}
+end
 
 if ARGV[2] ~= '1' then
   local last = redis.pcall('INCRBY', KEYS[1], ARGV[1])

@@ -571,6 +571,57 @@ fn inputs_runs_each_line_in_order_on_one_embedded_store() {
 }
 
 #[test]
+fn inspect_shows_a_names_sequences_and_its_idempotency_record() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let client = client(&server);
+    // A plugin's names: its sequence billing/invoices, and the key
+    // `invoices` of its namespace `billing`.
+    let invoices = client.sequence("billing/invoices");
+    invoices.next().unwrap();
+    invoices.next().unwrap();
+    client
+        .sequence("billing/invoices")
+        .reset(tollgate::Reset::Daily)
+        .next_raw()
+        .unwrap();
+    client
+        .idempotency("billing")
+        .key("invoices")
+        .fingerprint(b"p")
+        .run(|| Ok::<_, std::io::Error>(b"INV-1".to_vec()))
+        .unwrap();
+
+    let output = tollgate(&["inspect", "billing/invoices", "--redis", &url]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("sequence       2 reserved\n"), "{text}");
+    assert!(text.contains("sequence/day   1 reserved today\n"), "{text}");
+    assert!(
+        text.contains("idempotency    completed, a 5 byte result (TTL ")
+            && text.contains(", tied to a payload)"),
+        "{text}"
+    );
+    // Reading drew no number.
+    assert_eq!(invoices.last_reserved().unwrap(), Some(2));
+
+    let json = stdout(&tollgate(&[
+        "inspect",
+        "billing/invoices",
+        "--json",
+        "--redis",
+        &url,
+    ]));
+    assert!(
+        json.contains("\"sequence\":2")
+            && json.contains("\"daily_sequence\":1")
+            && json.contains("\"state\":\"completed\"")
+            && json.contains("\"value\":\"INV-1\""),
+        "{json}"
+    );
+}
+
+#[test]
 fn json_output_is_one_document_for_run_locks_counter_and_inspect() {
     let server = RedisServer::start();
     let url = server.url();

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tollgate::{Begin, Duplicate, Error, MAX_NAME_BYTES, RunError};
+use tollgate::{Begin, Duplicate, Error, MAX_NAME_BYTES, RecordState, RunError};
 use tollgate_tests::RedisServer;
 
 use crate::{Backend, client, conformance, spawn_helper};
@@ -31,7 +31,56 @@ conformance![
     bad_idempotency_input_gets_a_typed_error,
     once_is_true_for_the_first_submission_only_for_the_whole_window,
     once_under_a_burst_of_double_clicks_admits_exactly_one,
+    inspect_shows_a_record_as_running_completed_or_failed_and_changes_nothing,
 ];
+
+fn inspect_shows_a_record_as_running_completed_or_failed_and_changes_nothing(backend: &Backend) {
+    let client = backend.client();
+    let payments = client
+        .idempotency("pay")
+        .result_ttl(Duration::from_secs(60));
+    assert_eq!(payments.inspect("k").unwrap(), None);
+
+    let Begin::Fresh(claim) = payments.key("k").fingerprint(b"42").begin().unwrap() else {
+        panic!("a fresh key");
+    };
+    let running = payments.inspect("k").unwrap().expect("a record");
+    assert_eq!(running.state, RecordState::Running);
+    assert!(running.fingerprinted);
+    assert!(
+        running
+            .remaining_ttl
+            .is_some_and(|ttl| ttl <= Duration::from_secs(30))
+    );
+    claim.complete(b"receipt").unwrap();
+
+    let done = payments.inspect("k").unwrap().expect("a record");
+    assert_eq!(done.state, RecordState::Completed(b"receipt".to_vec()));
+    assert!(
+        done.remaining_ttl
+            .is_some_and(|ttl| ttl > Duration::from_secs(30))
+    );
+    // Inspecting claimed nothing: a repeat replays.
+    let out = payments
+        .key("k")
+        .fingerprint(b"42")
+        .run(|| ok(b"again"))
+        .unwrap();
+    assert!(out.replayed);
+
+    let failing = client.idempotency("pay").cache_failures();
+    let failed = failing.key("f").run(|| Err::<Vec<u8>, _>("card declined"));
+    assert!(failed.is_err());
+    let record = failing.inspect("f").unwrap().expect("a cached failure");
+    assert!(
+        matches!(&record.state, RecordState::Failed(text) if text.contains("card declined")),
+        "{record:?}"
+    );
+    assert!(matches!(
+        payments.inspect(""),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
 
 type Never = std::convert::Infallible;
 

@@ -20,6 +20,7 @@ conformance![
     block_mode_hands_out_every_number_once_with_one_incrby_per_block,
     numbers_without_a_block_are_consecutive_across_handles,
     bad_sequence_input_gets_a_typed_error,
+    last_reserved_reads_without_handing_out_a_number,
 ];
 
 /// 2026-11-22T23:59:59Z and 2026-11-23T00:00:01Z, as unix seconds.
@@ -234,6 +235,34 @@ fn numbers_without_a_block_are_consecutive_across_handles(backend: &Backend) {
     if let Some(server) = backend.server() {
         assert_eq!(pttl(server, "tollgate:seq:{invoices}"), -1);
     }
+}
+
+fn last_reserved_reads_without_handing_out_a_number(backend: &Backend) {
+    let client = backend.client();
+    let plain = client.sequence("tickets");
+    assert_eq!(plain.last_reserved().unwrap(), None);
+    plain.next().unwrap();
+    plain.next().unwrap();
+    assert_eq!(plain.last_reserved().unwrap(), Some(2));
+    assert_eq!(
+        plain.last_reserved().unwrap(),
+        Some(2),
+        "reading is not drawing"
+    );
+    assert_eq!(plain.next_raw().unwrap(), 3);
+
+    let day = |now| {
+        client
+            .sequence("daily")
+            .reset(Reset::Daily)
+            .server_time_override(now)
+    };
+    assert_eq!(day(BEFORE_MIDNIGHT).last_reserved().unwrap(), None);
+    day(BEFORE_MIDNIGHT).next_raw().unwrap();
+    assert_eq!(day(BEFORE_MIDNIGHT).last_reserved().unwrap(), Some(1));
+    // The new day has reserved nothing yet, and reading does not start it.
+    assert_eq!(day(AFTER_MIDNIGHT).last_reserved().unwrap(), None);
+    assert_eq!(day(AFTER_MIDNIGHT).next_raw().unwrap(), 1);
 }
 
 #[test]
