@@ -6,8 +6,10 @@ use crate::bindings::tollgate::coord::types::Error as WitError;
 
 /// Why a tollgate call failed.
 ///
-/// One case per case of the WIT `error` variant; [`Error::code`] gives the
-/// WIT case name. The strings carry the host's explanation.
+/// One case per case of the WIT `error` variant, and
+/// [`StaleToken`](Error::StaleToken) for a fenced record's refusal;
+/// [`Error::code`] gives the WIT case name. The strings carry the host's
+/// explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -51,6 +53,14 @@ pub enum Error {
     Overflow,
     /// An operation id was reused with a different change.
     OpIdConflict,
+    /// A fenced record refused a write: it has accepted `highest`, a newer
+    /// fencing token than the write's, so the writer's lock has passed on.
+    /// Nothing was changed; stop. (The WIT reports it as the record's
+    /// `write-outcome.stale`, not as an `error` case.)
+    StaleToken {
+        /// The highest token the record has accepted.
+        highest: u64,
+    },
 }
 
 impl Error {
@@ -75,6 +85,7 @@ impl Error {
             Error::OutOfBounds(_) => "out-of-bounds",
             Error::Overflow => "overflow",
             Error::OpIdConflict => "op-id-conflict",
+            Error::StaleToken { .. } => "stale-token",
         }
     }
 
@@ -114,6 +125,10 @@ impl fmt::Display for Error {
             }
             Error::Overflow => f.write_str("the change would overflow 64 bits"),
             Error::OpIdConflict => f.write_str("operation id reused with a different change"),
+            Error::StaleToken { highest } => write!(
+                f,
+                "the record has accepted a newer fencing token ({highest}): the lock has passed on"
+            ),
         }
     }
 }

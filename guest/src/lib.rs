@@ -16,6 +16,7 @@
 //! | [`once`]                  | true for the first call with a key in a time window     |
 //! | [`counter`]               | atomic, optionally bounded, counters                    |
 //! | [`sequence`]              | unique, increasing, formatted serial numbers            |
+//! | [`record`]                | a value whose writes a stale lock holder cannot make    |
 //!
 //! Durations are sent as whole milliseconds, rounded up and saturating; a
 //! zero TTL, lease or result TTL asks for the host's default.
@@ -138,6 +139,7 @@ mod error;
 mod failure;
 mod idempotency;
 mod lock;
+mod record;
 mod sequence;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -150,6 +152,7 @@ pub use failure::Failure;
 pub use idempotency::ClaimOutcome;
 pub use idempotency::{Begin, Claim, Idempotent, Outcome, RunError, idempotent, once};
 pub use lock::{Guard, LockBuilder, lock};
+pub use record::{Entry, Record, record};
 pub use sequence::{Reset, Sequence, sequence};
 
 /// A tollgate plugin: one entry point, called once per invocation in a fresh

@@ -152,6 +152,13 @@ impl Guard {
         Ok(self.inner.remaining_ttl_ms()?.map(Duration::from_millis))
     }
 
+    /// Writes `value` to the fenced record `record` with this guard's
+    /// fencing token: [`Error::StaleToken`](crate::Error::StaleToken) once a
+    /// later holder of this lock has written it. See [`record`](crate::record).
+    pub fn put(&self, record: &str, value: &[u8]) -> Result<()> {
+        crate::record(record).put(value, self.token)
+    }
+
     /// Releases the lock and reports the outcome:
     /// [`Error::NotHeld`](crate::Error::NotHeld) when it had already been
     /// lost. Another holder's lock is never touched.

@@ -209,6 +209,35 @@ pub(crate) mod counter {
     }
 }
 
+pub(crate) mod fenced_record {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::fenced_record::{Entry, WriteOutcome};
+
+    pub(crate) fn get(name: &str) -> Answer<Option<Entry>> {
+        let entry = session().record_get(name).map_err(wit_error)?;
+        Ok(entry.map(|entry| Entry {
+            value: entry.value,
+            token: entry.token,
+        }))
+    }
+
+    fn outcome(written: Result<(), GuestError>) -> Answer<WriteOutcome> {
+        match written {
+            Ok(()) => Ok(WriteOutcome::Written),
+            Err(GuestError::StaleToken(highest)) => Ok(WriteOutcome::Stale(highest)),
+            Err(error) => Err(wit_error(error)),
+        }
+    }
+
+    pub(crate) fn put(name: &str, value: &[u8], token: u64, ttl_ms: u64) -> Answer<WriteOutcome> {
+        outcome(session().record_put(name, value, token, ttl_ms))
+    }
+
+    pub(crate) fn delete(name: &str, token: u64) -> Answer<WriteOutcome> {
+        outcome(session().record_delete(name, token))
+    }
+}
+
 pub(crate) mod sequence {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::sequence::{Reset, SequenceOptions};

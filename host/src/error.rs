@@ -200,6 +200,22 @@ pub enum Error {
         /// The delta applied the first time.
         first_delta: i64,
     },
+    /// A fenced record refused a write: its fencing token is older than
+    /// one the record has already accepted, so its writer's lock (or
+    /// permit) has passed to someone else. Nothing was changed; the writer
+    /// must stop.
+    #[error(
+        "record {name:?} refused a write with fencing token {token}: it has seen {highest}, \
+         so the writer no longer holds the lock"
+    )]
+    StaleToken {
+        /// The record's name.
+        name: String,
+        /// The token of the refused write.
+        token: u64,
+        /// The highest token the record has accepted.
+        highest: u64,
+    },
 }
 
 /// Counter bounds as a Rust range, leaving out an unbounded side.

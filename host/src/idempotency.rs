@@ -188,7 +188,7 @@ impl Idempotency {
     /// record expired). For operators and tests.
     ///
     /// ```
-    /// # fn main() -> tollgate::Result<()> {
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use tollgate::idempotency::RecordState;
     ///
     /// let payments = tollgate::Client::in_memory().idempotency("payments");

@@ -122,6 +122,12 @@ impl Keyspace {
         key
     }
 
+    /// The key of fenced record `name`: a hash `{fence, value}`; after a
+    /// delete, `{fence}` alone, so a stale writer cannot bring it back.
+    pub fn record(&self, name: &str) -> String {
+        format!("{}rec:{{{}}}", self.prefix, tag(name))
+    }
+
     /// The key of sequence `name` (an integer).
     pub fn sequence(&self, name: &str) -> String {
         format!("{}seq:{{{}}}", self.prefix, tag(name))

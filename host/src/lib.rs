@@ -87,6 +87,7 @@ pub mod metrics;
 mod notify;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+pub mod record;
 pub mod redlock;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -107,6 +108,7 @@ pub use idempotency::{
 };
 pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
+pub use record::{FencedRecord, RecordEntry};
 pub use redlock::{Redlock, RedlockBuilder, RedlockGuard};
 pub use sequence::{Reset, Sequence};
 pub use store::Notifications;

@@ -246,6 +246,20 @@ impl LockGuard {
         self.fence
     }
 
+    /// Writes `value` to the fenced record `record` with this grant's
+    /// fencing token: refused with [`Error::StaleToken`] once a later
+    /// holder of this lock has written it, and with [`Error::NotHeld`]
+    /// when this guard already knows its lock is lost. See
+    /// [`record`](crate::record).
+    pub fn put(&self, record: &str, value: &[u8]) -> Result<()> {
+        if self.lease.known_lost() {
+            return Err(Error::NotHeld {
+                name: self.name.clone(),
+            });
+        }
+        self.client.record(record).put(value, self.fence)
+    }
+
     /// `true` once the lock may be gone: found lost (by the watchdog or a
     /// call on this guard), past its local deadline (the start of the last
     /// grant, extend or renewal plus the TTL, on this process's monotonic

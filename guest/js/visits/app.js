@@ -3,11 +3,12 @@
 //
 // Build and run it with ../build-and-run (see guest/README.md, "JavaScript").
 
-// Each WIT interface is a module named after it, version included. The
-// `guard` resource is the class `Guard` of the lock module; its static
-// `release` is `Guard.release(guard)`.
-import { acquire } from 'tollgate:coord/lock@0.1.0';
-import { incr } from 'tollgate:coord/counter@0.1.0';
+// Each WIT interface is a module named after it, with the version of the
+// package in ../../../wit (it must match, or the build fails). The `guard`
+// resource is the class `Guard` of the lock module; its static `release` is
+// `Guard.release(guard)`.
+import { acquire } from 'tollgate:coord/lock@0.1.1';
+import { incr } from 'tollgate:coord/counter@0.1.1';
 
 // The world's `run` export: `input` is a Uint8Array; return a Uint8Array
 // for `ok`, throw a string for `err` (anything else thrown out of `run`
@@ -29,7 +30,7 @@ export function run(input) {
         // `error` case: { tag: 'timeout' }, { tag: 'access-denied', val }...
         const failure = error?.payload;
         if (failure?.tag === undefined) throw String(error);
-        throw `tollgate: ${failure.tag}${'val' in failure ? ` ${failure.val}` : ''}`;
+        throw `tollgate: ${failure.tag}${failure.val === undefined ? '' : ` ${failure.val}`}`;
     }
     // s64 and u64 results are bigints, which JSON.stringify refuses: convert
     // them (Number is exact below 2^53; String keeps every digit).

@@ -84,7 +84,8 @@ impl From<Error> for Failure {
             | Error::TooLarge { .. }
             | Error::OutOfBounds { .. }
             | Error::Overflow { .. }
-            | Error::OpIdConflict { .. } => STORE_ERROR,
+            | Error::OpIdConflict { .. }
+            | Error::StaleToken { .. } => STORE_ERROR,
         };
         Failure::new(code, error)
     }

@@ -131,6 +131,12 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     let counter = client.counter(name).get()?;
     let sequence = client.sequence(name).last_reserved()?;
     let daily = client.sequence(name).reset(Reset::Daily).last_reserved()?;
+    let fenced = client.record(name);
+    let entry = fenced.get()?;
+    let tombstone = match entry {
+        Some(_) => None,
+        None => fenced.highest_token()?,
+    };
     let record = match name.split_once('/') {
         Some((namespace, key)) if !namespace.is_empty() && !key.is_empty() => {
             client.idempotency(namespace).inspect(key)?
@@ -145,6 +151,11 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
             "sequence": sequence,
             "daily_sequence": daily,
             "idempotency": record.as_ref().map(record_json),
+            "record": entry.as_ref().map(|entry| serde_json::json!({
+                "value": String::from_utf8_lossy(&entry.value),
+                "token": entry.token,
+                "ttl_ms": entry.remaining_ttl.map(|ttl| ttl.as_millis() as u64),
+            })).or(tombstone.map(|token| serde_json::json!({"deleted": true, "token": token}))),
         }));
         return Ok(());
     }
@@ -167,6 +178,17 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     }
     if let Some(record) = &record {
         fields.push(("idempotency", record_line(record)));
+    }
+    if let Some(entry) = &entry {
+        let ttl = entry
+            .remaining_ttl
+            .map_or_else(|| "no TTL".to_owned(), |ttl| format!("TTL {}", show(ttl)));
+        fields.push((
+            "record",
+            format!("{} bytes, token {} ({ttl})", entry.value.len(), entry.token),
+        ));
+    } else if let Some(token) = tombstone {
+        fields.push(("record", format!("deleted, token {token}")));
     }
     let mut stdout = std::io::stdout().lock();
     for (field, value) in fields {

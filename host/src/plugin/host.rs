@@ -7,6 +7,7 @@ use wasmtime::Result as TrapResult;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::tollgate::coord::fenced_record as record;
 use super::bindings::tollgate::coord::{counter, idempotency, lock, sequence, types};
 use super::error::CallError;
 use super::limits::InvocationLimits;
@@ -66,6 +67,9 @@ impl types::Host for Invocation {
             GuestError::OutOfBounds(value) => Wit::OutOfBounds(value),
             GuestError::Overflow => Wit::Overflow,
             GuestError::OpIdConflict => Wit::OpIdConflict,
+            // Only record writes refuse stale tokens, and they answer
+            // `write-outcome.stale` instead.
+            other @ GuestError::StaleToken(_) => Wit::UnexpectedReply(other.to_string()),
         })
     }
 }
@@ -242,5 +246,38 @@ impl sequence::Host for Invocation {
         options: sequence::SequenceOptions,
     ) -> Result<u64, CallError> {
         Ok(self.session.next_raw(&name, &sequence_request(options))?)
+    }
+}
+
+/// A fenced write's answer: a stale token is an outcome, not an error.
+fn write_outcome(written: Result<(), GuestError>) -> Result<record::WriteOutcome, CallError> {
+    match written {
+        Ok(()) => Ok(record::WriteOutcome::Written),
+        Err(GuestError::StaleToken(highest)) => Ok(record::WriteOutcome::Stale(highest)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+impl record::Host for Invocation {
+    fn get(&mut self, name: String) -> Result<Option<record::Entry>, CallError> {
+        let entry = self.session.record_get(&name)?;
+        Ok(entry.map(|entry| record::Entry {
+            value: entry.value,
+            token: entry.token,
+        }))
+    }
+
+    fn put(
+        &mut self,
+        name: String,
+        value: Vec<u8>,
+        token: u64,
+        ttl_ms: u64,
+    ) -> Result<record::WriteOutcome, CallError> {
+        write_outcome(self.session.record_put(&name, &value, token, ttl_ms))
+    }
+
+    fn delete(&mut self, name: String, token: u64) -> Result<record::WriteOutcome, CallError> {
+        write_outcome(self.session.record_delete(&name, token))
     }
 }

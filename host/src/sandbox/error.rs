@@ -66,6 +66,11 @@ pub enum GuestError {
     /// An operation id was reused with a different change.
     #[error("operation id reused with a different change")]
     OpIdConflict,
+    /// A fenced record refused a write: it has accepted the token given
+    /// here, above the write's. Not a case of the WIT `error`: the record
+    /// interface reports it as its `write-outcome` `stale`.
+    #[error("the record has accepted a newer fencing token ({0})")]
+    StaleToken(u64),
 }
 
 impl From<Error> for GuestError {
@@ -93,6 +98,7 @@ impl From<Error> for GuestError {
             Error::OutOfBounds { value, .. } => GuestError::OutOfBounds(value),
             Error::Overflow { .. } => GuestError::Overflow,
             Error::OpIdConflict { .. } => GuestError::OpIdConflict,
+            Error::StaleToken { highest, .. } => GuestError::StaleToken(highest),
         }
     }
 }

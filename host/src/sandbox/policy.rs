@@ -34,6 +34,7 @@ pub struct Policy {
     pub(crate) max_wait: Duration,
     pub(crate) max_retention: Duration,
     pub(crate) max_result_bytes: usize,
+    pub(crate) max_record_bytes: usize,
     pub(crate) max_written_names: usize,
     pub(crate) max_stored_bytes: usize,
     pub(crate) timeout: Duration,
@@ -45,9 +46,10 @@ impl Policy {
     /// A policy for the plugin whose names live under `namespace`: 1 to 64
     /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks and 16
     /// idempotency claims held at once, TTLs and leases up to 60 s, waits
-    /// up to 10 s, results kept up to 24 h and up to 64 KiB, 1,000 names
-    /// written and 1 MiB of results stored per invocation, 5 s per
-    /// invocation, 64 MiB of memory, inputs up to 16 MiB.
+    /// up to 10 s, results kept up to 24 h and up to 64 KiB, record values
+    /// up to 64 KiB, 1,000 names written and 1 MiB of results and record
+    /// values stored per invocation, 5 s per invocation, 64 MiB of memory,
+    /// inputs up to 16 MiB.
     pub fn new(namespace: impl Into<String>) -> Result<Policy, PluginError> {
         let namespace = namespace.into();
         let valid = !namespace.is_empty()
@@ -68,6 +70,7 @@ impl Policy {
             max_wait: Duration::from_secs(10),
             max_retention: Duration::from_secs(24 * 3600),
             max_result_bytes: 64 << 10,
+            max_record_bytes: 64 << 10,
             max_written_names: 1000,
             max_stored_bytes: 1 << 20,
             timeout: Duration::from_secs(5),
@@ -134,6 +137,14 @@ impl Policy {
     /// Longest a guest may keep an idempotent result or a once-window.
     pub fn max_retention(mut self, max: Duration) -> Self {
         self.max_retention = max;
+        self
+    }
+
+    /// Largest value a guest may write to a fenced record (64 KiB by
+    /// default); a larger one fails with `too-large`. Record writes also
+    /// count against [`max_stored_bytes`](Self::max_stored_bytes).
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
         self
     }
 

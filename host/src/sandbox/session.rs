@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::idempotency::{Begin, Claim, DEFAULT_LEASE, DEFAULT_RESULT_TTL};
 use crate::lock::{DEFAULT_LOCK_TTL, LockGuard};
 use crate::store::within_deadline;
-use crate::{Client, Counter, OnceOutcome, Reset, Sequence};
+use crate::{Client, Counter, FencedRecord, OnceOutcome, RecordEntry, Reset, Sequence};
 
 /// How a guest asks for a lock (the WIT `lock-options`). Zero TTL asks for
 /// the default (30 s, or the policy's `max_ttl` if lower); zero wait tries
@@ -103,6 +103,24 @@ struct Shared {
     tally: Mutex<Tally>,
     /// The last wait the deadline cut short, described.
     cut_wait: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Counts `bytes` of a result, failure or record value about to be
+    /// stored; refuses past the policy's total.
+    fn stores(&self, bytes: usize) -> Result<(), GuestError> {
+        let max = self.policy.max_stored_bytes;
+        let mut tally = self.tally.lock();
+        if tally.stored_bytes.saturating_add(bytes) > max {
+            return Err(GuestError::QuotaExceeded(format!(
+                "storing {bytes} more bytes would pass the plugin's {max} bytes stored per invocation \
+                 ({} stored so far)",
+                tally.stored_bytes
+            )));
+        }
+        tally.stored_bytes += bytes;
+        Ok(())
+    }
 }
 
 /// What the invocation has written so far, for the policy's quotas.
@@ -289,6 +307,48 @@ impl Session {
         Ok(self.within_deadline(|| self.shared.client.once(&scoped, window))?)
     }
 
+    /// The fenced record `name`'s value and the token that wrote it.
+    pub fn record_get(&self, name: &str) -> Result<Option<RecordEntry>, GuestError> {
+        let record = self.record(name, false)?;
+        Ok(self.within_deadline(|| record.get())?)
+    }
+
+    /// Writes `value` to the fenced record `name` with `token`; a stale
+    /// token is `StaleToken`. `ttl_ms` zero keeps the record without a TTL;
+    /// above zero it is bounded by the policy's retention.
+    pub fn record_put(
+        &self,
+        name: &str,
+        value: &[u8],
+        token: u64,
+        ttl_ms: u64,
+    ) -> Result<(), GuestError> {
+        let policy = &self.shared.policy;
+        if value.len() > policy.max_record_bytes {
+            return Err(Error::TooLarge {
+                what: "record value",
+                size: value.len(),
+                limit: policy.max_record_bytes,
+            }
+            .into());
+        }
+        let mut record = self.record(name, true)?;
+        if ttl_ms > 0 {
+            let ttl =
+                policy.duration("record ttl", ttl_ms, Duration::ZERO, policy.max_retention)?;
+            record = record.ttl(ttl);
+        }
+        self.shared.stores(value.len())?;
+        Ok(self.within_deadline(|| record.put(value, token))?)
+    }
+
+    /// Deletes the fenced record `name`'s value with `token`.
+    pub fn record_delete(&self, name: &str, token: u64) -> Result<(), GuestError> {
+        let record = self.record(name, true)?;
+        self.within_deadline(|| record.delete(token))?;
+        Ok(())
+    }
+
     /// Adds `delta` to the counter `name` within `bounds`; the new value.
     pub fn incr(
         &self,
@@ -367,6 +427,14 @@ impl Session {
         }
         tally.written.insert(entry);
         Ok(())
+    }
+
+    fn record(&self, name: &str, writes: bool) -> Result<FencedRecord, GuestError> {
+        let scoped = self.shared.policy.scoped("record name", name)?;
+        if writes {
+            self.writes("record", &scoped)?;
+        }
+        Ok(self.shared.client.record(scoped))
     }
 
     fn counter(
@@ -528,29 +596,17 @@ impl HeldClaim {
         let HeldClaim {
             claim, key, shared, ..
         } = self;
-        let max = shared.policy.max_stored_bytes;
-        let refused = {
-            let mut tally = shared.tally.lock();
-            let refused = tally.stored_bytes.saturating_add(bytes) > max;
-            if !refused {
-                tally.stored_bytes += bytes;
+        if let Err(quota) = shared.stores(bytes) {
+            // The action ran: a short failure record keeps repeats from
+            // running it again, as for a result over the size limit.
+            let text =
+                format!("the action ran, but its {what} was over the plugin's stored-bytes quota");
+            if let Err(error) = within_deadline(shared.deadline, || claim.fail(&text)) {
+                tracing::warn!(%key, %error, "tollgate: could not record a refused outcome; the claim frees when its lease ends");
             }
-            refused.then(|| tally.stored_bytes)
-        };
-        let Some(so_far) = refused else {
-            return Ok(within_deadline(shared.deadline, || store(claim))?);
-        };
-        // The action ran: a short failure record keeps repeats from running
-        // it again, as for a result over the size limit.
-        let text =
-            format!("the action ran, but its {what} was over the plugin's stored-bytes quota");
-        if let Err(error) = within_deadline(shared.deadline, || claim.fail(&text)) {
-            tracing::warn!(%key, %error, "tollgate: could not record a refused outcome; the claim frees when its lease ends");
+            return Err(quota);
         }
-        Err(GuestError::QuotaExceeded(format!(
-            "storing {bytes} more bytes would pass the plugin's {max} bytes of results per invocation \
-             ({so_far} stored so far)"
-        )))
+        Ok(within_deadline(shared.deadline, || store(claim))?)
     }
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use super::{
-    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord,
-    LockRequest, Notifications, Reserved, Store,
+    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
+    LockRecord, LockRequest, Notifications, Reserved, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -82,6 +82,9 @@ enum Value {
     Int(i64),
     /// A marker whose presence is all that matters (`once`).
     Marker,
+    /// A fenced record: the highest token accepted, and the value (none
+    /// after a delete).
+    Record { fence: u64, value: Option<Vec<u8>> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -505,6 +508,59 @@ impl Store for MemoryStore {
                 fingerprinted: !fingerprint.is_empty(),
                 remaining,
             }))
+        })
+    }
+
+    fn record_get(&self, key: &str) -> Result<Option<StoredRecord>> {
+        self.step(|state, now| {
+            let Some(entry) = state.live(key, now) else {
+                return Ok(None);
+            };
+            let Value::Record { fence, value } = &entry.value else {
+                return Err(wrong_type(key, "fenced record holds something else"));
+            };
+            Ok(Some(StoredRecord {
+                fence: *fence,
+                value: value.clone(),
+                remaining: remaining(entry.expires, now),
+            }))
+        })
+    }
+
+    fn record_write(
+        &self,
+        key: &str,
+        token: u64,
+        value: Option<&[u8]>,
+        ttl_ms: u64,
+    ) -> Result<FencedWrite> {
+        self.step(|state, now| {
+            let (highest, existed, expires) = match state.live(key, now) {
+                None => (None, false, None),
+                Some(Entry {
+                    value: Value::Record { fence, value },
+                    expires,
+                }) => (Some(*fence), value.is_some(), *expires),
+                Some(_) => return Err(wrong_type(key, "fenced record holds something else")),
+            };
+            if let Some(highest) = highest.filter(|&highest| highest > token) {
+                return Ok(FencedWrite::Stale { highest });
+            }
+            let expires = match value {
+                Some(_) if ttl_ms == 0 => None,
+                Some(_) => deadline(now, ttl_ms),
+                None => expires, // a delete keeps the TTL
+            };
+            let value = value.map(<[u8]>::to_vec);
+            state.insert(
+                key,
+                Value::Record {
+                    fence: token,
+                    value,
+                },
+                expires,
+            );
+            Ok(FencedWrite::Accepted { existed })
         })
     }
 

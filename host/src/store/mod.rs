@@ -129,6 +129,26 @@ pub(crate) struct ClaimRecord {
     pub remaining: Option<Duration>,
 }
 
+/// A fenced record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRecord {
+    /// The highest token accepted.
+    pub fence: u64,
+    /// The value; `None` after a delete.
+    pub value: Option<Vec<u8>>,
+    /// The record's TTL, `None` without one.
+    pub remaining: Option<Duration>,
+}
+
+/// What a fenced write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FencedWrite {
+    /// Written; `existed` tells whether a value was there before.
+    Accepted { existed: bool },
+    /// Refused: the record has accepted `highest`, above the write's token.
+    Stale { highest: u64 },
+}
+
 /// How a claimed action ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Finish<'a> {
@@ -267,6 +287,20 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn on_server_changed(&self, _callback: Box<dyn Fn() + Send + Sync>) {}
 
     // ---- counters and sequences ----
+
+    /// The fenced record at `key`, read in one step.
+    fn record_get(&self, key: &str) -> Result<Option<StoredRecord>>;
+
+    /// Writes `value` (or deletes, with `None`) if `token` is at least the
+    /// highest token the record has accepted, in one step; sets the TTL to
+    /// `ttl_ms` (0: none) on a write, keeps it on a delete.
+    fn record_write(
+        &self,
+        key: &str,
+        token: u64,
+        value: Option<&[u8]>,
+        ttl_ms: u64,
+    ) -> Result<FencedWrite>;
 
     /// The counter's value, `None` when the key is absent.
     fn counter_get(&self, key: &str) -> Result<Option<i64>>;

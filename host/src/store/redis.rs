@@ -13,8 +13,8 @@ use super::connect::{Connector, Purpose};
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
-    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, Finish, LockRecord,
-    LockRequest, NextOwner, Released, Reserved, Store,
+    Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
+    LockRecord, LockRequest, NextOwner, Released, Reserved, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, LockKeys};
@@ -41,6 +41,8 @@ struct Scripts {
     inspect: Script,
     force_unlock: Script,
     claim_inspect: Script,
+    record_get: Script,
+    record_write: Script,
     claim_begin: Script,
     claim_extend: Script,
     claim_finish: Script,
@@ -61,6 +63,8 @@ impl Scripts {
             inspect: lock_script(include_str!("lock_inspect.lua")),
             force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
             claim_inspect: Script::new(include_str!("claim_inspect.lua")),
+            record_get: Script::new(include_str!("record_get.lua")),
+            record_write: Script::new(include_str!("record_write.lua")),
             claim_begin: Script::new(concat!(
                 include_str!("waiters.lua"),
                 include_str!("claim_begin.lua")
@@ -602,6 +606,50 @@ impl Store for RedisStore {
         watch
     }
 
+    // ---- fenced records ----
+
+    fn record_get(&self, key: &str) -> Result<Option<StoredRecord>> {
+        let reply: Option<(String, i64, Vec<u8>, i64)> = self
+            .route
+            .run(key, |conn| self.scripts.record_get.key(key).invoke(conn))?;
+        let Some((fence, has_value, value, pttl)) = reply else {
+            return Ok(None);
+        };
+        Ok(Some(StoredRecord {
+            fence: fence_at(key, &fence)?,
+            value: (has_value == 1).then_some(value),
+            remaining: ttl_from_millis(pttl),
+        }))
+    }
+
+    fn record_write(
+        &self,
+        key: &str,
+        token: u64,
+        value: Option<&[u8]>,
+        ttl_ms: u64,
+    ) -> Result<FencedWrite> {
+        let (written, detail): (i64, String) = self.route.run(key, |conn| {
+            self.scripts
+                .record_write
+                .key(key)
+                .arg(token)
+                .arg(if value.is_some() { "1" } else { "0" })
+                .arg(value.unwrap_or_default())
+                .arg(ttl_ms)
+                .invoke(conn)
+        })?;
+        Ok(if written == 1 {
+            FencedWrite::Accepted {
+                existed: detail == "1",
+            }
+        } else {
+            FencedWrite::Stale {
+                highest: fence_at(key, &detail)?,
+            }
+        })
+    }
+
     // ---- counters and sequences ----
 
     fn counter_get(&self, key: &str) -> Result<Option<i64>> {
@@ -694,6 +742,14 @@ impl Store for RedisStore {
 }
 
 /// Parses a counter stored as text; anything but an integer is not ours.
+/// A record's fence: a decimal u64.
+fn fence_at(key: &str, text: &str) -> Result<u64> {
+    text.parse().map_err(|_| Error::WrongType {
+        key: key.to_owned(),
+        detail: format!("fencing token {text:?} is not a number"),
+    })
+}
+
 fn integer_at(key: &str, text: &str) -> Result<i64> {
     text.parse().map_err(|_| Error::WrongType {
         key: key.to_owned(),

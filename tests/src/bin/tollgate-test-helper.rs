@@ -14,6 +14,12 @@
 //! token and prints `write OUTCOME`, extends the lock and prints
 //! `extend RESULT`, releases it and prints `release RESULT`.
 //!
+//! `tollgate-test-helper hold-then-put URL NAME TTL_MS RECORD`: takes the
+//! lock (no watchdog), prints `granted FENCE`, waits for a line on stdin
+//! (the test pauses and resumes it meanwhile), then writes `paused-holder`
+//! to the fenced record RECORD through the guard and prints `put ok` or
+//! `put stale TOKEN HIGHEST`.
+//!
 //! `tollgate-test-helper from-env`: opens a client from `$REDIS_URL` and
 //! takes a lock, or prints the error.
 //!
@@ -69,6 +75,22 @@ fn main() {
                     drop(claim);
                 }
                 other => panic!("expected a fresh claim, got {other:?}"),
+            }
+        }
+        ["hold-then-put", url, name, ttl_ms, record] => {
+            let ttl = Duration::from_millis(ttl_ms.parse().expect("TTL_MS is a number"));
+            let client = tollgate::Client::open(url).expect("client opens");
+            let guard = client.lock(*name).ttl(ttl).acquire().expect("lock granted");
+            println!("granted {}", guard.fencing_token());
+            std::io::stdout().flush().expect("stdout flushes");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).expect("stdin reads");
+            match guard.put(record, b"paused-holder") {
+                Ok(()) => println!("put ok"),
+                Err(tollgate::Error::StaleToken { token, highest, .. }) => {
+                    println!("put stale {token} {highest}")
+                }
+                Err(e) => println!("put error {e}"),
             }
         }
         ["hold-then-write", url, name, ttl_ms, resource_url, record] => {

@@ -9,7 +9,6 @@
 //! timed scenario run for N seconds instead.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
@@ -21,6 +20,8 @@ use tollgate_tests::fenced::{
     FencedResource, FencedWrite, check_mutual_exclusion, increment_under,
 };
 use tollgate_tests::{FaultProxy, RedisServer, ReplyFault};
+
+use crate::PausedHolder;
 
 /// How long a timed scenario runs: `TOLLGATE_TORTURE_SECS`, or `default`.
 fn duration(default: Duration) -> Duration {
@@ -222,24 +223,15 @@ fn contention_under_a_connection_kill_storm_keeps_one_holder_and_exact_counts() 
 fn a_holder_paused_past_its_ttl_is_refused_by_the_resource_and_told_not_held() {
     let server = RedisServer::start();
     let resource = FencedResource::start();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
-        .args([
-            "hold-then-write",
-            &server.url(),
-            "ledger",
-            "300",
-            &resource.url(),
-            "balance",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let paused_token: u64 = first.strip_prefix("granted ").unwrap().parse().unwrap();
-    // SAFETY: plain syscalls on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+    let paused = PausedHolder::start(&[
+        "hold-then-write",
+        &server.url(),
+        "ledger",
+        "300",
+        &resource.url(),
+        "balance",
+    ]);
+    let paused_token = paused.token;
     thread::sleep(Duration::from_millis(400)); // past its 300 ms TTL
 
     let next = quick_client(&server.url())
@@ -259,11 +251,7 @@ fn a_holder_paused_past_its_ttl_is_refused_by_the_resource_and_told_not_held() {
     );
     assert_eq!(written, FencedWrite::Ok);
 
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
-    writeln!(child.stdin.as_mut().unwrap()).unwrap();
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    let rest = paused.resume();
     assert_eq!(rest[0], "write Stale", "{rest:?}");
     assert!(
         rest[1].starts_with("extend Err(") && rest[1].contains("no longer held"),

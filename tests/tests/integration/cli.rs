@@ -605,6 +605,22 @@ fn inspect_shows_a_names_sequences_and_its_idempotency_record() {
     // Reading drew no number.
     assert_eq!(invoices.last_reserved().unwrap(), Some(2));
 
+    client
+        .record("billing/invoices")
+        .put(b"last=INV-1", 42)
+        .unwrap();
+    let text = stdout(&tollgate(&["inspect", "billing/invoices", "--redis", &url]));
+    assert!(
+        text.contains("record         10 bytes, token 42 (no TTL)\n"),
+        "{text}"
+    );
+    client.record("billing/invoices").delete(43).unwrap();
+    let text = stdout(&tollgate(&["inspect", "billing/invoices", "--redis", &url]));
+    assert!(
+        text.contains("record         deleted, token 43\n"),
+        "{text}"
+    );
+
     let json = stdout(&tollgate(&[
         "inspect",
         "billing/invoices",

@@ -30,6 +30,7 @@ fn plugin_code_runs_under_plain_cargo_test_with_the_hosts_rules() {
         "names_are_checked_as_the_host_checks_them ... ok",
         "concurrent_retries_of_one_request_charge_once ... ok",
         "concurrent_reservations_never_sell_more_than_the_stock ... ok",
+        "an_instance_paused_past_its_lock_cannot_overwrite_the_next_callers_balance ... ok",
         "src/testing.rs - testing",
     ] {
         assert!(stdout.contains(test), "{test:?} did not run:\n{stdout}");

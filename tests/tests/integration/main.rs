@@ -23,6 +23,7 @@ mod lock;
 mod lock_wait;
 mod metrics;
 mod plugin;
+mod record;
 mod redlock;
 mod replicas;
 mod sequence;
@@ -192,6 +193,57 @@ fn spawn_helper(args: &[&str]) -> (std::process::Child, String) {
         .read_line(&mut line)
         .expect("helper prints a line");
     (child, line.trim().to_owned())
+}
+
+/// A helper process that took a lock, printed `granted TOKEN` and was then
+/// stopped with SIGSTOP; [`resume`](PausedHolder::resume) lets it go on.
+struct PausedHolder {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// The fencing token it was granted.
+    token: u64,
+}
+
+impl PausedHolder {
+    /// Starts the test helper with `args` (a `hold-then-…` command), waits
+    /// for its grant and stops it.
+    fn start(args: &[&str]) -> PausedHolder {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-test-helper"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("helper starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first = lines.next().expect("a first line").expect("readable");
+        let token = first
+            .strip_prefix("granted ")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("expected `granted TOKEN`, got {first:?}"));
+        // SAFETY: a plain syscall on our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+        PausedHolder {
+            child,
+            lines,
+            token,
+        }
+    }
+
+    /// Continues it (SIGCONT and a line on its stdin) and returns the lines
+    /// it printed until it exited successfully.
+    fn resume(mut self) -> Vec<String> {
+        use std::io::Write;
+        // SAFETY: as in `start`.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) };
+        writeln!(self.child.stdin.as_mut().expect("piped")).expect("helper reads");
+        let rest: Vec<String> = self.lines.map(|line| line.expect("readable")).collect();
+        assert!(
+            self.child.wait().expect("helper exits").success(),
+            "{rest:?}"
+        );
+        rest
+    }
 }
 
 /// How many times the server ran `command` without an error since its

@@ -78,6 +78,77 @@ fn a_guest_panic_while_holding_a_lock_frees_it_when_the_call_returns() {
 }
 
 #[test]
+fn a_plugin_instance_paused_past_its_lock_ttl_cannot_overwrite_the_next_holders_record() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("w"));
+    let stale = thread::scope(|s| {
+        // The instance takes the lock for 300 ms and is away for 800 ms.
+        let paused = s.spawn(|| run(&plugin, "hold-sleep-put acct 300 800 acct/balance paused"));
+        thread::sleep(Duration::from_millis(450));
+        let next = client
+            .lock("w/acct")
+            .wait(Duration::from_secs(2))
+            .acquire()
+            .unwrap();
+        next.put("w/acct/balance", b"next-holder").unwrap();
+        paused.join().unwrap()
+    });
+    assert_eq!(stale.unwrap(), "error: stale-token");
+    let entry = client.record("w/acct/balance").get().unwrap().unwrap();
+    assert_eq!(entry.value, b"next-holder");
+}
+
+#[test]
+fn fenced_records_are_namespaced_and_bounded_by_the_policy() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("r").max_record_size(8));
+    assert_eq!(run(&plugin, "put cfg small 5").unwrap(), "put");
+    assert_eq!(run(&plugin, "get-record cfg").unwrap(), "small 5");
+    assert_eq!(
+        client.record("r/cfg").get().unwrap().unwrap().value,
+        b"small"
+    );
+    assert_eq!(
+        run(&plugin, "put cfg older 4").unwrap(),
+        "error: stale-token"
+    );
+    assert_eq!(
+        run(&plugin, "put cfg far-too-long 6").unwrap(),
+        "error: too-large"
+    );
+    assert_eq!(run(&plugin, "put {x} v 1").unwrap(), "error: access-denied");
+    // Another plugin's record of the same name is another record.
+    let other = load(&client, policy("s"));
+    assert_eq!(run(&other, "get-record cfg").unwrap(), "none");
+}
+
+#[test]
+fn a_plugin_built_against_coord_0_1_0_loads_and_runs_on_this_host() {
+    // The test plugin as built before 0.1.1 added `fenced-record`: its
+    // imports name `tollgate:coord/*@0.1.0`.
+    let wasm = include_bytes!("../../fixtures/test-plugin-coord-0.1.0.wasm");
+    let imports = String::from_utf8_lossy(wasm);
+    assert!(imports.contains("tollgate:coord/lock@0.1.0"));
+    assert!(!imports.contains("@0.1.1"));
+
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = runtime()
+        .load(&client, wasm, policy("legacy"))
+        .expect("a 0.1.0 component loads");
+    assert!(run(&plugin, "hold l").unwrap().starts_with("held "));
+    assert_eq!(run(&plugin, "incr c 2").unwrap(), "value 2");
+    assert_eq!(run(&plugin, "idem k 0 runs").unwrap(), "fresh result-of-k");
+    assert!(matches!(
+        run(&plugin, "panic-holding p"),
+        Err(PluginError::Panicked(_))
+    ));
+    assert!(!lock_key_exists(&server, "legacy/p"));
+}
+
+#[test]
 fn a_guest_trap_has_a_cause_to_match_on_and_frees_its_lock() {
     let server = RedisServer::start();
     let plugin = load(&client(&server), policy("a"));

@@ -16,6 +16,9 @@
 //! | `forget NAME`                   | acquire NAME (TTL 30 s) and `std::mem::forget` the guard                                                                               | `forgot TOKEN`                  |
 //! | `panic-holding NAME`            | acquire NAME (TTL 30 s), then `panic!` (the invocation traps)                                                                         | —                               |
 //! | `abort-holding NAME`            | acquire NAME (TTL 30 s), then `std::process::abort()` (a trap without a panic message)                                                | —                               |
+//! | `hold-sleep-put NAME TTL_MS SLEEP_MS RECORD VALUE` | acquire NAME with that TTL, sleep SLEEP_MS, then write VALUE to fenced record RECORD through the guard          | `put TOKEN` or `error: stale-token` |
+//! | `put RECORD VALUE TOKEN`        | write VALUE to fenced record RECORD with TOKEN                                                                                         | `put`                           |
+//! | `get-record RECORD`             | read fenced record RECORD                                                                                                              | `VALUE TOKEN` or `none`         |
 //! | `recurse`                       | recurse without end (the stack overflows)                                                                                              | —                               |
 //! | `loop-holding NAME`             | acquire NAME (TTL 30 s), then loop forever                                                                                             | —                               |
 //! | `alloc BYTES`                   | allocate BYTES bytes and write to every 4 KiB page (traps when memory runs out)                                                        | `allocated`                     |
@@ -91,6 +94,28 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
             std::process::abort(); // wasm `unreachable`, no panic message
         }
         ["recurse"] => Ok(format!("depth {}", recurse(black_box(0)))),
+        ["hold-sleep-put", name, ttl_ms, sleep_ms, record_name, value] => {
+            match lock(*name)
+                .ttl(Duration::from_millis(number(ttl_ms)?))
+                .acquire()
+            {
+                Ok(guard) => {
+                    std::thread::sleep(Duration::from_millis(number(sleep_ms)?));
+                    guard
+                        .put(record_name, value.as_bytes())
+                        .map(|()| format!("put {}", guard.fencing_token()))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ["put", record_name, value, token] => tollgate_guest::record(*record_name)
+            .put(value.as_bytes(), number(token)?)
+            .map(|()| "put".to_owned()),
+        ["get-record", record_name] => tollgate_guest::record(*record_name).get().map(|entry| {
+            entry.map_or("none".to_owned(), |e| {
+                format!("{} {}", String::from_utf8_lossy(&e.value), e.token)
+            })
+        }),
         ["loop-holding", name] => {
             let guard = lock(*name).ttl(LOCK_TTL).acquire();
             let mut n = 0u64;
