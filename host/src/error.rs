@@ -24,8 +24,9 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// The lock was not granted within the wait the caller allowed.
-    #[error("lock {name:?} was not granted within {waited:?}")]
+    /// The lock (or semaphore permits) was not granted within the wait the
+    /// caller allowed.
+    #[error("{name:?} was not granted within {waited:?}")]
     Timeout {
         /// The lock's name.
         name: String,

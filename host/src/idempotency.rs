@@ -55,7 +55,7 @@ use crate::keys::ClaimKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::lock::{MIN_WATCHDOG_TTL, resend_if_dropped};
 use crate::store::{ClaimRequest, ClaimState, Finish};
-use crate::wait::{Attempt, retry_until};
+use crate::wait::{Attempt, Queue, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, Renewal};
 
 /// How long a result is kept when none is given: 24 hours.
@@ -468,7 +468,7 @@ impl IdempotentCall<'_> {
             &keys.record,
             deadline,
             settings.poll_interval,
-            None,
+            Queue::All,
             |waiting| {
                 let request = ClaimRequest {
                     keys: &keys,

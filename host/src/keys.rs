@@ -46,6 +46,16 @@ pub(crate) struct ClaimKeys {
     pub waiters: String,
 }
 
+/// The keys of one semaphore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SemaphoreKeys {
+    /// A hash: the last fencing token, and one field per grant (see
+    /// `store/semaphore_record.lua`).
+    pub semaphore: String,
+    /// The sharded channel every release publishes on, for the waiters.
+    pub waiters: String,
+}
+
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Keyspace {
@@ -120,6 +130,14 @@ impl Keyspace {
             key.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         key
+    }
+
+    pub fn semaphore(&self, name: &str) -> SemaphoreKeys {
+        let semaphore = format!("{}sem:{{{}}}", self.prefix, tag(name));
+        SemaphoreKeys {
+            waiters: format!("{semaphore}:waiters"),
+            semaphore,
+        }
     }
 
     /// The key of fenced record `name`: a hash `{fence, value}`; after a

@@ -91,6 +91,7 @@ pub mod record;
 pub mod redlock;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod semaphore;
 pub mod sequence;
 mod store;
 mod wait;
@@ -110,5 +111,6 @@ pub use limits::MAX_NAME_BYTES;
 pub use lock::{LockBuilder, LockGuard, LockInfo, LockOptions};
 pub use record::{FencedRecord, RecordEntry};
 pub use redlock::{Redlock, RedlockBuilder, RedlockGuard};
+pub use semaphore::{Permit, PermitInfo, Semaphore};
 pub use sequence::{Reset, Sequence};
 pub use store::Notifications;

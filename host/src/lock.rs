@@ -49,7 +49,7 @@ use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::notify::HandedGrant;
 use crate::store::{Acquired, LockRequest};
 use crate::store::{NextOwner, Released};
-use crate::wait::{Attempt, Fair, retry_until};
+use crate::wait::{Attempt, Fair, Queue, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
 
 /// The TTL of a lock when none is given: 30 seconds.
@@ -525,7 +525,7 @@ fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option
         &keys.lock,
         deadline,
         settings.poll_interval,
-        Some(fair),
+        Queue::HandOver(fair),
         |_waiting| {
             let sent = Instant::now();
             let generation = store.server_generation();

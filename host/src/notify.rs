@@ -254,6 +254,14 @@ impl WakeBoard {
         }
     }
 
+    /// Wakes the next waiter for `key` in this process, if any: a waiter
+    /// that was served and saw more left (free permits) passes it on.
+    pub fn wake_next(&self, key: &str) {
+        if let Some(slot) = self.slot(key) {
+            slot.wake();
+        }
+    }
+
     /// Whether somebody waits for `key` now.
     pub fn is_watched(&self, key: &str) -> bool {
         self.slot(key).is_some()

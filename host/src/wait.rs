@@ -34,26 +34,43 @@ pub(crate) struct Fair<'a, T> {
     pub handed: &'a dyn Fn(HandedGrant) -> T,
 }
 
+/// How the waiters of one key line up in this process.
+pub(crate) enum Queue<'a, T> {
+    /// Every waiter wakes at each release: duplicates of an idempotent
+    /// action, which all get the one result.
+    All,
+    /// In arrival order, one waiter woken per release: semaphore permits.
+    Fifo,
+    /// In arrival order, one waiter woken per release, and a release in
+    /// this process may grant it the lock directly: locks.
+    HandOver(Fair<'a, T>),
+}
+
 /// How long a waiter that will ask again waits for a release that may be
 /// granting it the lock, past its own deadline; after that it asks, and its
 /// request finds the lock granted to it if the release did hand it over.
 const HAND_OVER_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs `attempt` (given the wait still left) until it is done or `deadline`
-/// passes; `Ok(None)` when the deadline passed first. With `fair`, the key
-/// is a lock's: see [`Fair`].
+/// passes; `Ok(None)` when the deadline passed first. `queue` says how
+/// this process's waiters for `key` line up.
 pub(crate) fn retry_until<T>(
     store: &dyn Store,
     key: &str,
     deadline: Instant,
     poll_interval: Duration,
-    fair: Option<Fair<'_, T>>,
+    queue: Queue<'_, T>,
     mut attempt: impl FnMut(Duration) -> Result<Attempt<T>>,
 ) -> Result<Option<T>> {
+    let in_order = !matches!(queue, Queue::All);
+    let fair = match queue {
+        Queue::HandOver(fair) => Some(fair),
+        Queue::All | Queue::Fifo => None,
+    };
     let mut watch: Option<Watch> = None;
     let started = Instant::now();
     let line_up = |store: &dyn Store| {
-        let watch = store.watch(key, fair.is_some(), deadline);
+        let watch = store.watch(key, in_order, deadline);
         if let Some(fair) = &fair {
             watch.offer(fair.owner, fair.ttl_ms, fair.holder);
         }
@@ -73,7 +90,7 @@ pub(crate) fn retry_until<T>(
         let (fair, watch) = (fair.as_ref()?, watch.as_ref()?);
         watch.leave().map(fair.handed)
     };
-    if fair.is_some() && started < deadline && store.board().is_watched(key) {
+    if in_order && started < deadline && store.board().is_watched(key) {
         let lined_up = line_up(store);
         if lined_up.has_waiters_ahead() {
             lined_up.wait(deadline.min(Instant::now() + jittered(poll_interval)));

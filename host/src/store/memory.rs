@@ -22,10 +22,11 @@ use parking_lot::Mutex;
 
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
-    LockRecord, LockRequest, Notifications, Reserved, Store, StoredRecord,
+    LockRecord, LockRequest, Notifications, PermitAcquired, PermitRecord, PermitRequest, Reserved,
+    Store, StoredRecord,
 };
 use crate::error::{Error, Result};
-use crate::keys::{ClaimKeys, LockKeys};
+use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
 use crate::notify::{WakeBoard, Watch};
 
 /// A full sweep runs once the steps since the last one reach the number of
@@ -82,9 +83,23 @@ enum Value {
     Int(i64),
     /// A marker whose presence is all that matters (`once`).
     Marker,
+    /// A semaphore: the last fencing token, and its grants by owner.
+    Semaphore {
+        fence: u64,
+        grants: HashMap<String, MemoryGrant>,
+    },
     /// A fenced record: the highest token accepted, and the value (none
     /// after a delete).
     Record { fence: u64, value: Option<Vec<u8>> },
+}
+
+/// One grant of a semaphore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MemoryGrant {
+    expires: Instant,
+    count: u32,
+    fence: u64,
+    holder: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +228,45 @@ impl State {
                 "idempotency key holds something else than a record",
             )),
         }
+    }
+
+    /// The semaphore at `key`: its last fencing token (0 for a new one) and
+    /// its grants that have not ended.
+    fn semaphore(
+        &mut self,
+        key: &str,
+        now: Instant,
+    ) -> Result<(u64, HashMap<String, MemoryGrant>)> {
+        match self.live(key, now) {
+            None => Ok((0, HashMap::new())),
+            Some(Entry {
+                value: Value::Semaphore { fence, grants },
+                ..
+            }) => {
+                let live = grants
+                    .iter()
+                    .filter(|(_, g)| g.expires > now)
+                    .map(|(owner, g)| (owner.clone(), g.clone()))
+                    .collect();
+                Ok((*fence, live))
+            }
+            Some(_) => Err(wrong_type(key, "semaphore key holds something else")),
+        }
+    }
+
+    /// Stores a semaphore, kept until its latest grant ends plus the
+    /// fencing counter's retention.
+    fn put_semaphore(
+        &mut self,
+        key: &str,
+        fence: u64,
+        grants: HashMap<String, MemoryGrant>,
+        now: Instant,
+        retention_ms: u64,
+    ) {
+        let latest = grants.values().map(|g| g.expires).max().unwrap_or(now);
+        let expires = latest.checked_add(Duration::from_millis(retention_ms));
+        self.insert(key, Value::Semaphore { fence, grants }, expires);
     }
 
     /// `true` when `owner` holds the running claim at `key`.
@@ -508,6 +562,100 @@ impl Store for MemoryStore {
                 fingerprinted: !fingerprint.is_empty(),
                 remaining,
             }))
+        })
+    }
+
+    fn semaphore_acquire(&self, req: &PermitRequest<'_>) -> Result<PermitAcquired> {
+        let key = &req.keys.semaphore;
+        self.step(|state, now| {
+            let (mut fence, mut grants) = state.semaphore(key, now)?;
+            let used: u32 = grants.values().map(|g| g.count).sum();
+            let ttl = Duration::from_millis(req.ttl_ms);
+            if let Some(mine) = grants.get_mut(req.owner) {
+                // A resend: the grant again, with its TTL from now.
+                mine.expires = now + ttl;
+                let granted = PermitAcquired::Granted {
+                    fence: mine.fence,
+                    free: req.permits.saturating_sub(used),
+                };
+                state.put_semaphore(key, fence, grants, now, req.fence_retention_ms);
+                return Ok(granted);
+            }
+            if used.saturating_add(req.count) > req.permits {
+                let first_end = grants.values().map(|g| g.expires).min();
+                return Ok(PermitAcquired::Busy {
+                    first_end: first_end.map(|at| at.saturating_duration_since(now)),
+                });
+            }
+            // max(previous + 1, wall clock in µs), as the Redis script does.
+            fence = wall_clock_micros().max(fence.saturating_add(1));
+            grants.insert(
+                req.owner.to_owned(),
+                MemoryGrant {
+                    expires: now + ttl,
+                    count: req.count,
+                    fence,
+                    holder: req.holder.to_owned(),
+                },
+            );
+            state.put_semaphore(key, fence, grants, now, req.fence_retention_ms);
+            Ok(PermitAcquired::Granted {
+                fence,
+                free: req.permits - used - req.count,
+            })
+        })
+    }
+
+    fn semaphore_release(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        fence_retention_ms: u64,
+    ) -> Result<bool> {
+        let released = self.step(|state, now| {
+            let (fence, mut grants) = state.semaphore(&keys.semaphore, now)?;
+            if grants.remove(owner).is_none() {
+                return Ok(false);
+            }
+            state.put_semaphore(&keys.semaphore, fence, grants, now, fence_retention_ms);
+            Ok(true)
+        });
+        self.wake_if(released, &keys.semaphore)
+    }
+
+    fn semaphore_extend(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>> {
+        self.step(|state, now| {
+            let (fence, mut grants) = state.semaphore(&keys.semaphore, now)?;
+            let Some(mine) = grants.get_mut(owner) else {
+                return Ok(None);
+            };
+            if ttl_ms == 0 {
+                return Ok(Some(mine.expires.saturating_duration_since(now)));
+            }
+            mine.expires = now + Duration::from_millis(ttl_ms);
+            state.put_semaphore(&keys.semaphore, fence, grants, now, fence_retention_ms);
+            Ok(Some(Duration::from_millis(ttl_ms)))
+        })
+    }
+
+    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>> {
+        self.step(|state, now| {
+            let (_, grants) = state.semaphore(&keys.semaphore, now)?;
+            Ok(grants
+                .into_values()
+                .map(|g| PermitRecord {
+                    count: g.count,
+                    fence: g.fence,
+                    holder: g.holder,
+                    remaining: g.expires.saturating_duration_since(now),
+                })
+                .collect())
         })
     }
 

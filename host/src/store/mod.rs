@@ -25,7 +25,7 @@ pub(crate) use self::redis::RedisStore;
 pub(crate) use self::slot::hash_tag;
 pub use self::subscriber::Notifications;
 use crate::error::Result;
-use crate::keys::{ClaimKeys, LockKeys};
+use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
 use crate::notify::{WakeBoard, Watch};
 
 /// What a lock request asks for.
@@ -127,6 +127,41 @@ pub(crate) struct ClaimRecord {
     pub fingerprinted: bool,
     /// The record's TTL: the lease while running, the retention after.
     pub remaining: Option<Duration>,
+}
+
+/// What a request for semaphore permits asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PermitRequest<'a> {
+    pub keys: &'a SemaphoreKeys,
+    /// Random per grant; proves ownership in later steps.
+    pub owner: &'a str,
+    /// Permits asked for (at least 1).
+    pub count: u32,
+    /// Permits in all, as this caller counts them.
+    pub permits: u32,
+    pub ttl_ms: u64,
+    /// Free text for operators.
+    pub holder: &'a str,
+    /// How long the fencing counter outlives the latest grant.
+    pub fence_retention_ms: u64,
+}
+
+/// What a request for permits found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitAcquired {
+    /// Granted; `free` permits are left.
+    Granted { fence: u64, free: u32 },
+    /// Not enough free; `first_end` is when the first grant ends.
+    Busy { first_end: Option<Duration> },
+}
+
+/// One live grant of a semaphore, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PermitRecord {
+    pub count: u32,
+    pub fence: u64,
+    pub holder: String,
+    pub remaining: Duration,
 }
 
 /// A fenced record as stored.
@@ -287,6 +322,30 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn on_server_changed(&self, _callback: Box<dyn Fn() + Send + Sync>) {}
 
     // ---- counters and sequences ----
+
+    /// Grants permits if enough are free, in one step.
+    fn semaphore_acquire(&self, req: &PermitRequest<'_>) -> Result<PermitAcquired>;
+
+    /// Ends `owner`'s grant, waking waiters; `false` when it held none.
+    fn semaphore_release(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        fence_retention_ms: u64,
+    ) -> Result<bool>;
+
+    /// Sets `owner`'s grant to end in `ttl_ms` (0: only reads); its
+    /// remaining TTL, `None` when it holds no live grant.
+    fn semaphore_extend(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>>;
+
+    /// The live grants, read in one step.
+    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>>;
 
     /// The fenced record at `key`, read in one step.
     fn record_get(&self, key: &str) -> Result<Option<StoredRecord>>;

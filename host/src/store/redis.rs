@@ -14,10 +14,11 @@ use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
-    LockRecord, LockRequest, NextOwner, Released, Reserved, Store, StoredRecord,
+    LockRecord, LockRequest, NextOwner, PermitAcquired, PermitRecord, PermitRequest, Released,
+    Reserved, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
-use crate::keys::{ClaimKeys, LockKeys};
+use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
 use crate::limits::millis;
 use crate::notify::{WakeBoard, Watch};
 
@@ -42,6 +43,10 @@ struct Scripts {
     force_unlock: Script,
     claim_inspect: Script,
     record_get: Script,
+    semaphore_acquire: Script,
+    semaphore_release: Script,
+    semaphore_extend: Script,
+    semaphore_inspect: Script,
     record_write: Script,
     claim_begin: Script,
     claim_extend: Script,
@@ -64,6 +69,10 @@ impl Scripts {
             force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
             claim_inspect: Script::new(include_str!("claim_inspect.lua")),
             record_get: Script::new(include_str!("record_get.lua")),
+            semaphore_acquire: semaphore_script(include_str!("semaphore_acquire.lua")),
+            semaphore_release: semaphore_script(include_str!("semaphore_release.lua")),
+            semaphore_extend: semaphore_script(include_str!("semaphore_extend.lua")),
+            semaphore_inspect: semaphore_script(include_str!("semaphore_inspect.lua")),
             record_write: Script::new(include_str!("record_write.lua")),
             claim_begin: Script::new(concat!(
                 include_str!("waiters.lua"),
@@ -82,6 +91,11 @@ impl Scripts {
 /// A lock script, after the helpers that read and write the lock's record.
 fn lock_script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lock_record.lua")))
+}
+
+/// A semaphore script, after the helpers that read and write its hash.
+fn semaphore_script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("semaphore_record.lua")))
 }
 
 impl RedisStore {
@@ -604,6 +618,116 @@ impl Store for RedisStore {
             );
         }
         watch
+    }
+
+    // ---- semaphores ----
+
+    fn semaphore_acquire(&self, req: &PermitRequest<'_>) -> Result<PermitAcquired> {
+        let key = &req.keys.semaphore;
+        let ((granted, value, free), confirmed) = self.route.run(key, |conn| {
+            let reply: (i64, i64, i64) = self
+                .scripts
+                .semaphore_acquire
+                .key(key)
+                .arg(req.owner)
+                .arg(req.count)
+                .arg(req.permits)
+                .arg(req.ttl_ms)
+                .arg(req.holder)
+                .arg(req.fence_retention_ms)
+                .invoke(conn)?;
+            let confirmed = match reply.0 {
+                1 => self.replicas_confirming(conn)?,
+                _ => None,
+            };
+            Ok((reply, confirmed))
+        })?;
+        if granted != 1 {
+            return Ok(PermitAcquired::Busy {
+                first_end: ttl_from_millis(value),
+            });
+        }
+        if let Err(error) = self.check_replicated(confirmed) {
+            let _ = self.semaphore_release(req.keys, req.owner, req.fence_retention_ms);
+            return Err(error);
+        }
+        Ok(PermitAcquired::Granted {
+            fence: token_from(value)?,
+            free: u32::try_from(free).unwrap_or(0),
+        })
+    }
+
+    fn semaphore_release(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        fence_retention_ms: u64,
+    ) -> Result<bool> {
+        let board = self.subscriber.board();
+        let expected = board.expect_release(&keys.semaphore);
+        let released = self.route.run(&keys.semaphore, |conn| {
+            self.scripts
+                .semaphore_release
+                .key(&keys.semaphore)
+                .key(&keys.waiters)
+                .arg(owner)
+                .arg(&keys.semaphore)
+                .arg(fence_retention_ms)
+                .invoke(conn)
+        });
+        if expected {
+            board.released_here(&keys.semaphore, matches!(released, Ok(true)));
+        }
+        released
+    }
+
+    fn semaphore_extend(
+        &self,
+        keys: &SemaphoreKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>> {
+        let left: i64 = self.route.run(&keys.semaphore, |conn| {
+            self.scripts
+                .semaphore_extend
+                .key(&keys.semaphore)
+                .arg(owner)
+                .arg(ttl_ms)
+                .arg(fence_retention_ms)
+                .invoke(conn)
+        })?;
+        Ok(ttl_from_millis(left))
+    }
+
+    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>> {
+        let flat: Vec<redis::Value> = self.route.run(&keys.semaphore, |conn| {
+            self.scripts
+                .semaphore_inspect
+                .key(&keys.semaphore)
+                .invoke(conn)
+        })?;
+        let unexpected = || Error::UnexpectedReply("a semaphore grant that is not 4 fields".into());
+        flat.chunks(4)
+            .map(|grant| {
+                let [count, fence, holder, left] = grant else {
+                    return Err(unexpected());
+                };
+                let count: u32 =
+                    redis::from_redis_value(count.clone()).map_err(|_| unexpected())?;
+                let fence: String =
+                    redis::from_redis_value(fence.clone()).map_err(|_| unexpected())?;
+                let holder: String =
+                    redis::from_redis_value(holder.clone()).map_err(|_| unexpected())?;
+                let left: u64 = redis::from_redis_value(left.clone()).map_err(|_| unexpected())?;
+                Ok(PermitRecord {
+                    count,
+                    fence: fence_at(&keys.semaphore, &fence)?,
+                    holder,
+                    remaining: Duration::from_millis(left),
+                })
+            })
+            .collect()
     }
 
     // ---- fenced records ----
