@@ -16,6 +16,7 @@
 //! | [`once`]                  | true for the first call with a key in a time window     |
 //! | [`counter`]               | atomic, optionally bounded, counters                    |
 //! | [`sequence`]              | unique, increasing, formatted serial numbers            |
+//! | [`semaphore`]             | a [`Permit`]: at most N holders at once                 |
 //! | [`record`]                | a value whose writes a stale lock holder cannot make    |
 //!
 //! Durations are sent as whole milliseconds, rounded up and saturating; a
@@ -140,6 +141,7 @@ mod failure;
 mod idempotency;
 mod lock;
 mod record;
+mod semaphore;
 mod sequence;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -153,6 +155,7 @@ pub use idempotency::ClaimOutcome;
 pub use idempotency::{Begin, Claim, Idempotent, Outcome, RunError, idempotent, once};
 pub use lock::{Guard, LockBuilder, lock};
 pub use record::{Entry, Record, record};
+pub use semaphore::{Permit, SemaphoreBuilder, semaphore};
 pub use sequence::{Reset, Sequence, sequence};
 
 /// A tollgate plugin: one entry point, called once per invocation in a fresh

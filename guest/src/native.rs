@@ -209,6 +209,64 @@ pub(crate) mod counter {
     }
 }
 
+pub(crate) mod semaphore {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::semaphore::PermitOptions;
+    use tollgate::sandbox::{HeldPermit, PermitRequest};
+
+    fn request(options: PermitOptions) -> PermitRequest {
+        PermitRequest {
+            permits: options.permits,
+            count: options.count,
+            ttl_ms: options.ttl_ms,
+            wait_ms: options.wait_ms,
+            renew: options.renew,
+        }
+    }
+
+    /// Held permits; dropping them releases them.
+    #[derive(Debug)]
+    pub(crate) struct Permit(HeldPermit);
+
+    impl Permit {
+        pub(crate) fn count(&self) -> u32 {
+            self.0.count()
+        }
+        pub(crate) fn fencing_token(&self) -> u64 {
+            self.0.fencing_token()
+        }
+        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
+            self.0.extend(ttl_ms).map_err(wit_error)
+        }
+        pub(crate) fn is_held(&self) -> Answer<bool> {
+            self.0.is_held().map_err(wit_error)
+        }
+        pub(crate) fn release(p: Permit) -> Answer<()> {
+            p.0.release().map_err(wit_error)
+        }
+    }
+
+    pub(crate) fn acquire(name: &str, options: PermitOptions) -> Answer<Permit> {
+        session()
+            .acquire_permit(name, request(options))
+            .map(Permit)
+            .map_err(wit_error)
+    }
+
+    pub(crate) fn try_acquire(name: &str, options: PermitOptions) -> Answer<Option<Permit>> {
+        session()
+            .try_acquire_permit(name, request(options))
+            .map(|held| held.map(Permit))
+            .map_err(wit_error)
+    }
+
+    pub(crate) fn available(name: &str, permits: u32) -> Answer<u32> {
+        session()
+            .available_permits(name, permits)
+            .map_err(wit_error)
+    }
+}
+
 pub(crate) mod fenced_record {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::fenced_record::{Entry, WriteOutcome};

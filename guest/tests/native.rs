@@ -196,3 +196,51 @@ fn a_sandbox_runs_a_plugin_and_reports_its_failure_as_text() {
         "invalid utf-8 sequence of 1 bytes from index 0"
     );
 }
+
+#[test]
+fn never_more_than_n_invocations_hold_a_semaphores_permits() {
+    use tollgate_guest::semaphore;
+    let sandbox = Sandbox::new();
+    let inside = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    sandbox
+                        .invoke(|| {
+                            let permit = semaphore("pool", 2)
+                                .wait(Duration::from_secs(10))
+                                .acquire()?;
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= 2, "{now} holders of 2 permits");
+                            std::thread::yield_now();
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                            permit.release()
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        sandbox.invoke(|| semaphore("pool", 2).available()).unwrap(),
+        2
+    );
+}
+
+#[test]
+fn a_semaphore_refuses_impossible_requests_and_counts_against_the_quota() {
+    use tollgate_guest::semaphore;
+    assert!(matches!(
+        semaphore("s", 2).try_acquire_many(3),
+        Err(Error::InvalidArgument(_))
+    ));
+    let sandbox = Sandbox::with_policy(Policy::new("p").unwrap().max_permits(1));
+    sandbox.invoke(|| {
+        let _first = semaphore("a", 5).acquire().unwrap();
+        assert!(matches!(
+            semaphore("b", 5).acquire(),
+            Err(Error::QuotaExceeded(_))
+        ));
+    });
+}

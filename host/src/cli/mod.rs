@@ -148,7 +148,8 @@ enum Command {
     #[command(after_help = exit::HELP)]
     Counter(NameArgs),
     /// Show what a name holds: its lock (holder, fencing token, TTL),
-    /// counter, sequences, fenced record, and for NAMESPACE/KEY the idempotency record of
+    /// counter, sequences, semaphore permits out, fenced record, and for
+    /// NAMESPACE/KEY the idempotency record of
     /// KEY in NAMESPACE (a plugin's names are NAMESPACE/NAME).
     #[command(after_help = exit::HELP)]
     Inspect(NameArgs),

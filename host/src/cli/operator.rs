@@ -131,6 +131,8 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     let counter = client.counter(name).get()?;
     let sequence = client.sequence(name).last_reserved()?;
     let daily = client.sequence(name).reset(Reset::Daily).last_reserved()?;
+    // The number of permits is not stored; any number lists the holders.
+    let permits = client.semaphore(name, 1).holders()?;
     let fenced = client.record(name);
     let entry = fenced.get()?;
     let tombstone = match entry {
@@ -151,6 +153,12 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
             "sequence": sequence,
             "daily_sequence": daily,
             "idempotency": record.as_ref().map(record_json),
+            "semaphore": permits.iter().map(|p| serde_json::json!({
+                "count": p.count,
+                "fencing_token": p.fencing_token,
+                "ttl_ms": p.remaining_ttl.as_millis() as u64,
+                "holder": p.holder,
+            })).collect::<Vec<_>>(),
             "record": entry.as_ref().map(|entry| serde_json::json!({
                 "value": String::from_utf8_lossy(&entry.value),
                 "token": entry.token,
@@ -178,6 +186,18 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
     }
     if let Some(record) = &record {
         fields.push(("idempotency", record_line(record)));
+    }
+    for permit in &permits {
+        fields.push((
+            "permits",
+            format!(
+                "{} (token {}, TTL {}, {})",
+                permit.count,
+                permit.fencing_token,
+                show(permit.remaining_ttl),
+                printable(&permit.holder)
+            ),
+        ));
     }
     if let Some(entry) = &entry {
         let ttl = entry

@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     with: {
         "tollgate:coord/lock.guard": crate::sandbox::HeldLock,
         "tollgate:coord/idempotency.claim": crate::sandbox::HeldClaim,
+        "tollgate:coord/semaphore.permit": crate::sandbox::HeldPermit,
     },
     trappable_error_type: {
         "tollgate:coord/types.error" => super::error::CallError,

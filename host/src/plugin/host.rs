@@ -8,13 +8,13 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tollgate::coord::fenced_record as record;
-use super::bindings::tollgate::coord::{counter, idempotency, lock, sequence, types};
+use super::bindings::tollgate::coord::{counter, idempotency, lock, semaphore, sequence, types};
 use super::error::CallError;
 use super::limits::InvocationLimits;
 use crate::Reset;
 use crate::sandbox::{
-    ClaimOutcome, ClaimRequest, CounterBounds, GuestError, HeldClaim, HeldLock, LockRequest,
-    SequenceRequest, Session,
+    ClaimOutcome, ClaimRequest, CounterBounds, GuestError, HeldClaim, HeldLock, HeldPermit,
+    LockRequest, PermitRequest, SequenceRequest, Session,
 };
 
 /// The state of one invocation: everything the plugin holds lives in
@@ -279,5 +279,77 @@ impl record::Host for Invocation {
 
     fn delete(&mut self, name: String, token: u64) -> Result<record::WriteOutcome, CallError> {
         write_outcome(self.session.record_delete(&name, token))
+    }
+}
+
+fn permit_request(options: semaphore::PermitOptions) -> PermitRequest {
+    PermitRequest {
+        permits: options.permits,
+        count: options.count,
+        ttl_ms: options.ttl_ms,
+        wait_ms: options.wait_ms,
+        renew: options.renew,
+    }
+}
+
+impl semaphore::Host for Invocation {
+    fn acquire(
+        &mut self,
+        name: String,
+        options: semaphore::PermitOptions,
+    ) -> Result<Resource<HeldPermit>, CallError> {
+        let held = self
+            .session
+            .acquire_permit(&name, permit_request(options))?;
+        Ok(self.table.push(held)?)
+    }
+
+    fn try_acquire(
+        &mut self,
+        name: String,
+        options: semaphore::PermitOptions,
+    ) -> Result<Option<Resource<HeldPermit>>, CallError> {
+        match self
+            .session
+            .try_acquire_permit(&name, permit_request(options))?
+        {
+            Some(held) => Ok(Some(self.table.push(held)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn available(&mut self, name: String, permits: u32) -> Result<u32, CallError> {
+        Ok(self.session.available_permits(&name, permits)?)
+    }
+}
+
+impl semaphore::HostPermit for Invocation {
+    fn name(&mut self, permit: Resource<HeldPermit>) -> TrapResult<String> {
+        Ok(self.table.get(&permit)?.name().to_owned())
+    }
+
+    fn count(&mut self, permit: Resource<HeldPermit>) -> TrapResult<u32> {
+        Ok(self.table.get(&permit)?.count())
+    }
+
+    fn fencing_token(&mut self, permit: Resource<HeldPermit>) -> TrapResult<u64> {
+        Ok(self.table.get(&permit)?.fencing_token())
+    }
+
+    fn extend(&mut self, permit: Resource<HeldPermit>, ttl_ms: u64) -> Result<(), CallError> {
+        Ok(self.table.get(&permit)?.extend(ttl_ms)?)
+    }
+
+    fn is_held(&mut self, permit: Resource<HeldPermit>) -> Result<bool, CallError> {
+        Ok(self.table.get(&permit)?.is_held()?)
+    }
+
+    fn release(&mut self, permit: Resource<HeldPermit>) -> Result<(), CallError> {
+        Ok(self.table.delete(permit)?.release()?)
+    }
+
+    fn drop(&mut self, permit: Resource<HeldPermit>) -> TrapResult<()> {
+        self.table.delete(permit)?; // its Drop releases the permits
+        Ok(())
     }
 }

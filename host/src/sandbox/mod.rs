@@ -39,6 +39,6 @@ mod session;
 pub use error::{GuestError, PluginError, TrapCause};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use session::{
-    ClaimOutcome, ClaimRequest, CounterBounds, HeldClaim, HeldLock, LockRequest, SequenceRequest,
-    Session,
+    ClaimOutcome, ClaimRequest, CounterBounds, Grant, Held, HeldClaim, HeldLock, HeldPermit,
+    LockRequest, PermitRequest, SequenceRequest, Session,
 };

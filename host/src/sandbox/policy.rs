@@ -30,6 +30,7 @@ pub struct Policy {
     namespace: String,
     pub(crate) max_locks: usize,
     pub(crate) max_claims: usize,
+    pub(crate) max_permits: usize,
     pub(crate) max_ttl: Duration,
     pub(crate) max_wait: Duration,
     pub(crate) max_retention: Duration,
@@ -44,9 +45,10 @@ pub struct Policy {
 
 impl Policy {
     /// A policy for the plugin whose names live under `namespace`: 1 to 64
-    /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks and 16
-    /// idempotency claims held at once, TTLs and leases up to 60 s, waits
-    /// up to 10 s, results kept up to 24 h and up to 64 KiB, record values
+    /// characters from `a-z`, `0-9`, `-` and `_`. Defaults: 16 locks, 16
+    /// semaphore grants and 16 idempotency claims held at once, TTLs and
+    /// leases up to 60 s, waits up to 10 s, results kept up to 24 h and up
+    /// to 64 KiB, record values
     /// up to 64 KiB, 1,000 names written and 1 MiB of results and record
     /// values stored per invocation, 5 s per invocation, 64 MiB of memory,
     /// inputs up to 16 MiB.
@@ -66,6 +68,7 @@ impl Policy {
             namespace,
             max_locks: 16,
             max_claims: 16,
+            max_permits: 16,
             max_ttl: Duration::from_secs(60),
             max_wait: Duration::from_secs(10),
             max_retention: Duration::from_secs(24 * 3600),
@@ -112,6 +115,13 @@ impl Policy {
     /// Most locks one invocation may hold at once.
     pub fn max_locks(mut self, max: usize) -> Self {
         self.max_locks = max;
+        self
+    }
+
+    /// Most semaphore grants one invocation may hold at once (16 by
+    /// default); each grant may take several permits.
+    pub fn max_permits(mut self, max: usize) -> Self {
+        self.max_permits = max;
         self
     }
 

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::idempotency::{Begin, Claim, DEFAULT_LEASE, DEFAULT_RESULT_TTL};
 use crate::lock::{DEFAULT_LOCK_TTL, LockGuard};
 use crate::store::within_deadline;
-use crate::{Client, Counter, FencedRecord, OnceOutcome, RecordEntry, Reset, Sequence};
+use crate::{Client, Counter, FencedRecord, OnceOutcome, Permit, RecordEntry, Reset, Sequence};
 
 /// How a guest asks for a lock (the WIT `lock-options`). Zero TTL asks for
 /// the default (30 s, or the policy's `max_ttl` if lower); zero wait tries
@@ -61,6 +61,22 @@ pub struct CounterBounds {
     pub max: Option<i64>,
 }
 
+/// How a guest asks for semaphore permits (the WIT `permit-options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PermitRequest {
+    /// Permits of the semaphore in all.
+    pub permits: u32,
+    /// Permits this grant takes; zero means 1.
+    pub count: u32,
+    /// The grant's TTL in ms; zero asks for the default (30 s, or the
+    /// policy's `max_ttl` if lower).
+    pub ttl_ms: u64,
+    /// How long to wait, in ms, also cut at the session's deadline.
+    pub wait_ms: u64,
+    /// Renew the grant at a third of its TTL while it is held.
+    pub renew: bool,
+}
+
 /// What [`Session::begin`] found (the WIT `claim-outcome`).
 #[derive(Debug)]
 pub enum ClaimOutcome {
@@ -100,6 +116,7 @@ struct Shared {
     deadline: Instant,
     locks_held: Arc<AtomicUsize>,
     claims_held: Arc<AtomicUsize>,
+    permits_held: Arc<AtomicUsize>,
     tally: Mutex<Tally>,
     /// The last wait the deadline cut short, described.
     cut_wait: Mutex<Option<String>>,
@@ -160,6 +177,7 @@ impl Session {
                 deadline,
                 locks_held: Arc::default(),
                 claims_held: Arc::default(),
+                permits_held: Arc::default(),
                 tally: Mutex::default(),
                 cut_wait: Mutex::default(),
             }),
@@ -230,11 +248,70 @@ impl Session {
             ));
         }
         Ok(granted?.map(|guard| HeldLock {
-            guard,
+            grant: guard,
             name: name.to_owned(),
             shared: Arc::clone(&self.shared),
             _slot: slot,
         }))
+    }
+
+    /// Takes permits of the semaphore `name`, waiting as asked: `Timeout`
+    /// when they are not free at the end of the wait.
+    pub fn acquire_permit(
+        &self,
+        name: &str,
+        request: PermitRequest,
+    ) -> Result<HeldPermit, GuestError> {
+        self.try_acquire_permit(name, request)?
+            .ok_or(GuestError::Timeout)
+    }
+
+    /// Like [`acquire_permit`](Self::acquire_permit), but `None` when not
+    /// granted.
+    pub fn try_acquire_permit(
+        &self,
+        name: &str,
+        request: PermitRequest,
+    ) -> Result<Option<HeldPermit>, GuestError> {
+        let policy = &self.shared.policy;
+        let scoped = policy.scoped("semaphore name", name)?;
+        let slot = Slot::reserve(
+            &self.shared.permits_held,
+            policy.max_permits,
+            "semaphore grants",
+        )?;
+        let ttl = policy.duration("ttl", request.ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
+        let (wait, cut) = self.wait(request.wait_ms)?;
+        self.writes("semaphore", &scoped)?;
+        let mut semaphore = self
+            .shared
+            .client
+            .semaphore(scoped, request.permits)
+            .ttl(ttl)
+            .wait(wait);
+        if request.renew {
+            semaphore = semaphore.watchdog();
+        }
+        let granted = self.within_deadline(|| semaphore.try_acquire_many(request.count.max(1)));
+        if cut && !matches!(granted, Ok(Some(_))) {
+            self.note_cut_wait(format!(
+                "a wait for semaphore {name:?} (asked up to {:?})",
+                Duration::from_millis(request.wait_ms)
+            ));
+        }
+        Ok(granted?.map(|permit| HeldPermit {
+            grant: permit,
+            name: name.to_owned(),
+            shared: Arc::clone(&self.shared),
+            _slot: slot,
+        }))
+    }
+
+    /// Permits of the semaphore `name` free now, out of `permits`.
+    pub fn available_permits(&self, name: &str, permits: u32) -> Result<u32, GuestError> {
+        let scoped = self.shared.policy.scoped("semaphore name", name)?;
+        let semaphore = self.shared.client.semaphore(scoped, permits);
+        Ok(self.within_deadline(|| semaphore.available())?)
     }
 
     /// Claims the idempotency key `key`, or reports what an earlier call
@@ -489,25 +566,81 @@ impl Drop for Slot {
     }
 }
 
-/// A lock held by a guest. Dropping it releases the lock at once.
-pub struct HeldLock {
-    // Declared before the slot: the lock is released before its place in
+/// What a guest can hold and give back: a lock's guard or a semaphore's
+/// permit. Sealed: implemented by [`LockGuard`] and [`Permit`] only.
+pub trait Grant: Send + 'static + sealed::Sealed {
+    /// The grant's fencing token.
+    fn fencing_token(&self) -> u64;
+    /// Sets its remaining TTL.
+    fn extend(&self, ttl: Duration) -> crate::Result<()>;
+    /// Whether it is still live (asks the store).
+    fn is_held(&self) -> crate::Result<bool>;
+    /// Gives it back.
+    fn release(self) -> crate::Result<()>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::LockGuard {}
+    impl Sealed for crate::Permit {}
+}
+
+impl Grant for LockGuard {
+    fn fencing_token(&self) -> u64 {
+        LockGuard::fencing_token(self)
+    }
+    fn extend(&self, ttl: Duration) -> crate::Result<()> {
+        LockGuard::extend(self, ttl)
+    }
+    fn is_held(&self) -> crate::Result<bool> {
+        LockGuard::is_held(self)
+    }
+    fn release(self) -> crate::Result<()> {
+        LockGuard::release(self)
+    }
+}
+
+impl Grant for Permit {
+    fn fencing_token(&self) -> u64 {
+        Permit::fencing_token(self)
+    }
+    fn extend(&self, ttl: Duration) -> crate::Result<()> {
+        Permit::extend(self, ttl)
+    }
+    fn is_held(&self) -> crate::Result<bool> {
+        Permit::is_held(self)
+    }
+    fn release(self) -> crate::Result<()> {
+        Permit::release(self)
+    }
+}
+
+/// A grant held by a guest, counted in the session's quota. Dropping it
+/// releases the grant at once.
+pub struct Held<G: Grant> {
+    // Declared before the slot: the grant is released before its place in
     // the quota is given back.
-    guard: LockGuard,
+    grant: G,
     name: String,
     shared: Arc<Shared>,
     _slot: Slot,
 }
 
-impl HeldLock {
-    /// The lock's name, as the guest gave it.
+/// A lock held by a guest.
+pub type HeldLock = Held<LockGuard>;
+
+/// Semaphore permits held by a guest.
+pub type HeldPermit = Held<Permit>;
+
+impl<G: Grant> Held<G> {
+    /// The lock's or semaphore's name, as the guest gave it.
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// This grant's fencing token.
     pub fn fencing_token(&self) -> u64 {
-        self.guard.fencing_token()
+        self.grant.fencing_token()
     }
 
     /// Sets the remaining TTL to `ttl_ms` (not zero, within the policy).
@@ -518,38 +651,47 @@ impl HeldLock {
         let policy = &self.shared.policy;
         let ttl = policy.duration("ttl", ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
         Ok(within_deadline(self.shared.deadline, || {
-            self.guard.extend(ttl)
+            self.grant.extend(ttl)
         })?)
     }
 
-    /// Whether the lock is still held (asks the store).
+    /// Whether the grant is still live (asks the store).
     pub fn is_held(&self) -> Result<bool, GuestError> {
         Ok(within_deadline(self.shared.deadline, || {
-            self.guard.is_held()
+            self.grant.is_held()
         })?)
     }
 
-    /// The remaining TTL in ms, or none when the lock is no longer held.
-    pub fn remaining_ttl_ms(&self) -> Result<Option<u64>, GuestError> {
-        let ttl = within_deadline(self.shared.deadline, || self.guard.remaining_ttl())?;
-        Ok(ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)))
-    }
-
-    /// Releases the lock: `NotHeld` when it had already been lost.
+    /// Gives the grant back: `NotHeld` when it had already ended.
     pub fn release(self) -> Result<(), GuestError> {
-        let HeldLock {
-            guard,
+        let Held {
+            grant,
             shared,
             _slot,
             ..
         } = self;
-        Ok(within_deadline(shared.deadline, || guard.release())?)
+        Ok(within_deadline(shared.deadline, || grant.release())?)
     }
 }
 
-impl fmt::Debug for HeldLock {
+impl Held<LockGuard> {
+    /// The remaining TTL in ms, or none when the lock is no longer held.
+    pub fn remaining_ttl_ms(&self) -> Result<Option<u64>, GuestError> {
+        let ttl = within_deadline(self.shared.deadline, || self.grant.remaining_ttl())?;
+        Ok(ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)))
+    }
+}
+
+impl Held<Permit> {
+    /// Permits this grant holds.
+    pub fn count(&self) -> u32 {
+        self.grant.count()
+    }
+}
+
+impl<G: Grant> fmt::Debug for Held<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldLock")
+        f.debug_struct("Held")
             .field("name", &self.name)
             .field("fencing_token", &self.fencing_token())
             .finish_non_exhaustive()

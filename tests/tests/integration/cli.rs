@@ -614,6 +614,15 @@ fn inspect_shows_a_names_sequences_and_its_idempotency_record() {
         text.contains("record         10 bytes, token 42 (no TTL)\n"),
         "{text}"
     );
+    let _permit = client
+        .semaphore("billing/invoices", 3)
+        .acquire_many(2)
+        .unwrap();
+    let text = stdout(&tollgate(&["inspect", "billing/invoices", "--redis", &url]));
+    assert!(
+        text.contains("permits        2 (token ") && text.contains("pid"),
+        "{text}"
+    );
     client.record("billing/invoices").delete(43).unwrap();
     let text = stdout(&tollgate(&["inspect", "billing/invoices", "--redis", &url]));
     assert!(

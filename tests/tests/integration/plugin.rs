@@ -125,6 +125,25 @@ fn fenced_records_are_namespaced_and_bounded_by_the_policy() {
 }
 
 #[test]
+fn plugin_instances_never_hold_more_permits_than_the_semaphore_has() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("q"));
+    let replies: Vec<String> = thread::scope(|s| {
+        let runs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| run(&plugin, "permit-critical pool 2 150").unwrap()))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for reply in &replies {
+        let inside: u32 = reply.strip_prefix("inside ").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&inside), "{replies:?}");
+    }
+    // Every permit came back when the instances ended.
+    assert_eq!(client.semaphore("q/pool", 2).available().unwrap(), 2);
+}
+
+#[test]
 fn a_plugin_built_against_coord_0_1_0_loads_and_runs_on_this_host() {
     // The test plugin as built before 0.1.1 added `fenced-record`: its
     // imports name `tollgate:coord/*@0.1.0`.

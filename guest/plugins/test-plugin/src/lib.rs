@@ -17,6 +17,7 @@
 //! | `panic-holding NAME`            | acquire NAME (TTL 30 s), then `panic!` (the invocation traps)                                                                         | —                               |
 //! | `abort-holding NAME`            | acquire NAME (TTL 30 s), then `std::process::abort()` (a trap without a panic message)                                                | —                               |
 //! | `hold-sleep-put NAME TTL_MS SLEEP_MS RECORD VALUE` | acquire NAME with that TTL, sleep SLEEP_MS, then write VALUE to fenced record RECORD through the guard          | `put TOKEN` or `error: stale-token` |
+//! | `permit-critical NAME PERMITS SLEEP_MS` | take 1 of PERMITS permits of semaphore NAME (wait 10 s), add 1 to counter `inside`, sleep, take 1 off, release | `inside N` (N counted itself) |
 //! | `put RECORD VALUE TOKEN`        | write VALUE to fenced record RECORD with TOKEN                                                                                         | `put`                           |
 //! | `get-record RECORD`             | read fenced record RECORD                                                                                                              | `VALUE TOKEN` or `none`         |
 //! | `recurse`                       | recurse without end (the stack overflows)                                                                                              | —                               |
@@ -107,6 +108,9 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
                 }
                 Err(e) => Err(e),
             }
+        }
+        ["permit-critical", name, permits, sleep_ms] => {
+            permit_critical(name, number(permits)?, number(sleep_ms)?)
         }
         ["put", record_name, value, token] => tollgate_guest::record(*record_name)
             .put(value.as_bytes(), number(token)?)
@@ -320,6 +324,21 @@ fn idem(key: &str, sleep: Duration, counter_name: &str) -> String {
         ),
         Err(e) => run_error(e),
     }
+}
+
+/// Takes 1 of `permits` permits of `name` (wait 10 s) and counts itself in
+/// counter `inside` while it sleeps: the reply is how many were inside,
+/// itself included.
+fn permit_critical(name: &str, permits: u32, sleep_ms: u64) -> Result<String, Error> {
+    let permit = tollgate_guest::semaphore(name, permits)
+        .wait(Duration::from_secs(10))
+        .acquire()?;
+    let inside = counter("inside");
+    let seen = inside.incr(1)?;
+    std::thread::sleep(Duration::from_millis(sleep_ms));
+    inside.decr(1)?;
+    permit.release()?;
+    Ok(format!("inside {seen}"))
 }
 
 /// Recurses until wasm's call stack overflows: no locals in linear memory,
