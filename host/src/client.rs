@@ -39,6 +39,8 @@ pub(crate) struct ClientInner {
     pub watchdog: Watchdog,
     /// Locks held through this client, by name and acquiring thread.
     pub held: crate::held::HeldByThread,
+    /// Read-write locks held through this client, by name and thread.
+    pub held_rw: crate::held::HeldByThread,
 }
 
 pub(crate) struct Settings {
@@ -449,6 +451,7 @@ impl ClientBuilder {
                     poll_interval: self.poll_interval,
                 },
                 held: Default::default(),
+                held_rw: Default::default(),
             }),
         }
     }

@@ -46,12 +46,12 @@ pub(crate) struct ClaimKeys {
     pub waiters: String,
 }
 
-/// The keys of one semaphore.
+/// The keys of one semaphore or read-write lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SemaphoreKeys {
+pub(crate) struct GrantKeys {
     /// A hash: the last fencing token, and one field per grant (see
-    /// `store/semaphore_record.lua`).
-    pub semaphore: String,
+    /// `store/semaphore_record.lua` and `store/rw_record.lua`).
+    pub key: String,
     /// The sharded channel every release publishes on, for the waiters.
     pub waiters: String,
 }
@@ -132,11 +132,19 @@ impl Keyspace {
         key
     }
 
-    pub fn semaphore(&self, name: &str) -> SemaphoreKeys {
-        let semaphore = format!("{}sem:{{{}}}", self.prefix, tag(name));
-        SemaphoreKeys {
-            waiters: format!("{semaphore}:waiters"),
-            semaphore,
+    pub fn semaphore(&self, name: &str) -> GrantKeys {
+        self.grant_keys("sem", name)
+    }
+
+    pub fn rw_lock(&self, name: &str) -> GrantKeys {
+        self.grant_keys("rw", name)
+    }
+
+    fn grant_keys(&self, kind: &str, name: &str) -> GrantKeys {
+        let key = format!("{}{kind}:{{{}}}", self.prefix, tag(name));
+        GrantKeys {
+            waiters: format!("{key}:waiters"),
+            key,
         }
     }
 

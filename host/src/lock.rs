@@ -476,12 +476,12 @@ pub(crate) fn resend_if_dropped<T>(step: impl Fn() -> Result<T>) -> Result<T> {
 /// long enough for the watchdog when it is asked for.
 pub(crate) fn check_request(
     settings: &Settings,
-    name: &str,
+    name: (&'static str, &str),
     ttl: Duration,
     wait: Duration,
     watchdog: bool,
 ) -> Result<u64> {
-    check_name("lock name", name)?;
+    check_name(name.0, name.1)?;
     let ttl_ms = check_ttl("ttl", ttl, settings.max_ttl)?;
     check_wait(wait, settings.max_wait)?;
     if watchdog && ttl < MIN_WATCHDOG_TTL {
@@ -496,7 +496,13 @@ pub(crate) fn check_request(
 fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option<LockGuard>> {
     let inner = client.inner();
     let settings = &inner.settings;
-    let ttl_ms = check_request(settings, &name, options.ttl, options.wait, options.watchdog)?;
+    let ttl_ms = check_request(
+        settings,
+        ("lock name", &name),
+        options.ttl,
+        options.wait,
+        options.watchdog,
+    )?;
     let thread = thread::current().id();
     if inner.held.contains(&name, thread) {
         return Err(Error::WouldDeadlock { name });

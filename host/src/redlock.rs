@@ -309,7 +309,8 @@ impl RedlockBuilder<'_> {
     fn rounds(self) -> Result<Result<RedlockGuard>> {
         let inner = &self.redlock.inner;
         let settings = &inner.first().inner().settings;
-        let ttl_ms = check_request(settings, &self.name, self.ttl, self.wait, self.watchdog)?;
+        let name = ("lock name", self.name.as_str());
+        let ttl_ms = check_request(settings, name, self.ttl, self.wait, self.watchdog)?;
         let thread = thread::current().id();
         if inner.held.contains(&self.name, thread) {
             return Err(Error::WouldDeadlock { name: self.name });

@@ -6,8 +6,11 @@
 //! # fn main() -> tollgate::Result<()> {
 //! let client = tollgate::Client::in_memory();
 //! // At most 4 exports run at once, across every process.
-//! let exports = client.semaphore("exports", 4).ttl(Duration::from_secs(60));
-//! let permit = exports.wait(Duration::from_secs(5)).acquire()?;
+//! let exports = client
+//!     .semaphore("exports", 4)
+//!     .ttl(Duration::from_secs(60))
+//!     .wait(Duration::from_secs(5));
+//! let permit = exports.acquire()?;
 //! assert_eq!(exports.available()?, 3);
 //! // ... the export; permit.fencing_token() goes to what it writes ...
 //! permit.release()?; // or drop it
@@ -44,20 +47,17 @@
 //! Clients that disagree on the number each apply their own: use one
 //! number per name.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::keys::SemaphoreKeys;
-use crate::limits::{check_name, check_ttl, check_wait, millis};
-use crate::lock::{DEFAULT_LOCK_TTL, MIN_WATCHDOG_TTL, resend_if_dropped};
+use crate::hold::{Granted, Hold, HoldKind};
+use crate::limits::{check_name, millis};
+use crate::lock::{DEFAULT_LOCK_TTL, check_request, resend_if_dropped};
 use crate::store::{PermitAcquired, PermitRequest};
 use crate::wait::{Attempt, Queue, retry_until};
-use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
 /// A semaphore's name, its number of permits, and how grants are asked for;
 /// made by [`Client::semaphore`]. Cheap to clone and reusable: each
@@ -161,24 +161,14 @@ impl Semaphore {
     pub fn try_acquire_many(&self, count: u32) -> Result<Option<Permit>> {
         let inner = self.client.inner();
         let settings = &inner.settings;
-        check_name("semaphore name", &self.name)?;
+        let name = ("semaphore name", self.name.as_str());
+        let ttl_ms = check_request(settings, name, self.ttl, self.wait, self.watchdog)?;
         if count == 0 || count > self.permits {
             return Err(Error::invalid(
                 "permits asked",
                 format!(
                     "{count} of a semaphore of {}: ask for 1 to {} (more could never be granted)",
                     self.permits, self.permits
-                ),
-            ));
-        }
-        let ttl_ms = check_ttl("ttl", self.ttl, settings.max_ttl)?;
-        check_wait(self.wait, settings.max_wait)?;
-        if self.watchdog && self.ttl < MIN_WATCHDOG_TTL {
-            return Err(Error::invalid(
-                "ttl",
-                format!(
-                    "{:?} is too short for the watchdog (at least {MIN_WATCHDOG_TTL:?})",
-                    self.ttl
                 ),
             ));
         }
@@ -199,7 +189,7 @@ impl Semaphore {
         };
         let granted = retry_until(
             store,
-            &keys.semaphore,
+            &keys.key,
             asked + self.wait,
             settings.poll_interval,
             Queue::Fifo,
@@ -226,38 +216,23 @@ impl Semaphore {
         };
         if free > 0 {
             // Room for more: the next waiter here need not wait for a release.
-            store.board().wake_next(&keys.semaphore);
+            store.board().wake_next(&keys.key);
         }
         tracing::debug!(semaphore = %self.name, count, fence, "tollgate: permits granted");
         crate::metrics::lock_granted(sent.saturating_duration_since(asked));
-        let ttl = Duration::from_millis(ttl_ms);
-        let mut permit = Permit {
-            client: self.client.clone(),
-            lease: Arc::new(PermitLease {
-                client: self.client.clone(),
-                keys,
-                owner,
-                retention_ms,
-            }),
+        let granted = Granted {
+            kind: HoldKind::Permits,
             name: self.name.clone(),
-            count,
+            keys,
+            owner,
             fence,
-            deadline: Arc::new(Lease::new(sent + ttl, generation)),
-            renewal: None,
-            finished: false,
+            sent,
+            generation,
+            ttl: Duration::from_millis(ttl_ms),
+            retention_ms,
         };
-        if self.watchdog {
-            let renewal = Renewal {
-                name: self.name.clone(),
-                target: LeaseTarget::Quorum(Arc::clone(&permit.lease) as Arc<dyn QuorumLease>),
-                owner: permit.lease.owner.clone(),
-                lease: Arc::clone(&permit.deadline),
-                on_lost: None,
-            };
-            // On failure the permit drops here and is released.
-            permit.renewal = Some(inner.watchdog.watch(renewal, ttl, sent)?);
-        }
-        Ok(Some(permit))
+        let hold = Hold::start(&self.client, granted, self.watchdog)?;
+        Ok(Some(Permit { held: hold, count }))
     }
 
     /// The grants out now, for operators and tests.
@@ -288,181 +263,20 @@ impl Semaphore {
     }
 }
 
-/// How a permit's grant is renewed and ended in the store.
-struct PermitLease {
-    client: Client,
-    keys: SemaphoreKeys,
-    owner: String,
-    retention_ms: u64,
-}
-
-impl QuorumLease for PermitLease {
-    fn extend(&self, ttl: Duration) -> Result<bool> {
-        let store = &self.client.inner().store;
-        let left = resend_if_dropped(|| {
-            store.semaphore_extend(&self.keys, &self.owner, millis(ttl), self.retention_ms)
-        })?;
-        Ok(left.is_some())
-    }
-}
-
 /// Proof of holding permits of a semaphore. Dropping it releases them
 /// (best effort, failures are logged); [`release`](Permit::release) does
 /// the same and reports the outcome.
 #[must_use = "dropping the permit releases it at once"]
 pub struct Permit {
-    client: Client,
-    lease: Arc<PermitLease>,
-    name: String,
+    held: Hold,
     count: u32,
-    fence: u64,
-    /// The grant's local deadline, and whether it is known lost.
-    deadline: Arc<Lease>,
-    renewal: Option<u64>,
-    finished: bool,
 }
 
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("semaphore", &self.name)
-            .field("count", &self.count)
-            .field("fencing_token", &self.fence)
-            .field("watchdog", &self.renewal.is_some())
-            .finish_non_exhaustive()
-    }
-}
+crate::hold::guard_api!(Permit, "grant");
 
 impl Permit {
-    /// The semaphore's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Permits this grant holds.
     pub fn count(&self) -> u32 {
         self.count
-    }
-
-    /// This grant's fencing token: larger than every token issued before
-    /// for this semaphore.
-    pub fn fencing_token(&self) -> u64 {
-        self.fence
-    }
-
-    /// Whether the grant is still live, asking the store unless it is
-    /// known to be lost.
-    pub fn is_held(&self) -> Result<bool> {
-        Ok(self.remaining_ttl()?.is_some())
-    }
-
-    /// The grant's remaining TTL in the store, `None` when it has ended.
-    pub fn remaining_ttl(&self) -> Result<Option<Duration>> {
-        if self.deadline.known_lost() {
-            return Ok(None);
-        }
-        let lease = &self.lease;
-        let store = &self.client.inner().store;
-        let left = resend_if_dropped(|| {
-            store.semaphore_extend(&lease.keys, &lease.owner, 0, lease.retention_ms)
-        })?;
-        if left.is_none() {
-            self.deadline.mark_lost();
-        }
-        Ok(left)
-    }
-
-    /// Sets the grant's remaining TTL to `ttl`; [`Error::NotHeld`] when it
-    /// had ended.
-    pub fn extend(&self, ttl: Duration) -> Result<()> {
-        let inner = self.client.inner();
-        let ttl_ms = check_ttl("ttl", ttl, inner.settings.max_ttl)?;
-        if self.deadline.known_lost() {
-            return Err(self.not_held());
-        }
-        let sent = Instant::now();
-        let generation = inner.store.server_generation();
-        let ttl = Duration::from_millis(ttl_ms);
-        if self.lease.extend(ttl)? {
-            self.deadline.renewed(sent, ttl, generation);
-            if let Some(id) = self.renewal {
-                inner.watchdog.retime(id, ttl, sent);
-            }
-            Ok(())
-        } else {
-            self.deadline.mark_lost();
-            Err(self.not_held())
-        }
-    }
-
-    /// Writes `value` to the fenced record `record` with this grant's
-    /// fencing token (see [`record`](crate::record)).
-    pub fn put(&self, record: &str, value: &[u8]) -> Result<()> {
-        if self.deadline.known_lost() {
-            return Err(self.not_held());
-        }
-        self.client.record(record).put(value, self.fence)
-    }
-
-    /// Gives the permits back: [`Error::NotHeld`] when the grant had ended
-    /// (its TTL ran out); another grant is never touched.
-    pub fn release(mut self) -> Result<()> {
-        match self.finish()? {
-            true => Ok(()),
-            false => Err(self.not_held()),
-        }
-    }
-
-    fn not_held(&self) -> Error {
-        Error::NotHeld {
-            name: self.name.clone(),
-        }
-    }
-
-    /// Stops renewal and ends the grant if still live.
-    fn finish(&mut self) -> Result<bool> {
-        self.finished = true;
-        let inner = self.client.inner();
-        if let Some(id) = self.renewal.take() {
-            inner.watchdog.unwatch(id);
-        }
-        let lease = &self.lease;
-        let store = inner.store.as_ref();
-        let valid_when_sent = !self.deadline.may_be_lost(store.server_generation());
-        let release = || store.semaphore_release(&lease.keys, &lease.owner, lease.retention_ms);
-        let released = match release() {
-            // The connection broke before the answer: ask again. Gone then,
-            // it was the first release that ended a grant still valid when
-            // sent, unless the second met a new server.
-            Err(Error::OutcomeUnknown {
-                timed_out: false, ..
-            }) => {
-                release()?
-                    || (valid_when_sent && !self.deadline.may_be_lost(store.server_generation()))
-            }
-            other => other?,
-        };
-        if !released {
-            if !self.deadline.known_lost() {
-                crate::metrics::lease_lost("permit");
-            }
-            self.deadline.mark_lost();
-        }
-        tracing::debug!(semaphore = %self.name, released, "tollgate: permits released");
-        Ok(released)
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        match self.finish() {
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(semaphore = %self.name, %error, "tollgate: releasing a dropped permit failed; it frees at its TTL");
-            }
-        }
     }
 }

@@ -23,10 +23,10 @@ use parking_lot::Mutex;
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
     LockRecord, LockRequest, Notifications, PermitAcquired, PermitRecord, PermitRequest, Reserved,
-    Store, StoredRecord,
+    RwRequest, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
-use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
+use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
 use crate::notify::{WakeBoard, Watch};
 
 /// A full sweep runs once the steps since the last one reach the number of
@@ -88,9 +88,42 @@ enum Value {
         fence: u64,
         grants: HashMap<String, MemoryGrant>,
     },
+    /// A read-write lock: the last fencing token, its holds by owner, and
+    /// the writers waiting (whose wish keeps new readers out) with its end.
+    RwLock(RwState),
     /// A fenced record: the highest token accepted, and the value (none
     /// after a delete).
     Record { fence: u64, value: Option<Vec<u8>> },
+}
+
+/// A read-write lock's holds and wishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RwState {
+    fence: u64,
+    readers: HashMap<String, MemoryGrant>,
+    writer: Option<(String, MemoryGrant)>,
+    wants: HashMap<String, Instant>,
+}
+
+impl RwState {
+    /// Drops what ended by `now`.
+    fn sweep(&mut self, now: Instant) {
+        self.readers.retain(|_, g| g.expires > now);
+        self.writer.take_if(|(_, g)| g.expires <= now);
+        self.wants.retain(|_, at| *at > now);
+    }
+
+    /// When the last hold or wish ends (`now` when none).
+    fn latest(&self, now: Instant) -> Instant {
+        let holds = self
+            .readers
+            .values()
+            .chain(self.writer.iter().map(|(_, g)| g));
+        holds
+            .map(|g| g.expires)
+            .chain(self.wants.values().copied())
+            .fold(now, Instant::max)
+    }
 }
 
 /// One grant of a semaphore.
@@ -267,6 +300,31 @@ impl State {
         let latest = grants.values().map(|g| g.expires).max().unwrap_or(now);
         let expires = latest.checked_add(Duration::from_millis(retention_ms));
         self.insert(key, Value::Semaphore { fence, grants }, expires);
+    }
+
+    /// The read-write lock at `key`, without what has ended.
+    fn rw_lock(&mut self, key: &str, now: Instant) -> Result<RwState> {
+        match self.live(key, now) {
+            None => Ok(RwState::default()),
+            Some(Entry {
+                value: Value::RwLock(rw),
+                ..
+            }) => {
+                let mut rw = rw.clone();
+                rw.sweep(now);
+                Ok(rw)
+            }
+            Some(_) => Err(wrong_type(key, "read-write lock key holds something else")),
+        }
+    }
+
+    /// Stores a read-write lock, kept until its last hold or wish ends plus
+    /// the fencing counter's retention.
+    fn put_rw(&mut self, key: &str, rw: RwState, now: Instant, retention_ms: u64) {
+        let expires = rw
+            .latest(now)
+            .checked_add(Duration::from_millis(retention_ms));
+        self.insert(key, Value::RwLock(rw), expires);
     }
 
     /// `true` when `owner` holds the running claim at `key`.
@@ -566,7 +624,7 @@ impl Store for MemoryStore {
     }
 
     fn semaphore_acquire(&self, req: &PermitRequest<'_>) -> Result<PermitAcquired> {
-        let key = &req.keys.semaphore;
+        let key = &req.keys.key;
         self.step(|state, now| {
             let (mut fence, mut grants) = state.semaphore(key, now)?;
             let used: u32 = grants.values().map(|g| g.count).sum();
@@ -608,30 +666,30 @@ impl Store for MemoryStore {
 
     fn semaphore_release(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         fence_retention_ms: u64,
     ) -> Result<bool> {
         let released = self.step(|state, now| {
-            let (fence, mut grants) = state.semaphore(&keys.semaphore, now)?;
+            let (fence, mut grants) = state.semaphore(&keys.key, now)?;
             if grants.remove(owner).is_none() {
                 return Ok(false);
             }
-            state.put_semaphore(&keys.semaphore, fence, grants, now, fence_retention_ms);
+            state.put_semaphore(&keys.key, fence, grants, now, fence_retention_ms);
             Ok(true)
         });
-        self.wake_if(released, &keys.semaphore)
+        self.wake_if(released, &keys.key)
     }
 
     fn semaphore_extend(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         ttl_ms: u64,
         fence_retention_ms: u64,
     ) -> Result<Option<Duration>> {
         self.step(|state, now| {
-            let (fence, mut grants) = state.semaphore(&keys.semaphore, now)?;
+            let (fence, mut grants) = state.semaphore(&keys.key, now)?;
             let Some(mine) = grants.get_mut(owner) else {
                 return Ok(None);
             };
@@ -639,14 +697,14 @@ impl Store for MemoryStore {
                 return Ok(Some(mine.expires.saturating_duration_since(now)));
             }
             mine.expires = now + Duration::from_millis(ttl_ms);
-            state.put_semaphore(&keys.semaphore, fence, grants, now, fence_retention_ms);
+            state.put_semaphore(&keys.key, fence, grants, now, fence_retention_ms);
             Ok(Some(Duration::from_millis(ttl_ms)))
         })
     }
 
-    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>> {
+    fn semaphore_grants(&self, keys: &GrantKeys) -> Result<Vec<PermitRecord>> {
         self.step(|state, now| {
-            let (_, grants) = state.semaphore(&keys.semaphore, now)?;
+            let (_, grants) = state.semaphore(&keys.key, now)?;
             Ok(grants
                 .into_values()
                 .map(|g| PermitRecord {
@@ -656,6 +714,105 @@ impl Store for MemoryStore {
                     remaining: g.expires.saturating_duration_since(now),
                 })
                 .collect())
+        })
+    }
+
+    fn rw_acquire(&self, req: &RwRequest<'_>) -> Result<Acquired> {
+        let key = &req.keys.key;
+        self.step(|state, now| {
+            let mut rw = state.rw_lock(key, now)?;
+            let ttl = Duration::from_millis(req.ttl_ms);
+            let mine = if req.write {
+                rw.writer
+                    .as_mut()
+                    .filter(|(o, _)| o == req.owner)
+                    .map(|(_, g)| g)
+            } else {
+                rw.readers.get_mut(req.owner)
+            };
+            if let Some(mine) = mine {
+                // A resend: the grant again, with its TTL from now.
+                mine.expires = now + ttl;
+                let fence = mine.fence;
+                state.put_rw(key, rw, now, req.fence_retention_ms);
+                return Ok(Acquired::Granted { fence });
+            }
+            let free = rw.writer.is_none()
+                && if req.write {
+                    rw.readers.is_empty()
+                } else {
+                    rw.wants.is_empty()
+                };
+            if !free {
+                let holds = rw.readers.values().chain(rw.writer.iter().map(|(_, g)| g));
+                let first_end = holds.map(|g| g.expires).min();
+                if req.write && req.wish_ms > 0 {
+                    rw.wants.insert(
+                        req.owner.to_owned(),
+                        now + Duration::from_millis(req.wish_ms),
+                    );
+                    state.put_rw(key, rw, now, req.fence_retention_ms);
+                }
+                return Ok(Acquired::Held {
+                    remaining: first_end.map(|at| at.saturating_duration_since(now)),
+                });
+            }
+            // max(previous + 1, wall clock in µs), as the Redis script does.
+            rw.fence = wall_clock_micros().max(rw.fence.saturating_add(1));
+            let grant = MemoryGrant {
+                expires: now + ttl,
+                count: 1,
+                fence: rw.fence,
+                holder: req.holder.to_owned(),
+            };
+            if req.write {
+                rw.writer = Some((req.owner.to_owned(), grant));
+            } else {
+                rw.readers.insert(req.owner.to_owned(), grant);
+            }
+            rw.wants.remove(req.owner);
+            let fence = rw.fence;
+            state.put_rw(key, rw, now, req.fence_retention_ms);
+            Ok(Acquired::Granted { fence })
+        })
+    }
+
+    fn rw_release(&self, keys: &GrantKeys, owner: &str, fence_retention_ms: u64) -> Result<bool> {
+        let released = self.step(|state, now| {
+            let mut rw = state.rw_lock(&keys.key, now)?;
+            let held = rw.readers.remove(owner).is_some()
+                || rw.writer.take_if(|(o, _)| o == owner).is_some();
+            let wished = rw.wants.remove(owner).is_some();
+            if held || wished {
+                state.put_rw(&keys.key, rw, now, fence_retention_ms);
+            }
+            Ok(held)
+        });
+        self.wake_if(released, &keys.key)
+    }
+
+    fn rw_extend(
+        &self,
+        keys: &GrantKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>> {
+        self.step(|state, now| {
+            let mut rw = state.rw_lock(&keys.key, now)?;
+            let mine = match rw.readers.get_mut(owner) {
+                Some(grant) => grant,
+                None => match rw.writer.as_mut().filter(|(o, _)| o == owner) {
+                    Some((_, grant)) => grant,
+                    None => return Ok(None),
+                },
+            };
+            if ttl_ms == 0 {
+                return Ok(Some(mine.expires.saturating_duration_since(now)));
+            }
+            mine.expires = now + Duration::from_millis(ttl_ms);
+            state.put_rw(&keys.key, rw, now, fence_retention_ms);
+            Ok(Some(Duration::from_millis(ttl_ms)))
         })
     }
 

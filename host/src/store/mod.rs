@@ -25,7 +25,7 @@ pub(crate) use self::redis::RedisStore;
 pub(crate) use self::slot::hash_tag;
 pub use self::subscriber::Notifications;
 use crate::error::Result;
-use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
+use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
 use crate::notify::{WakeBoard, Watch};
 
 /// What a lock request asks for.
@@ -132,7 +132,7 @@ pub(crate) struct ClaimRecord {
 /// What a request for semaphore permits asks for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PermitRequest<'a> {
-    pub keys: &'a SemaphoreKeys,
+    pub keys: &'a GrantKeys,
     /// Random per grant; proves ownership in later steps.
     pub owner: &'a str,
     /// Permits asked for (at least 1).
@@ -162,6 +162,24 @@ pub(crate) struct PermitRecord {
     pub fence: u64,
     pub holder: String,
     pub remaining: Duration,
+}
+
+/// What a request for a read or write hold asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RwRequest<'a> {
+    pub keys: &'a GrantKeys,
+    /// A write hold (else a read hold).
+    pub write: bool,
+    /// Random per grant; proves ownership in later steps.
+    pub owner: &'a str,
+    pub ttl_ms: u64,
+    /// Free text for operators.
+    pub holder: &'a str,
+    /// How long the fencing counter outlives the latest grant.
+    pub fence_retention_ms: u64,
+    /// For a writer that will wait when refused: how long its wish to
+    /// write (which keeps new readers out) lives; 0 for none.
+    pub wish_ms: u64,
 }
 
 /// A fenced record as stored.
@@ -329,7 +347,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Ends `owner`'s grant, waking waiters; `false` when it held none.
     fn semaphore_release(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         fence_retention_ms: u64,
     ) -> Result<bool>;
@@ -338,14 +356,32 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// remaining TTL, `None` when it holds no live grant.
     fn semaphore_extend(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         ttl_ms: u64,
         fence_retention_ms: u64,
     ) -> Result<Option<Duration>>;
 
     /// The live grants, read in one step.
-    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>>;
+    fn semaphore_grants(&self, keys: &GrantKeys) -> Result<Vec<PermitRecord>>;
+
+    /// Grants a read or write hold if the lock allows it, in one step; a
+    /// refused writer that will wait leaves its wish to write.
+    fn rw_acquire(&self, req: &RwRequest<'_>) -> Result<Acquired>;
+
+    /// Ends `owner`'s hold and withdraws its wish to write, waking waiters;
+    /// `false` when it held nothing.
+    fn rw_release(&self, keys: &GrantKeys, owner: &str, fence_retention_ms: u64) -> Result<bool>;
+
+    /// Sets `owner`'s hold to end in `ttl_ms` (0: only reads); its
+    /// remaining TTL, `None` when it holds nothing.
+    fn rw_extend(
+        &self,
+        keys: &GrantKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>>;
 
     /// The fenced record at `key`, read in one step.
     fn record_get(&self, key: &str) -> Result<Option<StoredRecord>>;

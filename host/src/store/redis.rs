@@ -15,10 +15,10 @@ use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
     LockRecord, LockRequest, NextOwner, PermitAcquired, PermitRecord, PermitRequest, Released,
-    Reserved, Store, StoredRecord,
+    Reserved, RwRequest, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
-use crate::keys::{ClaimKeys, LockKeys, SemaphoreKeys};
+use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
 use crate::limits::millis;
 use crate::notify::{WakeBoard, Watch};
 
@@ -47,6 +47,9 @@ struct Scripts {
     semaphore_release: Script,
     semaphore_extend: Script,
     semaphore_inspect: Script,
+    rw_acquire: Script,
+    rw_release: Script,
+    rw_extend: Script,
     record_write: Script,
     claim_begin: Script,
     claim_extend: Script,
@@ -73,6 +76,9 @@ impl Scripts {
             semaphore_release: semaphore_script(include_str!("semaphore_release.lua")),
             semaphore_extend: semaphore_script(include_str!("semaphore_extend.lua")),
             semaphore_inspect: semaphore_script(include_str!("semaphore_inspect.lua")),
+            rw_acquire: rw_script(include_str!("rw_acquire.lua")),
+            rw_release: rw_script(include_str!("rw_release.lua")),
+            rw_extend: rw_script(include_str!("rw_extend.lua")),
             record_write: Script::new(include_str!("record_write.lua")),
             claim_begin: Script::new(concat!(
                 include_str!("waiters.lua"),
@@ -98,7 +104,96 @@ fn semaphore_script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("semaphore_record.lua")))
 }
 
+/// A read-write lock script, after the helpers that read its hash.
+fn rw_script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("rw_record.lua")))
+}
+
 impl RedisStore {
+    /// Runs a granting `script` call on `key`'s node; when the reply is a
+    /// grant (`granted`) in synced mode, has that node's replicas confirm
+    /// it on the same connection, and gives a grant they did not confirm
+    /// back (`give_back`) before failing with [`Error::NotReplicated`]: no
+    /// replica promoted later may lack a grant we hold. A failed give-back
+    /// leaves the grant to its TTL.
+    fn grant<T>(
+        &self,
+        key: &str,
+        script: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        granted: impl Fn(&T) -> bool,
+        give_back: impl FnOnce() -> Result<bool>,
+    ) -> Result<T> {
+        let (reply, confirmed) = self.route.run(key, |conn| {
+            let reply = script(conn)?;
+            let confirmed = match granted(&reply) {
+                true => self.replicas_confirming(conn)?,
+                false => None,
+            };
+            Ok((reply, confirmed))
+        })?;
+        if let Err(error) = self.check_replicated(confirmed) {
+            let _ = give_back();
+            return Err(error);
+        }
+        Ok(reply)
+    }
+
+    /// Runs a semaphore's or read-write lock's release `script` for
+    /// `owner`.
+    fn end_grant(
+        &self,
+        script: &Script,
+        keys: &GrantKeys,
+        owner: &str,
+        fence_retention_ms: u64,
+    ) -> Result<bool> {
+        self.announced_release(&keys.key, || {
+            self.route.run(&keys.key, |conn| {
+                script
+                    .key(&keys.key)
+                    .key(&keys.waiters)
+                    .arg(owner)
+                    .arg(&keys.key)
+                    .arg(fence_retention_ms)
+                    .invoke(conn)
+            })
+        })
+    }
+
+    /// Runs `release`, which announces a release of `key` on success. A
+    /// waiter in this process is woken at once, not by the server's
+    /// announcement (which it then skips).
+    fn announced_release(&self, key: &str, release: impl FnOnce() -> Result<bool>) -> Result<bool> {
+        let board = self.subscriber.board();
+        let expected = board.expect_release(key);
+        let released = release();
+        if expected {
+            board.released_here(key, matches!(released, Ok(true)));
+        }
+        released
+    }
+
+    /// Runs a semaphore's or read-write lock's extend `script` for `owner`:
+    /// the grant's remaining TTL, `None` when it holds nothing.
+    fn extend_grant(
+        &self,
+        script: &Script,
+        keys: &GrantKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>> {
+        let left: i64 = self.route.run(&keys.key, |conn| {
+            script
+                .key(&keys.key)
+                .arg(owner)
+                .arg(ttl_ms)
+                .arg(fence_retention_ms)
+                .invoke(conn)
+        })?;
+        Ok(ttl_from_millis(left))
+    }
+
     /// Builds the store on one server without connecting; `prefix` is the
     /// client's key prefix (notification control channels use it too).
     pub fn new(client: &redis::Client, config: PoolConfig, prefix: &str) -> Result<Self> {
@@ -284,28 +379,21 @@ fn token_from(value: i64) -> Result<u64> {
 impl Store for RedisStore {
     fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
         let keys = req.keys;
-        let ((granted, value), confirmed) = self.route.run(&keys.lock, |conn| {
-            let reply: (i64, i64) = self
-                .scripts
-                .acquire
-                .key(&keys.lock)
-                .arg(req.owner)
-                .arg(req.ttl_ms)
-                .arg(req.holder)
-                .arg(req.fence_retention_ms)
-                .invoke(conn)?;
-            let confirmed = match reply.0 {
-                1 => self.replicas_confirming(conn)?,
-                _ => None,
-            };
-            Ok((reply, confirmed))
-        })?;
-        if let Err(error) = self.check_replicated(confirmed) {
-            // Given back, so that no replica promoted later lacks it while
-            // we hold it. A failed release leaves it to its TTL.
-            let _ = self.release_lock(keys, req.owner);
-            return Err(error);
-        }
+        let (granted, value): (i64, i64) = self.grant(
+            &keys.lock,
+            |conn| {
+                self.scripts
+                    .acquire
+                    .key(&keys.lock)
+                    .arg(req.owner)
+                    .arg(req.ttl_ms)
+                    .arg(req.holder)
+                    .arg(req.fence_retention_ms)
+                    .invoke(conn)
+            },
+            |reply: &(i64, i64)| reply.0 == 1,
+            || self.release_lock(keys, req.owner),
+        )?;
         Ok(if granted == 1 {
             Acquired::Granted {
                 fence: token_from(value)?,
@@ -336,23 +424,17 @@ impl Store for RedisStore {
     }
 
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
-        // A waiter in this process is woken at once, not by the server's
-        // announcement (which it then skips).
-        let board = self.subscriber.board();
-        let expected = board.expect_release(&keys.lock);
-        let released = self.route.run(&keys.lock, |conn| {
-            self.scripts
-                .release
-                .key(&keys.lock)
-                .key(&keys.waiters)
-                .arg(owner)
-                .arg(&keys.lock)
-                .invoke(conn)
-        });
-        if expected {
-            board.released_here(&keys.lock, matches!(released, Ok(true)));
-        }
-        released
+        self.announced_release(&keys.lock, || {
+            self.route.run(&keys.lock, |conn| {
+                self.scripts
+                    .release
+                    .key(&keys.lock)
+                    .key(&keys.waiters)
+                    .arg(owner)
+                    .arg(&keys.lock)
+                    .invoke(conn)
+            })
+        })
     }
 
     fn release_lock_to(
@@ -623,33 +705,28 @@ impl Store for RedisStore {
     // ---- semaphores ----
 
     fn semaphore_acquire(&self, req: &PermitRequest<'_>) -> Result<PermitAcquired> {
-        let key = &req.keys.semaphore;
-        let ((granted, value, free), confirmed) = self.route.run(key, |conn| {
-            let reply: (i64, i64, i64) = self
-                .scripts
-                .semaphore_acquire
-                .key(key)
-                .arg(req.owner)
-                .arg(req.count)
-                .arg(req.permits)
-                .arg(req.ttl_ms)
-                .arg(req.holder)
-                .arg(req.fence_retention_ms)
-                .invoke(conn)?;
-            let confirmed = match reply.0 {
-                1 => self.replicas_confirming(conn)?,
-                _ => None,
-            };
-            Ok((reply, confirmed))
-        })?;
+        let key = &req.keys.key;
+        let (granted, value, free): (i64, i64, i64) = self.grant(
+            key,
+            |conn| {
+                self.scripts
+                    .semaphore_acquire
+                    .key(key)
+                    .arg(req.owner)
+                    .arg(req.count)
+                    .arg(req.permits)
+                    .arg(req.ttl_ms)
+                    .arg(req.holder)
+                    .arg(req.fence_retention_ms)
+                    .invoke(conn)
+            },
+            |reply: &(i64, i64, i64)| reply.0 == 1,
+            || self.semaphore_release(req.keys, req.owner, req.fence_retention_ms),
+        )?;
         if granted != 1 {
             return Ok(PermitAcquired::Busy {
                 first_end: ttl_from_millis(value),
             });
-        }
-        if let Err(error) = self.check_replicated(confirmed) {
-            let _ = self.semaphore_release(req.keys, req.owner, req.fence_retention_ms);
-            return Err(error);
         }
         Ok(PermitAcquired::Granted {
             fence: token_from(value)?,
@@ -659,53 +736,32 @@ impl Store for RedisStore {
 
     fn semaphore_release(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         fence_retention_ms: u64,
     ) -> Result<bool> {
-        let board = self.subscriber.board();
-        let expected = board.expect_release(&keys.semaphore);
-        let released = self.route.run(&keys.semaphore, |conn| {
-            self.scripts
-                .semaphore_release
-                .key(&keys.semaphore)
-                .key(&keys.waiters)
-                .arg(owner)
-                .arg(&keys.semaphore)
-                .arg(fence_retention_ms)
-                .invoke(conn)
-        });
-        if expected {
-            board.released_here(&keys.semaphore, matches!(released, Ok(true)));
-        }
-        released
+        self.end_grant(
+            &self.scripts.semaphore_release,
+            keys,
+            owner,
+            fence_retention_ms,
+        )
     }
 
     fn semaphore_extend(
         &self,
-        keys: &SemaphoreKeys,
+        keys: &GrantKeys,
         owner: &str,
         ttl_ms: u64,
         fence_retention_ms: u64,
     ) -> Result<Option<Duration>> {
-        let left: i64 = self.route.run(&keys.semaphore, |conn| {
-            self.scripts
-                .semaphore_extend
-                .key(&keys.semaphore)
-                .arg(owner)
-                .arg(ttl_ms)
-                .arg(fence_retention_ms)
-                .invoke(conn)
-        })?;
-        Ok(ttl_from_millis(left))
+        let script = &self.scripts.semaphore_extend;
+        self.extend_grant(script, keys, owner, ttl_ms, fence_retention_ms)
     }
 
-    fn semaphore_grants(&self, keys: &SemaphoreKeys) -> Result<Vec<PermitRecord>> {
-        let flat: Vec<redis::Value> = self.route.run(&keys.semaphore, |conn| {
-            self.scripts
-                .semaphore_inspect
-                .key(&keys.semaphore)
-                .invoke(conn)
+    fn semaphore_grants(&self, keys: &GrantKeys) -> Result<Vec<PermitRecord>> {
+        let flat: Vec<redis::Value> = self.route.run(&keys.key, |conn| {
+            self.scripts.semaphore_inspect.key(&keys.key).invoke(conn)
         })?;
         let unexpected = || Error::UnexpectedReply("a semaphore grant that is not 4 fields".into());
         flat.chunks(4)
@@ -722,12 +778,59 @@ impl Store for RedisStore {
                 let left: u64 = redis::from_redis_value(left.clone()).map_err(|_| unexpected())?;
                 Ok(PermitRecord {
                     count,
-                    fence: fence_at(&keys.semaphore, &fence)?,
+                    fence: fence_at(&keys.key, &fence)?,
                     holder,
                     remaining: Duration::from_millis(left),
                 })
             })
             .collect()
+    }
+
+    // ---- read-write locks ----
+
+    fn rw_acquire(&self, req: &RwRequest<'_>) -> Result<Acquired> {
+        let key = &req.keys.key;
+        let (granted, value): (i64, i64) = self.grant(
+            key,
+            |conn| {
+                self.scripts
+                    .rw_acquire
+                    .key(key)
+                    .arg(if req.write { "w" } else { "r" })
+                    .arg(req.owner)
+                    .arg(req.ttl_ms)
+                    .arg(req.holder)
+                    .arg(req.fence_retention_ms)
+                    .arg(req.wish_ms)
+                    .invoke(conn)
+            },
+            |reply: &(i64, i64)| reply.0 == 1,
+            || self.rw_release(req.keys, req.owner, req.fence_retention_ms),
+        )?;
+        Ok(if granted == 1 {
+            Acquired::Granted {
+                fence: token_from(value)?,
+            }
+        } else {
+            Acquired::Held {
+                remaining: ttl_from_millis(value),
+            }
+        })
+    }
+
+    fn rw_release(&self, keys: &GrantKeys, owner: &str, fence_retention_ms: u64) -> Result<bool> {
+        self.end_grant(&self.scripts.rw_release, keys, owner, fence_retention_ms)
+    }
+
+    fn rw_extend(
+        &self,
+        keys: &GrantKeys,
+        owner: &str,
+        ttl_ms: u64,
+        fence_retention_ms: u64,
+    ) -> Result<Option<Duration>> {
+        let script = &self.scripts.rw_extend;
+        self.extend_grant(script, keys, owner, ttl_ms, fence_retention_ms)
     }
 
     // ---- fenced records ----

@@ -26,6 +26,7 @@ mod plugin;
 mod record;
 mod redlock;
 mod replicas;
+mod rwlock;
 mod semaphore;
 mod sequence;
 mod setup;

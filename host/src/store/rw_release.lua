@@ -1,0 +1,34 @@
+-- End a read or write hold if the caller still has it, and withdraw the
+-- caller's wish to write; wake the waiters. (Sent after rw_record.lua.)
+-- KEYS[1] read-write lock   KEYS[2] wake-up channel
+-- ARGV[1] owner token   ARGV[2] message (the lock key)   ARGV[3] retention ms
+-- Returns 1 when a hold was ended, 0 when the caller held none.
+local _, now = server_time()
+local state, bad = read_rw(KEYS[1], now)
+if bad then
+  return bad
+end
+local owner = ARGV[1]
+local held = state.readers[owner] ~= nil or (state.writer ~= nil and state.writer.owner == owner)
+local wished = state.wants[owner] ~= nil
+if not held and not wished then
+  return 0
+end
+redis.call('HDEL', KEYS[1], 'r:' .. owner, 'w:' .. owner, 'want:' .. owner)
+local latest = 0
+for other, grant in pairs(state.readers) do
+  if other ~= owner then
+    latest = math.max(latest, grant.expires)
+  end
+end
+if state.writer and state.writer.owner ~= owner then
+  latest = math.max(latest, state.writer.expires)
+end
+for other, expires in pairs(state.wants) do
+  if other ~= owner then
+    latest = math.max(latest, expires)
+  end
+end
+keep(KEYS[1], latest, now, tonumber(ARGV[3]))
+redis.pcall('SPUBLISH', KEYS[2], ARGV[2])
+return held and 1 or 0
