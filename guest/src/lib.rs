@@ -17,6 +17,7 @@
 //! | [`counter`]               | atomic, optionally bounded, counters                    |
 //! | [`sequence`]              | unique, increasing, formatted serial numbers            |
 //! | [`semaphore`]             | a [`Permit`]: at most N holders at once                 |
+//! | [`rw_lock`]               | an [`RwGuard`]: many readers or one writer              |
 //! | [`record`]                | a value whose writes a stale lock holder cannot make    |
 //!
 //! Durations are sent as whole milliseconds, rounded up and saturating; a
@@ -138,9 +139,11 @@ use native as host;
 mod counter;
 mod error;
 mod failure;
+mod guard;
 mod idempotency;
 mod lock;
 mod record;
+mod rwlock;
 mod semaphore;
 mod sequence;
 #[cfg(not(target_arch = "wasm32"))]
@@ -155,6 +158,7 @@ pub use idempotency::ClaimOutcome;
 pub use idempotency::{Begin, Claim, Idempotent, Outcome, RunError, idempotent, once};
 pub use lock::{Guard, LockBuilder, lock};
 pub use record::{Entry, Record, record};
+pub use rwlock::{RwGuard, RwLockBuilder, rw_lock};
 pub use semaphore::{Permit, SemaphoreBuilder, semaphore};
 pub use sequence::{Reset, Sequence, sequence};
 

@@ -267,6 +267,65 @@ pub(crate) mod semaphore {
     }
 }
 
+pub(crate) mod rw_lock {
+    use super::*;
+    pub(crate) use crate::bindings::tollgate::coord::rw_lock::RwOptions;
+    use tollgate::sandbox::{HeldRw, LockRequest};
+
+    fn request(options: RwOptions) -> LockRequest {
+        LockRequest {
+            ttl_ms: options.ttl_ms,
+            wait_ms: options.wait_ms,
+            renew: options.renew,
+        }
+    }
+
+    /// A read or write hold; dropping it releases it.
+    #[derive(Debug)]
+    pub(crate) struct Hold(HeldRw);
+
+    impl Hold {
+        pub(crate) fn is_write(&self) -> bool {
+            self.0.is_write()
+        }
+        pub(crate) fn fencing_token(&self) -> u64 {
+            self.0.fencing_token()
+        }
+        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
+            self.0.extend(ttl_ms).map_err(wit_error)
+        }
+        pub(crate) fn is_held(&self) -> Answer<bool> {
+            self.0.is_held().map_err(wit_error)
+        }
+        pub(crate) fn release(h: Hold) -> Answer<()> {
+            h.0.release().map_err(wit_error)
+        }
+    }
+
+    fn take(name: &str, write: bool, options: RwOptions) -> Answer<Option<Hold>> {
+        session()
+            .try_rw(name, write, request(options))
+            .map(|held| held.map(Hold))
+            .map_err(wit_error)
+    }
+
+    pub(crate) fn read(name: &str, options: RwOptions) -> Answer<Hold> {
+        take(name, false, options)?.ok_or(WitError::Timeout)
+    }
+
+    pub(crate) fn try_read(name: &str, options: RwOptions) -> Answer<Option<Hold>> {
+        take(name, false, options)
+    }
+
+    pub(crate) fn write(name: &str, options: RwOptions) -> Answer<Hold> {
+        take(name, true, options)?.ok_or(WitError::Timeout)
+    }
+
+    pub(crate) fn try_write(name: &str, options: RwOptions) -> Answer<Option<Hold>> {
+        take(name, true, options)
+    }
+}
+
 pub(crate) mod fenced_record {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::fenced_record::{Entry, WriteOutcome};

@@ -1,6 +1,5 @@
 //! Semaphores: [`semaphore`], [`SemaphoreBuilder`], [`Permit`].
 
-use core::fmt;
 use core::time::Duration;
 
 use crate::Result;
@@ -131,51 +130,10 @@ impl Permit {
         Permit { inner, name, token }
     }
 
-    /// The semaphore's name, as given to [`semaphore`].
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Permits this grant holds.
     pub fn count(&self) -> u32 {
         self.inner.count()
     }
-
-    /// This grant's fencing token: larger than every token issued before
-    /// for this semaphore.
-    pub fn fencing_token(&self) -> u64 {
-        self.token
-    }
-
-    /// Sets the remaining TTL; [`Error::NotHeld`](crate::Error::NotHeld)
-    /// when the grant ended.
-    pub fn extend(&self, ttl: Duration) -> Result<()> {
-        Ok(self.inner.extend(millis(ttl))?)
-    }
-
-    /// Whether the grant is still live (asks the store).
-    pub fn is_held(&self) -> Result<bool> {
-        Ok(self.inner.is_held()?)
-    }
-
-    /// Writes `value` to the fenced record `record` with this grant's
-    /// fencing token (see [`record`](crate::record)).
-    pub fn put(&self, record: &str, value: &[u8]) -> Result<()> {
-        crate::record(record).put(value, self.token)
-    }
-
-    /// Releases the permits: [`Error::NotHeld`](crate::Error::NotHeld)
-    /// when the grant had ended.
-    pub fn release(self) -> Result<()> {
-        Ok(wit::Permit::release(self.inner)?)
-    }
 }
 
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("name", &self.name)
-            .field("fencing_token", &self.token)
-            .finish_non_exhaustive()
-    }
-}
+crate::guard::lease_guard_api!(Permit, wit::Permit, "grant");

@@ -244,3 +244,50 @@ fn a_semaphore_refuses_impossible_requests_and_counts_against_the_quota() {
         ));
     });
 }
+
+#[test]
+fn a_read_write_lock_never_lets_a_writer_in_with_anyone_else() {
+    use std::sync::atomic::AtomicI32;
+    use tollgate_guest::rw_lock;
+    let sandbox = Sandbox::new();
+    let state = AtomicI32::new(0); // readers inside, or -1 for a writer
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (sandbox, state) = (&sandbox, &state);
+            s.spawn(move || {
+                for i in 0..15 {
+                    sandbox
+                        .invoke(|| {
+                            let lock = rw_lock("table").wait(Duration::from_secs(10));
+                            if (t + i) % 3 == 0 {
+                                let guard = lock.write()?;
+                                assert_eq!(state.swap(-1, Ordering::SeqCst), 0);
+                                std::thread::yield_now();
+                                state.store(0, Ordering::SeqCst);
+                                guard.release()
+                            } else {
+                                let guard = lock.read()?;
+                                assert!(state.fetch_add(1, Ordering::SeqCst) >= 0);
+                                std::thread::yield_now();
+                                state.fetch_sub(1, Ordering::SeqCst);
+                                guard.release()
+                            }
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn upgrading_a_read_hold_to_write_is_refused_at_once() {
+    use tollgate_guest::rw_lock;
+    let lock = rw_lock("cfg").wait(Duration::from_secs(5));
+    let read = lock.read().unwrap();
+    let started = Instant::now();
+    assert_eq!(lock.write().unwrap_err(), Error::WouldDeadlock);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    read.release().unwrap();
+    assert!(lock.write().unwrap().is_write());
+}

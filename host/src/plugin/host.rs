@@ -8,12 +8,13 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tollgate::coord::fenced_record as record;
+use super::bindings::tollgate::coord::rw_lock;
 use super::bindings::tollgate::coord::{counter, idempotency, lock, semaphore, sequence, types};
 use super::error::CallError;
 use super::limits::InvocationLimits;
 use crate::Reset;
 use crate::sandbox::{
-    ClaimOutcome, ClaimRequest, CounterBounds, GuestError, HeldClaim, HeldLock, HeldPermit,
+    ClaimOutcome, ClaimRequest, CounterBounds, GuestError, HeldClaim, HeldLock, HeldPermit, HeldRw,
     LockRequest, PermitRequest, SequenceRequest, Session,
 };
 
@@ -350,6 +351,95 @@ impl semaphore::HostPermit for Invocation {
 
     fn drop(&mut self, permit: Resource<HeldPermit>) -> TrapResult<()> {
         self.table.delete(permit)?; // its Drop releases the permits
+        Ok(())
+    }
+}
+
+fn rw_request(options: rw_lock::RwOptions) -> LockRequest {
+    LockRequest {
+        ttl_ms: options.ttl_ms,
+        wait_ms: options.wait_ms,
+        renew: options.renew,
+    }
+}
+
+impl Invocation {
+    fn rw(
+        &mut self,
+        name: &str,
+        write: bool,
+        options: rw_lock::RwOptions,
+    ) -> Result<Option<Resource<HeldRw>>, CallError> {
+        match self.session.try_rw(name, write, rw_request(options))? {
+            Some(held) => Ok(Some(self.table.push(held)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl rw_lock::Host for Invocation {
+    fn read(
+        &mut self,
+        name: String,
+        options: rw_lock::RwOptions,
+    ) -> Result<Resource<HeldRw>, CallError> {
+        self.rw(&name, false, options)?
+            .ok_or(CallError::Guest(GuestError::Timeout))
+    }
+
+    fn try_read(
+        &mut self,
+        name: String,
+        options: rw_lock::RwOptions,
+    ) -> Result<Option<Resource<HeldRw>>, CallError> {
+        self.rw(&name, false, options)
+    }
+
+    fn write(
+        &mut self,
+        name: String,
+        options: rw_lock::RwOptions,
+    ) -> Result<Resource<HeldRw>, CallError> {
+        self.rw(&name, true, options)?
+            .ok_or(CallError::Guest(GuestError::Timeout))
+    }
+
+    fn try_write(
+        &mut self,
+        name: String,
+        options: rw_lock::RwOptions,
+    ) -> Result<Option<Resource<HeldRw>>, CallError> {
+        self.rw(&name, true, options)
+    }
+}
+
+impl rw_lock::HostHold for Invocation {
+    fn name(&mut self, hold: Resource<HeldRw>) -> TrapResult<String> {
+        Ok(self.table.get(&hold)?.name().to_owned())
+    }
+
+    fn is_write(&mut self, hold: Resource<HeldRw>) -> TrapResult<bool> {
+        Ok(self.table.get(&hold)?.is_write())
+    }
+
+    fn fencing_token(&mut self, hold: Resource<HeldRw>) -> TrapResult<u64> {
+        Ok(self.table.get(&hold)?.fencing_token())
+    }
+
+    fn extend(&mut self, hold: Resource<HeldRw>, ttl_ms: u64) -> Result<(), CallError> {
+        Ok(self.table.get(&hold)?.extend(ttl_ms)?)
+    }
+
+    fn is_held(&mut self, hold: Resource<HeldRw>) -> Result<bool, CallError> {
+        Ok(self.table.get(&hold)?.is_held()?)
+    }
+
+    fn release(&mut self, hold: Resource<HeldRw>) -> Result<(), CallError> {
+        Ok(self.table.delete(hold)?.release()?)
+    }
+
+    fn drop(&mut self, hold: Resource<HeldRw>) -> TrapResult<()> {
+        self.table.delete(hold)?; // its Drop releases the hold
         Ok(())
     }
 }

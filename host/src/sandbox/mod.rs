@@ -40,5 +40,5 @@ pub use error::{GuestError, PluginError, TrapCause};
 pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
 pub use session::{
     ClaimOutcome, ClaimRequest, CounterBounds, Grant, Held, HeldClaim, HeldLock, HeldPermit,
-    LockRequest, PermitRequest, SequenceRequest, Session,
+    HeldRw, LockRequest, PermitRequest, RwGrant, SequenceRequest, Session,
 };

@@ -15,7 +15,10 @@ use crate::error::Error;
 use crate::idempotency::{Begin, Claim, DEFAULT_LEASE, DEFAULT_RESULT_TTL};
 use crate::lock::{DEFAULT_LOCK_TTL, LockGuard};
 use crate::store::within_deadline;
-use crate::{Client, Counter, FencedRecord, OnceOutcome, Permit, RecordEntry, Reset, Sequence};
+use crate::{
+    Client, Counter, FencedRecord, OnceOutcome, Permit, ReadGuard, RecordEntry, Reset, Sequence,
+    WriteGuard,
+};
 
 /// How a guest asks for a lock (the WIT `lock-options`). Zero TTL asks for
 /// the default (30 s, or the policy's `max_ttl` if lower); zero wait tries
@@ -307,6 +310,50 @@ impl Session {
         }))
     }
 
+    /// Takes a read (or, with `write`, the write) hold of the read-write
+    /// lock `name`, waiting as asked; `None` when not granted. Holds count
+    /// as locks in the policy's quota.
+    pub fn try_rw(
+        &self,
+        name: &str,
+        write: bool,
+        request: LockRequest,
+    ) -> Result<Option<HeldRw>, GuestError> {
+        let policy = &self.shared.policy;
+        let scoped = policy.scoped("read-write lock name", name)?;
+        let slot = Slot::reserve(&self.shared.locks_held, policy.max_locks, "locks")?;
+        let ttl = policy.duration("ttl", request.ttl_ms, DEFAULT_LOCK_TTL, policy.max_ttl)?;
+        let (wait, cut) = self.wait(request.wait_ms)?;
+        self.writes("read-write lock", &scoped)?;
+        let mut lock = self.shared.client.rw_lock(scoped).ttl(ttl).wait(wait);
+        if request.renew {
+            lock = lock.watchdog();
+        }
+        let granted = self.within_deadline(|| match write {
+            true => lock.try_write().map(|g| g.map(RwGrant::Write)),
+            false => lock.try_read().map(|g| g.map(RwGrant::Read)),
+        });
+        if cut && !matches!(granted, Ok(Some(_))) {
+            self.note_cut_wait(format!(
+                "a wait to {} lock {name:?} (asked up to {:?})",
+                if write { "write" } else { "read" },
+                Duration::from_millis(request.wait_ms)
+            ));
+        }
+        Ok(granted?.map(|grant| HeldRw {
+            grant,
+            name: name.to_owned(),
+            shared: Arc::clone(&self.shared),
+            _slot: slot,
+        }))
+    }
+
+    /// Like [`try_rw`](Self::try_rw), but `Timeout` when not granted.
+    pub fn rw(&self, name: &str, write: bool, request: LockRequest) -> Result<HeldRw, GuestError> {
+        self.try_rw(name, write, request)?
+            .ok_or(GuestError::Timeout)
+    }
+
     /// Permits of the semaphore `name` free now, out of `permits`.
     pub fn available_permits(&self, name: &str, permits: u32) -> Result<u32, GuestError> {
         let scoped = self.shared.policy.scoped("semaphore name", name)?;
@@ -583,6 +630,54 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::LockGuard {}
     impl Sealed for crate::Permit {}
+    impl Sealed for super::RwGrant {}
+}
+
+/// A read or write hold of a read-write lock, as one grant (the WIT
+/// `rw-lock.hold`).
+#[derive(Debug)]
+pub enum RwGrant {
+    /// A read hold.
+    Read(ReadGuard),
+    /// The write hold.
+    Write(WriteGuard),
+}
+
+impl Grant for RwGrant {
+    fn fencing_token(&self) -> u64 {
+        match self {
+            RwGrant::Read(g) => g.fencing_token(),
+            RwGrant::Write(g) => g.fencing_token(),
+        }
+    }
+    fn extend(&self, ttl: Duration) -> crate::Result<()> {
+        match self {
+            RwGrant::Read(g) => g.extend(ttl),
+            RwGrant::Write(g) => g.extend(ttl),
+        }
+    }
+    fn is_held(&self) -> crate::Result<bool> {
+        match self {
+            RwGrant::Read(g) => g.is_held(),
+            RwGrant::Write(g) => g.is_held(),
+        }
+    }
+    fn release(self) -> crate::Result<()> {
+        match self {
+            RwGrant::Read(g) => g.release(),
+            RwGrant::Write(g) => g.release(),
+        }
+    }
+}
+
+/// A read or write hold held by a guest.
+pub type HeldRw = Held<RwGrant>;
+
+impl Held<RwGrant> {
+    /// Whether this is the write hold.
+    pub fn is_write(&self) -> bool {
+        matches!(self.grant, RwGrant::Write(_))
+    }
 }
 
 impl Grant for LockGuard {

@@ -144,6 +144,39 @@ fn plugin_instances_never_hold_more_permits_than_the_semaphore_has() {
 }
 
 #[test]
+fn plugin_instances_share_a_read_hold_but_never_a_write_hold() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let plugin = load(&client, policy("v"));
+    let replies: Vec<String> = thread::scope(|s| {
+        let runs: Vec<_> = ["read", "read", "write", "read", "write", "read"]
+            .into_iter()
+            .map(|mode| {
+                let plugin = &plugin;
+                s.spawn(move || (mode, run(plugin, &format!("rw table {mode} 120")).unwrap()))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                let (mode, reply) = r.join().unwrap();
+                format!("{mode}: {reply}")
+            })
+            .collect()
+    });
+    for reply in &replies {
+        let ok = match reply.split_once(": ").unwrap() {
+            ("write", seen) => seen == "readers 0 writers 1",
+            (_, seen) => seen.starts_with("readers ") && seen.ends_with(" writers 0"),
+        };
+        assert!(ok, "{replies:?}");
+    }
+    assert_eq!(
+        run(&plugin, "read-then-write cfg").unwrap(),
+        "error: would-deadlock"
+    );
+}
+
+#[test]
 fn a_plugin_built_against_coord_0_1_0_loads_and_runs_on_this_host() {
     // The test plugin as built before 0.1.1 added `fenced-record`: its
     // imports name `tollgate:coord/*@0.1.0`.

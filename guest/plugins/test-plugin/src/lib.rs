@@ -18,6 +18,8 @@
 //! | `abort-holding NAME`            | acquire NAME (TTL 30 s), then `std::process::abort()` (a trap without a panic message)                                                | —                               |
 //! | `hold-sleep-put NAME TTL_MS SLEEP_MS RECORD VALUE` | acquire NAME with that TTL, sleep SLEEP_MS, then write VALUE to fenced record RECORD through the guard          | `put TOKEN` or `error: stale-token` |
 //! | `permit-critical NAME PERMITS SLEEP_MS` | take 1 of PERMITS permits of semaphore NAME (wait 10 s), add 1 to counter `inside`, sleep, take 1 off, release | `inside N` (N counted itself) |
+//! | `rw NAME read\|write SLEEP_MS`   | take a read or write hold of NAME (wait 10 s), add 1 to counter `readers` or `writers`, read both, sleep, take 1 off, release | `readers R writers W` as seen inside |
+//! | `read-then-write NAME`          | take a read hold of NAME, then ask for the write hold                                                                                  | `error: would-deadlock`         |
 //! | `put RECORD VALUE TOKEN`        | write VALUE to fenced record RECORD with TOKEN                                                                                         | `put`                           |
 //! | `get-record RECORD`             | read fenced record RECORD                                                                                                              | `VALUE TOKEN` or `none`         |
 //! | `recurse`                       | recurse without end (the stack overflows)                                                                                              | —                               |
@@ -112,6 +114,12 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
         ["permit-critical", name, permits, sleep_ms] => {
             permit_critical(name, number(permits)?, number(sleep_ms)?)
         }
+        ["rw", name, mode, sleep_ms] => rw_critical(name, mode, number(sleep_ms)?),
+        ["read-then-write", name] => tollgate_guest::rw_lock(*name).read().and_then(|_read| {
+            tollgate_guest::rw_lock(*name)
+                .write()
+                .map(|_| "wrote while reading".to_owned())
+        }),
         ["put", record_name, value, token] => tollgate_guest::record(*record_name)
             .put(value.as_bytes(), number(token)?)
             .map(|()| "put".to_owned()),
@@ -339,6 +347,27 @@ fn permit_critical(name: &str, permits: u32, sleep_ms: u64) -> Result<String, Er
     inside.decr(1)?;
     permit.release()?;
     Ok(format!("inside {seen}"))
+}
+
+/// Takes a `read` or `write` hold of `name` (wait 10 s) and marks itself in
+/// counters `readers` / `writers` while it sleeps: the reply is what it
+/// saw inside (`readers R writers W`, itself included).
+fn rw_critical(name: &str, mode: &str, sleep_ms: u64) -> Result<String, Error> {
+    let lock = tollgate_guest::rw_lock(name).wait(Duration::from_secs(10));
+    let (guard, mine) = match mode {
+        "write" => (lock.write()?, counter("writers")),
+        _ => (lock.read()?, counter("readers")),
+    };
+    mine.incr(1)?;
+    let seen = format!(
+        "readers {} writers {}",
+        counter("readers").get()?,
+        counter("writers").get()?
+    );
+    std::thread::sleep(Duration::from_millis(sleep_ms));
+    mine.decr(1)?;
+    guard.release()?;
+    Ok(seen)
 }
 
 /// Recurses until wasm's call stack overflows: no locals in linear memory,
