@@ -37,6 +37,9 @@ Exit codes:
      counter found a name never set
   6  the store refused the request or answered unexpectedly";
 
+/// What each subcommand's help says instead of repeating the table.
+pub(crate) const SEE_HELP: &str = "Exit codes: 0 ok; the others are listed by `tollgate --help`.";
+
 /// Why a command stopped: an exit code and one line for stderr.
 #[derive(Debug)]
 pub(crate) struct Failure {

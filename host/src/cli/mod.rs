@@ -136,22 +136,22 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a plugin's handler and print its output.
-    #[command(after_help = exit::HELP)]
+    #[command(after_help = exit::SEE_HELP)]
     Run(RunArgs),
     /// List held locks: name, fencing token, remaining TTL, holder.
-    #[command(after_help = exit::HELP)]
+    #[command(after_help = exit::SEE_HELP)]
     Locks(LocksArgs),
     /// Remove a lock whoever holds it (needs --force).
-    #[command(after_help = exit::HELP)]
+    #[command(after_help = exit::SEE_HELP)]
     Unlock(UnlockArgs),
     /// Print a counter's value (exit 5 when it was never set).
-    #[command(after_help = exit::HELP)]
+    #[command(after_help = exit::SEE_HELP)]
     Counter(NameArgs),
     /// Show what a name holds: its lock (holder, fencing token, TTL),
     /// counter, sequences, semaphore permits out, fenced record, and for
     /// NAMESPACE/KEY the idempotency record of
     /// KEY in NAMESPACE (a plugin's names are NAMESPACE/NAME).
-    #[command(after_help = exit::HELP)]
+    #[command(after_help = exit::SEE_HELP)]
     Inspect(NameArgs),
 }
 

@@ -141,8 +141,13 @@ fn help_lists_commands_and_exit_codes() {
     for word in ["run", "locks", "unlock", "counter", "inspect", "Exit codes"] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
+    // The table is in the main help only; each command's points to it.
     for command in ["run", "locks", "unlock", "counter", "inspect"] {
-        assert_exit(&tollgate(&[command, "--help"]), 0);
+        let output = tollgate(&[command, "--help"]);
+        assert_exit(&output, 0);
+        let help = stdout(&output);
+        assert!(!help.contains("  3  the store is unavailable"), "{help}");
+        assert!(help.contains("tollgate --help"), "{help}");
     }
 }
 
@@ -291,6 +296,36 @@ fn inventory_reserves_until_the_stock_runs_out() {
     let output = tollgate(&["counter", "inventory/stock/sku9", "--redis", &url]);
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), "0\n");
+}
+
+#[test]
+fn wallet_deposits_at_once_all_count_and_the_balance_is_a_fenced_record() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let wallet = plugin("wallet");
+    let output = tollgate(&[
+        "run",
+        &wallet,
+        "--input",
+        "deposit acct-7 1200",
+        "--instances",
+        "4",
+        "--redis",
+        &url,
+    ]);
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    for n in 1..=4 {
+        let line = format!("balance {} ({n} movements)", 1200 * n);
+        assert_eq!(out.matches(&line).count(), 1, "{line}: {out}");
+    }
+    let output = tollgate(&["inspect", "wallet/balance/acct-7", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("record         6 bytes, token "),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
