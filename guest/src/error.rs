@@ -65,7 +65,9 @@ pub enum Error {
 
 impl Error {
     /// The name of the WIT error case, in kebab-case: `"timeout"`,
-    /// `"quota-exceeded"`, ...
+    /// `"quota-exceeded"`, ...; `"stale-token"` for
+    /// [`StaleToken`](Error::StaleToken), which the WIT reports as the
+    /// record's `write-outcome.stale` instead.
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidArgument(_) => "invalid-argument",

@@ -27,6 +27,10 @@ macro_rules! lease_guard_api {
             }
 
             #[doc = concat!("Writes `value` to the fenced record `record` with this ", $what, "'s fencing token (see [`record`](crate::record)).")]
+            ///
+            /// Read holds and permits are shared: another holder's newer
+            /// token makes this one's writes stale, so write through a
+            /// hold that excludes the others when the writes must not race.
             pub fn put(&self, record: &str, value: &[u8]) -> crate::Result<()> {
                 crate::record(record).put(value, self.token)
             }

@@ -167,7 +167,7 @@ pub enum Begin {
 }
 
 /// The former name of [`Begin`].
-#[deprecated(since = "0.1.0", note = "renamed `Begin`, as in the host library")]
+#[deprecated(since = "0.2.0", note = "renamed `Begin`, as in the host library")]
 pub type ClaimOutcome = Begin;
 
 /// The right to run an action, held while it runs.

@@ -70,7 +70,7 @@ impl LockBuilder {
     }
 
     /// The former name of [`watchdog`](Self::watchdog).
-    #[deprecated(since = "0.1.0", note = "renamed `watchdog`, as in the host library")]
+    #[deprecated(since = "0.2.0", note = "renamed `watchdog`, as in the host library")]
     pub fn renew(self) -> Self {
         self.watchdog()
     }

@@ -276,6 +276,11 @@ macro_rules! guard_api {
             }
 
             #[doc = concat!("Writes `value` to the fenced record `record` with this ", $what, "'s fencing token (see [`record`](crate::record)); [`Error::NotHeld`](crate::Error::NotHeld) once it is known to have ended.")]
+            ///
+            /// Read holds and permits are shared: another holder's newer
+            /// token makes this one's writes stale, so write through a
+            /// hold that excludes the others (a write hold, a lock, a
+            /// semaphore of one permit) when the writes must not race.
             pub fn put(&self, record: &str, value: &[u8]) -> crate::Result<()> {
                 self.held.put(record, value)
             }

@@ -5,10 +5,10 @@
 //!
 //! | Name | Kind | Labels | Counts |
 //! |---|---|---|---|
-//! | [`LOCK_GRANTS`] | counter | | locks granted (single store and Redlock) |
+//! | [`LOCK_GRANTS`] | counter | | grants of locks (single store and Redlock), semaphore permits and read-write lock holds |
 //! | [`LOCK_WAIT_SECONDS`] | histogram | | for each grant, the time from asking to the request that got it (monotonic clock): about zero uncontended |
 //! | [`LOCK_NOT_GRANTED`] | counter | | acquisitions that ended without the lock: a refused `try_acquire`, or a wait that timed out |
-//! | [`LEASES_LOST`] | counter | `kind` = `lock`, `claim`, `permit` (a watched permit counts as `lock`) | leases found lost: by the watchdog, or by a release or store that found them gone |
+//! | [`LEASES_LOST`] | counter | `kind` = `lock`, `claim`, `permit`, `rw_lock` (a lease that the watchdog finds lost: `lock` for locks, Redlock, permits and read-write holds alike) | leases found lost: by the watchdog, or by a release or store that found them gone |
 //! | [`LEASE_RENEWALS`] | counter | `result` = `ok`, `lost`, `failed` | watchdog renewals of locks and in-progress claims |
 //! | [`IDEMPOTENCY_CLAIMS`] | counter | `found` = `fresh`, `replayed`, `failed`, `in_progress`, `mismatch` | idempotency keys claimed, and what each found |
 //! | [`PLUGIN_INVOCATIONS`] | counter | `plugin` (namespace), `outcome` = `ok`, `failed`, `panicked`, `timed_out`, `out_of_memory`, `trapped`, `input_too_large`, `host` | plugin invocations and how they ended |

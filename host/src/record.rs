@@ -39,6 +39,11 @@
 //!   Redis); the check and the write cannot be separated.
 //! - **Deletes are fenced too**, and leave the token behind (a tombstone),
 //!   so a stale writer cannot bring a deleted record back.
+//! - **Synced mode** ([`ClientBuilder::wait_for_replicas`](crate::ClientBuilder::wait_for_replicas)):
+//!   an accepted write is confirmed by the replicas, so that a failover
+//!   cannot set the record's highest token back; when too few confirm, the
+//!   call fails with [`Error::NotReplicated`], and the write, made on the
+//!   primary, may or may not survive a failover.
 //! - **Bounded**: values up to [`FencedRecord::max_size`] (1 MiB by
 //!   default); an optional TTL (store clock), set again by each write. A
 //!   record that expires forgets its highest token with its value.
@@ -47,7 +52,7 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::limits::{check_name, check_ttl};
+use crate::limits::{check_name, check_ttl, millis};
 use crate::store::FencedWrite;
 
 /// The largest value a record takes unless [`FencedRecord::max_size`] says
@@ -160,10 +165,16 @@ impl FencedRecord {
     /// Deletes the value if `token` is at least the highest token the
     /// record has accepted, keeping the token so that no older writer can
     /// write it again: `Ok(true)` when a value was deleted, `Ok(false)`
-    /// when there was none; [`Error::StaleToken`] when refused.
+    /// when there was none; [`Error::StaleToken`] when refused. The token
+    /// is kept as long as the record would have lived; where there was no
+    /// record, for the handle's [`ttl`](Self::ttl), or else the client's
+    /// fence retention (one hour by default), so deletes leave nothing
+    /// behind for ever.
     pub fn delete(&self, token: u64) -> Result<bool> {
         check_name("record name", &self.name)?;
-        self.write(token, None, 0)
+        let inner = self.client.inner();
+        let keep = self.ttl.unwrap_or(inner.settings.fence_retention);
+        self.write(token, None, millis(keep).max(1))
     }
 
     fn write(&self, token: u64, value: Option<&[u8]>, ttl_ms: u64) -> Result<bool> {

@@ -19,9 +19,11 @@
 //! - **Never a writer with a reader, never two writers**: a grant is one
 //!   atomic step that checks the other holds.
 //! - **Writers are not starved**: a writer that is refused and will wait
-//!   leaves a wish to write (for as long as it waits), and no new reader is
-//!   let in while a wish lives; the readers inside finish, and the writer
-//!   goes in. Readers may wait behind a stream of writers instead.
+//!   leaves a wish to write for as long as it may wait, and no new reader
+//!   is let in while a wish lives; the readers inside finish, and the
+//!   writer goes in. A writer that gives up withdraws its wish; one whose
+//!   process dies keeps readers out until its wait would have ended.
+//!   Readers may wait behind a stream of writers instead.
 //! - **Each hold is a lease** with its own owner token, TTL (store clock)
 //!   and fencing token, renewable by the [`watchdog`](RwLock::watchdog): a
 //!   crashed holder's hold ends at its TTL. Release, extend and TTL
@@ -45,11 +47,6 @@ use crate::limits::millis;
 use crate::lock::{DEFAULT_LOCK_TTL, check_request, resend_if_dropped};
 use crate::store::{Acquired, RwRequest};
 use crate::wait::{Attempt, Queue, retry_until};
-
-/// How long a refused writer's wish to write lives at most: renewed at
-/// each attempt, so it outlives the writer (which stops trying) by no more
-/// than this.
-const WISH_MS: u64 = 5_000;
 
 /// A read-write lock's name and how holds are asked for; made by
 /// [`Client::rw_lock`]. Cheap to clone and reusable.
@@ -165,9 +162,11 @@ impl RwLock {
                     ttl_ms,
                     holder: &holder,
                     fence_retention_ms: retention_ms,
-                    // A writer that will wait keeps new readers out while
-                    // it does (renewed at each attempt).
-                    wish_ms: millis(waiting).min(WISH_MS),
+                    // A writer that will wait keeps new readers out for as
+                    // long as it may wait (set again at each attempt, and
+                    // withdrawn when it gives up): a wish shorter than the
+                    // sleeps between attempts could lapse in between.
+                    wish_ms: millis(waiting),
                 };
                 let sent = Instant::now();
                 let generation = store.server_generation();

@@ -32,10 +32,12 @@
 //!   such as a [fenced record](crate::record).
 //! - **Waiting** is woken by releases: each release wakes the longest
 //!   waiter of each client (not all of them); a woken waiter that is
-//!   granted and sees permits left wakes the next. Waiters of one client
-//!   are served in arrival order, so one asking for many permits is not
-//!   overtaken for ever by ones asking for few. An ended grant sends no
-//!   notification: waiters learn of it when the first grant's TTL, which
+//!   granted and sees permits left wakes the next. Wake-ups go to a
+//!   client's waiters in arrival order, though a waiter whose fallback
+//!   poll comes first may be served before one woken, and one asking for
+//!   more permits than are free keeps the wake-up while smaller requests
+//!   behind it sleep until the next release or poll. An ended grant sends
+//!   no notification: waiters learn of it when the first grant's TTL, which
 //!   a refusal reports, runs out, or at the fallback poll.
 //!
 //! # When `permits` changes
@@ -258,8 +260,9 @@ impl Semaphore {
     /// Permits free now, by this handle's number: permits less those out
     /// (zero when more are out, after the number was lowered).
     pub fn available(&self) -> Result<u32> {
-        let out: u32 = self.holders()?.iter().map(|h| h.count).sum();
-        Ok(self.permits.saturating_sub(out))
+        let out: u64 = self.holders()?.iter().map(|h| u64::from(h.count)).sum();
+        let free = u64::from(self.permits).saturating_sub(out);
+        Ok(u32::try_from(free).unwrap_or(u32::MAX))
     }
 }
 

@@ -164,19 +164,23 @@ impl Policy {
         self
     }
 
-    /// Most distinct names one invocation may write to: locks taken (each
-    /// keeps a fencing counter for its TTL plus the client's fence
-    /// retention), idempotency keys claimed, `once` keys, counters changed,
-    /// counter operation ids, sequences drawn from. Each may leave a key in
-    /// Redis after the invocation; a call past the quota fails with
+    /// Most distinct names one invocation may write to: locks, read-write
+    /// locks and semaphores taken (each keeps a fencing counter for its TTL
+    /// plus the client's fence retention), idempotency keys claimed, `once`
+    /// keys, counters changed, counter operation ids, sequences drawn from,
+    /// fenced records written or deleted. Each may leave a key in Redis
+    /// after the invocation; a call past the quota fails with
     /// `quota-exceeded` and writes nothing. Writing one name again does not
     /// count again.
     ///
     /// What a plugin can leave behind is bounded by invocations × this ×
-    /// (key size), for as long as the longest of: `max_retention` (results,
-    /// `once` keys, operation ids), TTL + fence retention (fencing
-    /// counters), 48 h (a daily sequence's day). Counters and plain
-    /// sequences never expire: they are the plugin's lasting state.
+    /// (key size, and record values up to `max_record_size`), for as long
+    /// as the longest of: `max_retention` (results, `once` keys, operation
+    /// ids, records written with a TTL), TTL + fence retention (fencing
+    /// counters), the fence retention (the tombstone a delete leaves where
+    /// there was no record), 48 h (a daily sequence's day). Counters, plain
+    /// sequences and records written without a TTL never expire: they are
+    /// the plugin's lasting state.
     pub fn max_written_names(mut self, max: usize) -> Self {
         self.max_written_names = max;
         self

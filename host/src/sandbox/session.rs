@@ -244,7 +244,7 @@ impl Session {
         let granted = self.within_deadline(|| builder.try_acquire());
         // Not granted in a wait the deadline shortened (a refusal, or a
         // store request the deadline ended): that is where the time went.
-        if cut && !matches!(granted, Ok(Some(_))) {
+        if cut && ran_out(&granted) {
             self.note_cut_wait(format!(
                 "a wait for lock {name:?} (asked up to {:?})",
                 Duration::from_millis(request.wait_ms)
@@ -296,7 +296,7 @@ impl Session {
             semaphore = semaphore.watchdog();
         }
         let granted = self.within_deadline(|| semaphore.try_acquire_many(request.count.max(1)));
-        if cut && !matches!(granted, Ok(Some(_))) {
+        if cut && ran_out(&granted) {
             self.note_cut_wait(format!(
                 "a wait for semaphore {name:?} (asked up to {:?})",
                 Duration::from_millis(request.wait_ms)
@@ -333,7 +333,7 @@ impl Session {
             true => lock.try_write().map(|g| g.map(RwGrant::Write)),
             false => lock.try_read().map(|g| g.map(RwGrant::Read)),
         });
-        if cut && !matches!(granted, Ok(Some(_))) {
+        if cut && ran_out(&granted) {
             self.note_cut_wait(format!(
                 "a wait to {} lock {name:?} (asked up to {:?})",
                 if write { "write" } else { "read" },
@@ -393,7 +393,9 @@ impl Session {
             call = call.fingerprint(fingerprint);
         }
         let begun = self.within_deadline(|| call.begin());
-        if cut && matches!(begun, Ok(Begin::InProgress) | Err(_)) {
+        if cut
+            && (matches!(begun, Ok(Begin::InProgress)) || begun.as_ref().is_err_and(deadline_error))
+        {
             self.note_cut_wait(format!(
                 "a wait for idempotency key {key:?}, run by another caller (asked up to {:?})",
                 Duration::from_millis(request.wait_ms)
@@ -456,21 +458,25 @@ impl Session {
             }
             .into());
         }
+        let ttl = match ttl_ms {
+            0 => None,
+            ms => Some(policy.duration("record ttl", ms, Duration::ZERO, policy.max_retention)?),
+        };
         let mut record = self.record(name, true)?;
-        if ttl_ms > 0 {
-            let ttl =
-                policy.duration("record ttl", ttl_ms, Duration::ZERO, policy.max_retention)?;
+        if let Some(ttl) = ttl {
             record = record.ttl(ttl);
         }
         self.shared.stores(value.len())?;
-        Ok(self.within_deadline(|| record.put(value, token))?)
+        self.within_deadline(|| record.put(value, token))
+            .map_err(record_error)
     }
 
     /// Deletes the fenced record `name`'s value with `token`.
     pub fn record_delete(&self, name: &str, token: u64) -> Result<(), GuestError> {
         let record = self.record(name, true)?;
-        self.within_deadline(|| record.delete(token))?;
-        Ok(())
+        self.within_deadline(|| record.delete(token))
+            .map(drop)
+            .map_err(record_error)
     }
 
     /// Adds `delta` to the counter `name` within `bounds`; the new value.
@@ -546,7 +552,8 @@ impl Session {
         if tally.written.len() >= max && !tally.written.contains(&entry) {
             return Err(GuestError::QuotaExceeded(format!(
                 "the plugin may write to at most {max} names per invocation \
-                 (locks, idempotency keys, once keys, counters, operation ids, sequences)"
+                 (locks, read-write locks, semaphores, idempotency keys, once keys, counters, \
+                 operation ids, sequences, fenced records)"
             )));
         }
         tally.written.insert(entry);
@@ -589,6 +596,33 @@ impl Session {
             sequence = sequence.format(format)?;
         }
         Ok(sequence.reset(request.reset))
+    }
+}
+
+/// Whether a call in a wait that the deadline shortened ended for lack of
+/// time: not granted, or a store request that the deadline ended.
+fn ran_out<T>(result: &crate::Result<Option<T>>) -> bool {
+    match result {
+        Ok(granted) => granted.is_none(),
+        Err(error) => deadline_error(error),
+    }
+}
+
+/// The errors of a store request that the invocation's deadline ended.
+fn deadline_error(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unavailable { .. } | Error::OutcomeUnknown { .. }
+    )
+}
+
+/// A record write's error for the guest: a write the replicas did not
+/// confirm was made on the primary, so it is an unknown outcome, not the
+/// "nothing happened" of `unavailable`.
+fn record_error(error: Error) -> GuestError {
+    match error {
+        e @ Error::NotReplicated { .. } => GuestError::OutcomeUnknown(e.to_string()),
+        e => e.into(),
     }
 }
 

@@ -627,19 +627,22 @@ impl Store for MemoryStore {
         let key = &req.keys.key;
         self.step(|state, now| {
             let (mut fence, mut grants) = state.semaphore(key, now)?;
-            let used: u32 = grants.values().map(|g| g.count).sum();
+            // Counted in u64: u32 counts could overflow past the permits.
+            let used: u64 = grants.values().map(|g| u64::from(g.count)).sum();
+            let permits = u64::from(req.permits);
+            let free = |used: u64| u32::try_from(permits.saturating_sub(used)).unwrap_or(u32::MAX);
             let ttl = Duration::from_millis(req.ttl_ms);
             if let Some(mine) = grants.get_mut(req.owner) {
                 // A resend: the grant again, with its TTL from now.
                 mine.expires = now + ttl;
                 let granted = PermitAcquired::Granted {
                     fence: mine.fence,
-                    free: req.permits.saturating_sub(used),
+                    free: free(used),
                 };
                 state.put_semaphore(key, fence, grants, now, req.fence_retention_ms);
                 return Ok(granted);
             }
-            if used.saturating_add(req.count) > req.permits {
+            if used + u64::from(req.count) > permits {
                 let first_end = grants.values().map(|g| g.expires).min();
                 return Ok(PermitAcquired::Busy {
                     first_end: first_end.map(|at| at.saturating_duration_since(now)),
@@ -659,7 +662,7 @@ impl Store for MemoryStore {
             state.put_semaphore(key, fence, grants, now, req.fence_retention_ms);
             Ok(PermitAcquired::Granted {
                 fence,
-                free: req.permits - used - req.count,
+                free: free(used + u64::from(req.count)),
             })
         })
     }
@@ -745,7 +748,10 @@ impl Store for MemoryStore {
                 };
             if !free {
                 let holds = rw.readers.values().chain(rw.writer.iter().map(|(_, g)| g));
-                let first_end = holds.map(|g| g.expires).min();
+                // A reader also waits for the wishes to write, which end
+                // unannounced when their writer's wait does.
+                let wishes = rw.wants.values().copied().filter(|_| !req.write);
+                let first_end = holds.map(|g| g.expires).chain(wishes).min();
                 if req.write && req.wish_ms > 0 {
                     rw.wants.insert(
                         req.owner.to_owned(),
@@ -778,7 +784,7 @@ impl Store for MemoryStore {
     }
 
     fn rw_release(&self, keys: &GrantKeys, owner: &str, fence_retention_ms: u64) -> Result<bool> {
-        let released = self.step(|state, now| {
+        let (held, wished) = self.step(|state, now| {
             let mut rw = state.rw_lock(&keys.key, now)?;
             let held = rw.readers.remove(owner).is_some()
                 || rw.writer.take_if(|(o, _)| o == owner).is_some();
@@ -786,9 +792,11 @@ impl Store for MemoryStore {
             if held || wished {
                 state.put_rw(&keys.key, rw, now, fence_retention_ms);
             }
-            Ok(held)
-        });
-        self.wake_if(released, &keys.key)
+            Ok((held, wished))
+        })?;
+        // A withdrawn wish to write lets readers in too.
+        self.wake_if(Ok(held || wished), &keys.key)?;
+        Ok(held)
     }
 
     fn rw_extend(
@@ -852,9 +860,12 @@ impl Store for MemoryStore {
                 return Ok(FencedWrite::Stale { highest });
             }
             let expires = match value {
-                Some(_) if ttl_ms == 0 => None,
+                _ if ttl_ms == 0 && (value.is_some() || highest.is_none()) => None,
                 Some(_) => deadline(now, ttl_ms),
-                None => expires, // a delete keeps the TTL
+                // A delete keeps the record's TTL; a tombstone made where
+                // there was none lives `ttl_ms`.
+                None if highest.is_none() => deadline(now, ttl_ms),
+                None => expires,
             };
             let value = value.map(<[u8]>::to_vec);
             state.insert(

@@ -388,7 +388,8 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Writes `value` (or deletes, with `None`) if `token` is at least the
     /// highest token the record has accepted, in one step; sets the TTL to
-    /// `ttl_ms` (0: none) on a write, keeps it on a delete.
+    /// `ttl_ms` (0: none) on a write, keeps it on a delete (a tombstone
+    /// made where there was no record gets `ttl_ms`).
     fn record_write(
         &self,
         key: &str,

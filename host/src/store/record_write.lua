@@ -2,7 +2,8 @@
 -- token is at least the highest the record has accepted.
 -- KEYS[1] record hash {fence, value}; after a delete {fence} alone.
 -- ARGV[1] token (decimal u64)   ARGV[2] '1' write, '0' delete
--- ARGV[3] the value   ARGV[4] ttl ms for a write ('0': none)
+-- ARGV[3] the value   ARGV[4] ttl ms ('0': none): of the record for a
+--         write; for a delete, of a tombstone made where there was no key
 -- Returns {1, existed (0/1)} when written, {0, highest (text)} when stale.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
@@ -29,9 +30,12 @@ if ARGV[2] == '1' then
   end
 else
   if kind == 'none' then
-    -- Nothing to delete, but remember the token: no older writer may
-    -- create the record after this.
+    -- Nothing to delete, but remember the token for a while: no older
+    -- writer may create the record after this.
     redis.call('HSET', KEYS[1], 'fence', token)
+    if ARGV[4] ~= '0' then
+      redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    end
   else
     redis.call('HDEL', KEYS[1], 'value')
     redis.call('HSET', KEYS[1], 'fence', token)

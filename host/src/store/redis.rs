@@ -819,7 +819,23 @@ impl Store for RedisStore {
     }
 
     fn rw_release(&self, keys: &GrantKeys, owner: &str, fence_retention_ms: u64) -> Result<bool> {
-        self.end_grant(&self.scripts.rw_release, keys, owner, fence_retention_ms)
+        // 1: a hold ended; 2: only a wish to write withdrawn. Both let
+        // waiters in, so both are announced.
+        let mut outcome = 0;
+        self.announced_release(&keys.key, || {
+            outcome = self.route.run(&keys.key, |conn| {
+                self.scripts
+                    .rw_release
+                    .key(&keys.key)
+                    .key(&keys.waiters)
+                    .arg(owner)
+                    .arg(&keys.key)
+                    .arg(fence_retention_ms)
+                    .invoke::<i64>(conn)
+            })?;
+            Ok(outcome != 0)
+        })?;
+        Ok(outcome == 1)
     }
 
     fn rw_extend(
@@ -856,16 +872,24 @@ impl Store for RedisStore {
         value: Option<&[u8]>,
         ttl_ms: u64,
     ) -> Result<FencedWrite> {
-        let (written, detail): (i64, String) = self.route.run(key, |conn| {
-            self.scripts
-                .record_write
-                .key(key)
-                .arg(token)
-                .arg(if value.is_some() { "1" } else { "0" })
-                .arg(value.unwrap_or_default())
-                .arg(ttl_ms)
-                .invoke(conn)
-        })?;
+        // In synced mode an accepted write is confirmed by the replicas, so
+        // that a failover cannot set the record's fence back; one they do
+        // not confirm cannot be given back, and fails with NotReplicated.
+        let (written, detail): (i64, String) = self.grant(
+            key,
+            |conn| {
+                self.scripts
+                    .record_write
+                    .key(key)
+                    .arg(token)
+                    .arg(if value.is_some() { "1" } else { "0" })
+                    .arg(value.unwrap_or_default())
+                    .arg(ttl_ms)
+                    .invoke(conn)
+            },
+            |reply: &(i64, String)| reply.0 == 1,
+            || Ok(false),
+        )?;
         Ok(if written == 1 {
             FencedWrite::Accepted {
                 existed: detail == "1",

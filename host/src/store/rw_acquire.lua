@@ -17,8 +17,12 @@ end
 local mode, owner = ARGV[1], ARGV[2]
 local ttl, retention = tonumber(ARGV[3]), tonumber(ARGV[5])
 local field = mode .. ':' .. owner
-local mine = (mode == 'r' and state.readers[owner])
-  or (state.writer and state.writer.owner == owner and state.writer)
+local mine
+if mode == 'r' then
+  mine = state.readers[owner]
+elseif state.writer and state.writer.owner == owner then
+  mine = state.writer
+end
 if mine then
   -- A resend: write again (the same TTL), so that a WAIT after it on this
   -- connection covers the grant.
@@ -43,7 +47,7 @@ if not free then
     end
     keep(KEYS[1], math.max(state.latest, expires), now, retention)
   end
-  return {0, first_end(state, now)}
+  return {0, first_end(state, now, mode == 'r')}
 end
 local token = now_us
 if state.fence and state.fence >= token then

@@ -92,8 +92,10 @@ local function keep(key, latest, now, retention)
   redis.call('PEXPIRE', key, math.max(latest - now, 0) + retention)
 end
 
--- The ms until the first of the grants in the way ends (-1: none).
-local function first_end(state, now)
+-- The ms until the first of the grants in the way ends (-1: none); for a
+-- reader (`with_wishes`), the wishes to write too, which end unannounced
+-- when their writer's wait does.
+local function first_end(state, now, with_wishes)
   local first = -1
   local function consider(expires)
     if first < 0 or expires - now < first then
@@ -105,6 +107,11 @@ local function first_end(state, now)
   end
   if state.writer then
     consider(state.writer.expires)
+  end
+  if with_wishes then
+    for _, expires in pairs(state.wants) do
+      consider(expires)
+    end
   end
   return first
 end

@@ -2,7 +2,9 @@
 -- caller's wish to write; wake the waiters. (Sent after rw_record.lua.)
 -- KEYS[1] read-write lock   KEYS[2] wake-up channel
 -- ARGV[1] owner token   ARGV[2] message (the lock key)   ARGV[3] retention ms
--- Returns 1 when a hold was ended, 0 when the caller held none.
+-- Returns 1 when a hold was ended, 2 when only a wish to write was
+-- withdrawn (readers may go in now: both announce it), 0 when the caller
+-- had neither.
 local _, now = server_time()
 local state, bad = read_rw(KEYS[1], now)
 if bad then
@@ -31,4 +33,4 @@ for other, expires in pairs(state.wants) do
 end
 keep(KEYS[1], latest, now, tonumber(ARGV[3]))
 redis.pcall('SPUBLISH', KEYS[2], ARGV[2])
-return held and 1 or 0
+return held and 1 or 2

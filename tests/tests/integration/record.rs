@@ -20,7 +20,34 @@ conformance![
     values_are_stored_byte_for_byte_within_the_size_limit,
     a_record_with_a_ttl_expires_and_forgets_its_token,
     concurrent_writers_with_rising_tokens_leave_the_highest_tokens_value,
+    a_delete_where_there_was_no_record_leaves_a_tombstone_that_expires,
 ];
+
+fn a_delete_where_there_was_no_record_leaves_a_tombstone_that_expires(backend: &Backend) {
+    let record = backend
+        .client()
+        .record("gone")
+        .ttl(Duration::from_millis(200));
+    assert!(!record.delete(5).unwrap());
+    assert_eq!(stale(record.put(b"late", 4)), (4, 5));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        record.highest_token().unwrap(),
+        None,
+        "the tombstone expired"
+    );
+    // Without a TTL on the handle, the tombstone lives for the fence
+    // retention: never for ever.
+    let plain = backend.client().record("gone-too");
+    assert!(!plain.delete(5).unwrap());
+    if let Some(server) = backend.server() {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg("tollgate:rec:{gone-too}")
+            .query(&mut server.conn())
+            .unwrap();
+        assert!(pttl > 0, "PTTL {pttl}");
+    }
+}
 
 fn stale(result: tollgate::Result<impl std::fmt::Debug>) -> (u64, u64) {
     match result {

@@ -17,7 +17,39 @@ conformance![
     a_crashed_holders_hold_ends_at_its_ttl,
     every_hold_gets_a_larger_token_and_a_stale_writer_is_refused_by_a_record,
     the_watchdog_keeps_a_hold_past_its_ttl,
+    a_reader_held_back_by_a_wish_to_write_is_woken_when_the_writer_gives_up,
 ];
+
+fn a_reader_held_back_by_a_wish_to_write_is_woken_when_the_writer_gives_up(backend: &Backend) {
+    let holder = backend.client();
+    let reading = holder.rw_lock("g").read().unwrap();
+    // A reader of a client that would poll only every 30 s.
+    let reader = backend
+        .builder()
+        .poll_interval(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let writer = backend.client();
+    thread::scope(|s| {
+        let waiting_writer =
+            s.spawn(|| writer.rw_lock("g").wait(Duration::from_millis(800)).write());
+        thread::sleep(Duration::from_millis(200)); // its wish is in
+        let started = Instant::now();
+        let read = reader
+            .rw_lock("g")
+            .wait(Duration::from_secs(20))
+            .read()
+            .expect("the reader gets in once the writer gives up");
+        let waited = started.elapsed();
+        assert!(matches!(
+            waiting_writer.join().unwrap(),
+            Err(Error::Timeout { .. })
+        ));
+        assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+        drop(read);
+    });
+    drop(reading);
+}
 
 fn readers_share_and_a_writer_excludes_everyone(backend: &Backend) {
     // `state`: the number of readers inside, or -1 while a writer is.

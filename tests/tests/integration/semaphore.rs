@@ -20,7 +20,26 @@ conformance![
     a_release_of_several_permits_lets_as_many_waiters_in,
     the_watchdog_keeps_a_permit_past_its_ttl,
     holders_and_available_show_what_is_out,
+    counting_near_u32_max_never_lets_more_than_the_permits_in,
 ];
+
+fn counting_near_u32_max_never_lets_more_than_the_permits_in(backend: &Backend) {
+    let client = backend.client();
+    let huge = client.semaphore("huge", u32::MAX);
+    let all = huge.acquire_many(u32::MAX).unwrap();
+    // u32::MAX + 1 permits must not fit (a saturating sum would say so).
+    assert!(
+        backend
+            .client()
+            .semaphore("huge", u32::MAX)
+            .try_acquire()
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(huge.available().unwrap(), 0);
+    all.release().unwrap();
+    assert_eq!(huge.available().unwrap(), u32::MAX);
+}
 
 /// A client whose waiters would poll only every 30 s: a grant that comes
 /// sooner came from a wake-up.
