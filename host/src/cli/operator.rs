@@ -205,7 +205,12 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
             .map_or_else(|| "no TTL".to_owned(), |ttl| format!("TTL {}", show(ttl)));
         fields.push((
             "record",
-            format!("{} bytes, token {} ({ttl})", entry.value.len(), entry.token),
+            format!(
+                "{} ({} bytes, token {}, {ttl})",
+                value_preview(&entry.value),
+                entry.value.len(),
+                entry.token
+            ),
         ));
     } else if let Some(token) = tombstone {
         fields.push(("record", format!("deleted, token {token}")));
@@ -215,6 +220,19 @@ pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
         let _ = writeln!(stdout, "{field:<13}  {value}");
     }
     Ok(())
+}
+
+/// A record's value for a terminal: quoted when it is short UTF-8 text.
+fn value_preview(value: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    match std::str::from_utf8(value) {
+        Ok(text) if text.chars().count() <= SHOWN => format!("{text:?}"),
+        Ok(text) => {
+            let head: String = text.chars().take(SHOWN).collect();
+            format!("{head:?}...")
+        }
+        Err(_) => "(binary)".to_owned(),
+    }
 }
 
 /// An idempotency record in one line: its state, what it holds, its TTL.

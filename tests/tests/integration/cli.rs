@@ -322,7 +322,7 @@ fn wallet_deposits_at_once_all_count_and_the_balance_is_a_fenced_record() {
     let output = tollgate(&["inspect", "wallet/balance/acct-7", "--redis", &url]);
     assert_exit(&output, 0);
     assert!(
-        stdout(&output).contains("record         6 bytes, token "),
+        stdout(&output).contains("record         \"4800 4\" (6 bytes, token "),
         "{}",
         stdout(&output)
     );
@@ -646,7 +646,7 @@ fn inspect_shows_a_names_sequences_and_its_idempotency_record() {
         .unwrap();
     let text = stdout(&tollgate(&["inspect", "billing/invoices", "--redis", &url]));
     assert!(
-        text.contains("record         10 bytes, token 42 (no TTL)\n"),
+        text.contains("record         \"last=INV-1\" (10 bytes, token 42, no TTL)\n"),
         "{text}"
     );
     let _permit = client
