@@ -439,6 +439,20 @@ impl IdempotentCall<'_> {
     /// The returned [`Claim`] must be completed, failed or abandoned;
     /// dropping it abandons it.
     pub fn begin(self) -> Result<Begin> {
+        let span = crate::trace::span!("idempotency", self.key);
+        crate::trace::in_span(
+            span,
+            || self.begin_traced(),
+            |found| match found {
+                Begin::Fresh(_) => "fresh",
+                Begin::Completed(_) => "replayed",
+                Begin::Failed(_) => "earlier failure",
+                Begin::InProgress => "in progress",
+            },
+        )
+    }
+
+    fn begin_traced(self) -> Result<Begin> {
         let idem = self.idempotency;
         let inner = idem.client.inner();
         let settings = &inner.settings;

@@ -96,6 +96,7 @@ pub mod sandbox;
 pub mod semaphore;
 pub mod sequence;
 mod store;
+mod trace;
 mod wait;
 mod watchdog;
 

@@ -494,6 +494,28 @@ pub(crate) fn check_request(
 }
 
 fn acquire(client: &Client, name: String, options: LockOptions) -> Result<Option<LockGuard>> {
+    let span = crate::trace::span!("lock", name);
+    crate::trace::in_span(
+        span,
+        || acquire_traced(client, name, options),
+        granted_or_not,
+    )
+}
+
+/// How an acquisition ended, for its span.
+pub(crate) fn granted_or_not<T>(granted: &Option<T>) -> &'static str {
+    if granted.is_some() {
+        "granted"
+    } else {
+        "not granted"
+    }
+}
+
+fn acquire_traced(
+    client: &Client,
+    name: String,
+    options: LockOptions,
+) -> Result<Option<LockGuard>> {
     let inner = client.inner();
     let settings = &inner.settings;
     let ttl_ms = check_request(

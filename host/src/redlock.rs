@@ -297,6 +297,18 @@ impl RedlockBuilder<'_> {
     /// The rounds: `Ok(Ok(guard))` when granted, `Ok(Err(NoQuorum))` when
     /// not by the deadline, `Err` for bad input.
     fn attempt(self) -> Result<Result<RedlockGuard>> {
+        let span = crate::trace::span!("redlock", self.name);
+        crate::trace::in_span(
+            span,
+            || self.attempt_traced(),
+            |granted| match granted {
+                Ok(_) => "granted",
+                Err(_) => "no quorum",
+            },
+        )
+    }
+
+    fn attempt_traced(self) -> Result<Result<RedlockGuard>> {
         let asked = Instant::now();
         let outcome = self.rounds()?;
         match &outcome {

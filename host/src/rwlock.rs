@@ -131,6 +131,15 @@ impl RwLock {
     }
 
     fn take(&self, write: bool) -> Result<Option<Hold>> {
+        let span = match write {
+            true => crate::trace::span!("rw_lock write", self.name),
+            false => crate::trace::span!("rw_lock read", self.name),
+        };
+        let take = || self.take_traced(write);
+        crate::trace::in_span(span, take, crate::lock::granted_or_not)
+    }
+
+    fn take_traced(&self, write: bool) -> Result<Option<Hold>> {
         let inner = self.client.inner();
         let settings = &inner.settings;
         let name = ("read-write lock name", self.name.as_str());

@@ -161,6 +161,12 @@ impl Semaphore {
     /// Like [`acquire_many`](Self::acquire_many), but `None` when not
     /// granted.
     pub fn try_acquire_many(&self, count: u32) -> Result<Option<Permit>> {
+        let span = crate::trace::span!("semaphore", self.name);
+        let take = || self.take(count);
+        crate::trace::in_span(span, take, crate::lock::granted_or_not)
+    }
+
+    fn take(&self, count: u32) -> Result<Option<Permit>> {
         let inner = self.client.inner();
         let settings = &inner.settings;
         let name = ("semaphore name", self.name.as_str());

@@ -55,10 +55,13 @@ pub fn main() -> ExitCode {
     if cli.verbose {
         let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tollgate=debug"));
+        // A line as each operation's span closes: what, on which name, how
+        // it ended, how long it took.
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .with_target(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .init();
     }
     let result = match cli.command {

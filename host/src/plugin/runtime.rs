@@ -408,6 +408,15 @@ impl Plugin {
     }
 
     fn invoke(&self, input: &[u8], options: RunOptions) -> RunReport {
+        // The guest's calls nest in the invocation's span.
+        let span = crate::trace::span!("plugin", self.policy.namespace());
+        let _entered = span.enter();
+        let report = self.invoke_traced(input, options);
+        span.record("outcome", outcome_name(&report.result));
+        report
+    }
+
+    fn invoke_traced(&self, input: &[u8], options: RunOptions) -> RunReport {
         let id = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let policy = &self.policy;

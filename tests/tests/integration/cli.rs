@@ -590,6 +590,23 @@ fn verbose_shows_what_tollgate_did() {
     assert!(err.contains("invocation ended"), "{err}");
     let quiet = tollgate(&["run", &order_numbers, "--input", "1"]);
     assert!(!stderr(&quiet).contains("invocation ended"));
+
+    // Each operation is a span: its close says what, on which name, how it
+    // ended; the guest's calls nest in the invocation's.
+    let test_plugin = plugin("tollgate-test-plugin");
+    let output = tollgate(&["run", &test_plugin, "--input", "hold l", "--verbose"]);
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    let lock_span = err
+        .lines()
+        .find(|line| line.contains("op=\"lock\"") && line.contains("close"))
+        .unwrap_or_else(|| panic!("no lock span closed:\n{err}"));
+    assert!(
+        lock_span.contains("op=\"plugin\"")
+            && lock_span.contains("outcome=\"granted\"")
+            && lock_span.contains("elapsed_ms="),
+        "{lock_span}"
+    );
 }
 
 #[test]
