@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::GrantKeys;
+use uuid::Uuid;
+
 use crate::limits::{check_ttl, millis};
-use crate::lock::resend_if_dropped;
+use crate::lock::{check_request, resend_if_dropped};
+use crate::wait::{Attempt, Queue, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
 /// Which kind of object the grant is of.
@@ -61,20 +64,175 @@ impl QuorumLease for HoldLease {
     }
 }
 
-/// What a grant was, as the acquiring call saw it.
-pub(crate) struct Granted {
-    pub kind: HoldKind,
-    pub name: String,
-    pub keys: GrantKeys,
-    pub owner: String,
-    pub fence: u64,
-    /// When the granting request was sent (monotonic clock).
-    pub sent: Instant,
-    /// The store's server generation then.
-    pub generation: u64,
-    /// The TTL the store got.
+/// How a semaphore's permits or a read-write lock's hold are asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asking {
     pub ttl: Duration,
+    pub wait: Duration,
+    pub watchdog: bool,
+}
+
+impl Asking {
+    /// A 30 s TTL, no wait, no watchdog.
+    pub const DEFAULT: Asking = Asking {
+        ttl: crate::lock::DEFAULT_LOCK_TTL,
+        wait: Duration::ZERO,
+        watchdog: false,
+    };
+}
+
+/// The `ttl`, `wait` and `watchdog` setters of a builder with a field
+/// `asking: Asking`; `$what` names what is granted, `$asks` the calls that
+/// wait.
+macro_rules! asking_setters {
+    ($what:literal, $asks:literal) => {
+        #[doc = concat!("How long a ", $what, " lasts unless extended or renewed (store clock).")]
+        pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+            self.asking.ttl = ttl;
+            self
+        }
+
+        #[doc = concat!("How long ", $asks, " may wait (monotonic clock); zero, the default, asks once.")]
+        pub fn wait(mut self, wait: std::time::Duration) -> Self {
+            self.asking.wait = wait;
+            self
+        }
+
+        #[doc = concat!("Renews each ", $what, " at a third of its TTL for as long as its guard lives.")]
+        pub fn watchdog(mut self) -> Self {
+            self.asking.watchdog = true;
+            self
+        }
+    };
+}
+
+pub(crate) use asking_setters;
+
+/// One request to the store, as [`acquire`]'s `ask` sends it.
+pub(crate) struct Ask<'a> {
+    pub keys: &'a GrantKeys,
+    pub owner: &'a str,
+    pub holder: &'a str,
+    pub ttl_ms: u64,
     pub retention_ms: u64,
+    /// The wait left.
+    pub waiting: Duration,
+}
+
+/// What one request found.
+pub(crate) enum Answer {
+    /// Granted; `room_left`: another waiter could be granted too.
+    Granted { fence: u64, room_left: bool },
+    /// Refused; `first_end` is when the first grant in the way ends.
+    Busy { first_end: Option<Duration> },
+}
+
+/// Asks for a grant of `name` until it is given or the wait ends, and
+/// takes it over: the flow semaphores and read-write locks share. `ask`
+/// sends one (owner-checked, so resendable) request; `gave_up` runs when
+/// the wait ended, or failed, without a grant. A read-write lock is refused
+/// at once to a thread that holds it already. Waiters of one client line up
+/// in arrival order with `in_order`, else all wake at each release.
+pub(crate) fn acquire(
+    client: &Client,
+    kind: HoldKind,
+    name: (&'static str, &str),
+    asking: Asking,
+    in_order: bool,
+    ask: impl Fn(&Ask<'_>) -> Result<Answer>,
+    gave_up: impl FnOnce(&Ask<'_>),
+) -> Result<Option<Hold>> {
+    let inner = client.inner();
+    let settings = &inner.settings;
+    let ttl_ms = check_request(settings, name, asking.ttl, asking.wait, asking.watchdog)?;
+    let name = name.1;
+    if kind == HoldKind::ReadWrite && inner.held_rw.contains(name, thread::current().id()) {
+        return Err(Error::WouldDeadlock {
+            name: name.to_owned(),
+        });
+    }
+    let keys = match kind {
+        HoldKind::Permits => inner.keyspace.semaphore(name),
+        HoldKind::ReadWrite => inner.keyspace.rw_lock(name),
+    };
+    let owner = Uuid::new_v4().simple().to_string();
+    let holder = inner.holder_description();
+    let request = |waiting| Ask {
+        keys: &keys,
+        owner: &owner,
+        holder: &holder,
+        ttl_ms,
+        retention_ms: millis(settings.fence_retention),
+        waiting,
+    };
+    let store = inner.store.as_ref();
+    let asked = Instant::now();
+    let queue = if in_order { Queue::Fifo } else { Queue::All };
+    let granted = retry_until(
+        store,
+        &keys.key,
+        asked + asking.wait,
+        settings.poll_interval,
+        queue,
+        |waiting| {
+            let sent = Instant::now();
+            let generation = store.server_generation();
+            // Resending is safe: a grant to this owner token is answered again.
+            Ok(match resend_if_dropped(|| ask(&request(waiting)))? {
+                Answer::Granted { fence, room_left } => {
+                    Attempt::Done((fence, room_left, sent, generation))
+                }
+                Answer::Busy { first_end } => Attempt::Busy {
+                    remaining: first_end,
+                },
+            })
+        },
+    );
+    let (fence, room_left, sent, generation) = match granted {
+        Ok(Some(granted)) => granted,
+        other => {
+            gave_up(&request(Duration::ZERO));
+            other?;
+            tracing::debug!(name, ?kind, "tollgate: not granted");
+            crate::metrics::lock_not_granted();
+            return Ok(None);
+        }
+    };
+    if room_left {
+        // The next waiter here need not wait for a release.
+        store.board().wake_next(&keys.key);
+    }
+    tracing::debug!(name, ?kind, fence, "tollgate: granted");
+    crate::metrics::lock_granted(sent.saturating_duration_since(asked));
+    let retention_ms = millis(settings.fence_retention);
+    let granted = Granted {
+        kind,
+        name: name.to_owned(),
+        keys,
+        owner,
+        fence,
+        sent,
+        generation,
+        ttl: Duration::from_millis(ttl_ms),
+        retention_ms,
+    };
+    Hold::start(client, granted, asking.watchdog).map(Some)
+}
+
+/// What a grant was, as the acquiring call saw it.
+struct Granted {
+    kind: HoldKind,
+    name: String,
+    keys: GrantKeys,
+    owner: String,
+    fence: u64,
+    /// When the granting request was sent (monotonic clock).
+    sent: Instant,
+    /// The store's server generation then.
+    generation: u64,
+    /// The TTL the store got.
+    ttl: Duration,
+    retention_ms: u64,
 }
 
 /// A grant held by this process; dropping it ends the grant.
@@ -97,7 +255,7 @@ impl Hold {
     /// until it is released (on failure the grant is released). A
     /// read-write lock's grant is recorded as held by the calling thread
     /// until it ends.
-    pub fn start(client: &Client, granted: Granted, watchdog: bool) -> Result<Hold> {
+    fn start(client: &Client, granted: Granted, watchdog: bool) -> Result<Hold> {
         let thread = (granted.kind == HoldKind::ReadWrite).then(|| {
             let thread = thread::current().id();
             client.inner().held_rw.insert(&granted.name, thread);

@@ -35,18 +35,11 @@
 //!   several readers may go in at once), by the first hold's TTL that a
 //!   refusal reports, or by the fallback poll.
 
-use std::thread;
-use std::time::{Duration, Instant};
-
-use uuid::Uuid;
-
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::hold::{Granted, Hold, HoldKind};
+use crate::hold::{self, Answer, Asking, Hold, HoldKind};
 use crate::limits::millis;
-use crate::lock::{DEFAULT_LOCK_TTL, check_request, resend_if_dropped};
 use crate::store::{Acquired, RwRequest};
-use crate::wait::{Attempt, Queue, retry_until};
 
 /// A read-write lock's name and how holds are asked for; made by
 /// [`Client::rw_lock`]. Cheap to clone and reusable.
@@ -55,9 +48,7 @@ use crate::wait::{Attempt, Queue, retry_until};
 pub struct RwLock {
     client: Client,
     name: String,
-    ttl: Duration,
-    wait: Duration,
-    watchdog: bool,
+    asking: Asking,
 }
 
 impl Client {
@@ -68,9 +59,7 @@ impl Client {
         RwLock {
             client: self.clone(),
             name: name.into(),
-            ttl: DEFAULT_LOCK_TTL,
-            wait: Duration::ZERO,
-            watchdog: false,
+            asking: Asking::DEFAULT,
         }
     }
 }
@@ -81,25 +70,7 @@ impl RwLock {
         &self.name
     }
 
-    /// How long a hold lasts unless extended or renewed (store clock).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long `read` and `write` may wait (monotonic clock); zero, the
-    /// default, asks once.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Renews each hold at a third of its TTL for as long as its guard
-    /// lives.
-    pub fn watchdog(mut self) -> Self {
-        self.watchdog = true;
-        self
-    }
+    crate::hold::asking_setters!("hold", "`read` and `write`");
 
     /// A read hold, waiting up to the wait: [`Error::Timeout`] when a
     /// writer held or wanted the lock all along.
@@ -126,7 +97,7 @@ impl RwLock {
     fn timeout(&self) -> Error {
         Error::Timeout {
             name: self.name.clone(),
-            waited: self.wait,
+            waited: self.asking.wait,
         }
     }
 
@@ -140,81 +111,45 @@ impl RwLock {
     }
 
     fn take_traced(&self, write: bool) -> Result<Option<Hold>> {
-        let inner = self.client.inner();
-        let settings = &inner.settings;
-        let name = ("read-write lock name", self.name.as_str());
-        let ttl_ms = check_request(settings, name, self.ttl, self.wait, self.watchdog)?;
-        let thread = thread::current().id();
-        if inner.held_rw.contains(&self.name, thread) {
-            return Err(Error::WouldDeadlock {
-                name: self.name.clone(),
-            });
-        }
-        let keys = inner.keyspace.rw_lock(&self.name);
-        let owner = Uuid::new_v4().simple().to_string();
-        let holder = inner.holder_description();
-        let retention_ms = millis(settings.fence_retention);
-        let store = inner.store.as_ref();
-        let asked = Instant::now();
-        let deadline = asked + self.wait;
-        let granted = retry_until(
-            store,
-            &keys.key,
-            deadline,
-            settings.poll_interval,
-            Queue::All,
-            |waiting| {
+        let store = self.client.inner().store.as_ref();
+        hold::acquire(
+            &self.client,
+            HoldKind::ReadWrite,
+            ("read-write lock name", &self.name),
+            self.asking,
+            false,
+            |ask| {
                 let request = RwRequest {
-                    keys: &keys,
+                    keys: ask.keys,
                     write,
-                    owner: &owner,
-                    ttl_ms,
-                    holder: &holder,
-                    fence_retention_ms: retention_ms,
+                    owner: ask.owner,
+                    ttl_ms: ask.ttl_ms,
+                    holder: ask.holder,
+                    fence_retention_ms: ask.retention_ms,
                     // A writer that will wait keeps new readers out for as
                     // long as it may wait (set again at each attempt, and
                     // withdrawn when it gives up): a wish shorter than the
                     // sleeps between attempts could lapse in between.
-                    wish_ms: millis(waiting),
+                    wish_ms: millis(ask.waiting),
                 };
-                let sent = Instant::now();
-                let generation = store.server_generation();
-                // Resending is safe: a grant to this owner token is answered again.
-                Ok(match resend_if_dropped(|| store.rw_acquire(&request))? {
-                    Acquired::Granted { fence } => Attempt::Done((fence, sent, generation)),
-                    Acquired::Held { remaining } => Attempt::Busy { remaining },
+                Ok(match store.rw_acquire(&request)? {
+                    Acquired::Granted { fence } => Answer::Granted {
+                        fence,
+                        room_left: false,
+                    },
+                    Acquired::Held { remaining } => Answer::Busy {
+                        first_end: remaining,
+                    },
                 })
             },
-        );
-        let granted = match granted {
-            Ok(Some(granted)) => granted,
-            other => {
-                if write && !self.wait.is_zero() {
-                    // Gave up (or failed): withdraw the wish to write, so
-                    // readers need not wait for it to end.
-                    let _ = store.rw_release(&keys, &owner, retention_ms);
+            |ask| {
+                if write && !self.asking.wait.is_zero() {
+                    // Withdraw the wish to write, so readers need not wait
+                    // for it to end.
+                    let _ = store.rw_release(ask.keys, ask.owner, ask.retention_ms);
                 }
-                other?;
-                tracing::debug!(rw_lock = %self.name, write, "tollgate: read-write lock not granted");
-                crate::metrics::lock_not_granted();
-                return Ok(None);
-            }
-        };
-        let (fence, sent, generation) = granted;
-        tracing::debug!(rw_lock = %self.name, write, fence, "tollgate: read-write lock granted");
-        crate::metrics::lock_granted(sent.saturating_duration_since(asked));
-        let granted = Granted {
-            kind: HoldKind::ReadWrite,
-            name: self.name.clone(),
-            keys,
-            owner,
-            fence,
-            sent,
-            generation,
-            ttl: Duration::from_millis(ttl_ms),
-            retention_ms,
-        };
-        Hold::start(&self.client, granted, self.watchdog).map(Some)
+            },
+        )
     }
 }
 

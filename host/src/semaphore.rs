@@ -49,17 +49,13 @@
 //! Clients that disagree on the number each apply their own: use one
 //! number per name.
 
-use std::time::{Duration, Instant};
-
-use uuid::Uuid;
+use std::time::Duration;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::hold::{Granted, Hold, HoldKind};
-use crate::limits::{check_name, millis};
-use crate::lock::{DEFAULT_LOCK_TTL, check_request, resend_if_dropped};
+use crate::hold::{self, Answer, Asking, Hold, HoldKind};
+use crate::limits::check_name;
 use crate::store::{PermitAcquired, PermitRequest};
-use crate::wait::{Attempt, Queue, retry_until};
 
 /// A semaphore's name, its number of permits, and how grants are asked for;
 /// made by [`Client::semaphore`]. Cheap to clone and reusable: each
@@ -70,9 +66,7 @@ pub struct Semaphore {
     client: Client,
     name: String,
     permits: u32,
-    ttl: Duration,
-    wait: Duration,
-    watchdog: bool,
+    asking: Asking,
 }
 
 impl Client {
@@ -86,9 +80,7 @@ impl Client {
             client: self.clone(),
             name: name.into(),
             permits,
-            ttl: DEFAULT_LOCK_TTL,
-            wait: Duration::ZERO,
-            watchdog: false,
+            asking: Asking::DEFAULT,
         }
     }
 }
@@ -118,25 +110,7 @@ impl Semaphore {
         self.permits
     }
 
-    /// How long a grant lasts unless extended or renewed (store clock).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long `acquire` may wait for permits (monotonic clock); zero, the
-    /// default, asks once.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Renews each grant at a third of its TTL for as long as its
-    /// [`Permit`] lives.
-    pub fn watchdog(mut self) -> Self {
-        self.watchdog = true;
-        self
-    }
+    crate::hold::asking_setters!("grant", "`acquire`");
 
     /// One permit, waiting up to the wait: [`Error::Timeout`] when none
     /// was free in time.
@@ -154,7 +128,7 @@ impl Semaphore {
     pub fn acquire_many(&self, count: u32) -> Result<Permit> {
         self.try_acquire_many(count)?.ok_or_else(|| Error::Timeout {
             name: self.name.clone(),
-            waited: self.wait,
+            waited: self.asking.wait,
         })
     }
 
@@ -167,11 +141,8 @@ impl Semaphore {
     }
 
     fn take(&self, count: u32) -> Result<Option<Permit>> {
-        let inner = self.client.inner();
-        let settings = &inner.settings;
-        let name = ("semaphore name", self.name.as_str());
-        let ttl_ms = check_request(settings, name, self.ttl, self.wait, self.watchdog)?;
         if count == 0 || count > self.permits {
+            check_name("semaphore name", &self.name)?;
             return Err(Error::invalid(
                 "permits asked",
                 format!(
@@ -180,67 +151,34 @@ impl Semaphore {
                 ),
             ));
         }
-        let keys = inner.keyspace.semaphore(&self.name);
-        let owner = Uuid::new_v4().simple().to_string();
-        let holder = inner.holder_description();
-        let retention_ms = millis(settings.fence_retention);
-        let store = inner.store.as_ref();
-        let asked = Instant::now();
-        let request = PermitRequest {
-            keys: &keys,
-            owner: &owner,
-            count,
-            permits: self.permits,
-            ttl_ms,
-            holder: &holder,
-            fence_retention_ms: retention_ms,
-        };
-        let granted = retry_until(
-            store,
-            &keys.key,
-            asked + self.wait,
-            settings.poll_interval,
-            Queue::Fifo,
-            |_waiting| {
-                let sent = Instant::now();
-                let generation = store.server_generation();
-                // Resending is safe: a grant to this owner token is answered again.
-                Ok(
-                    match resend_if_dropped(|| store.semaphore_acquire(&request))? {
-                        PermitAcquired::Granted { fence, free } => {
-                            Attempt::Done((fence, free, sent, generation))
-                        }
-                        PermitAcquired::Busy { first_end } => Attempt::Busy {
-                            remaining: first_end,
-                        },
+        let store = self.client.inner().store.as_ref();
+        let held = hold::acquire(
+            &self.client,
+            HoldKind::Permits,
+            ("semaphore name", &self.name),
+            self.asking,
+            true,
+            |ask| {
+                let request = PermitRequest {
+                    keys: ask.keys,
+                    owner: ask.owner,
+                    count,
+                    permits: self.permits,
+                    ttl_ms: ask.ttl_ms,
+                    holder: ask.holder,
+                    fence_retention_ms: ask.retention_ms,
+                };
+                Ok(match store.semaphore_acquire(&request)? {
+                    PermitAcquired::Granted { fence, free } => Answer::Granted {
+                        fence,
+                        room_left: free > 0,
                     },
-                )
+                    PermitAcquired::Busy { first_end } => Answer::Busy { first_end },
+                })
             },
+            |_| {},
         )?;
-        let Some((fence, free, sent, generation)) = granted else {
-            tracing::debug!(semaphore = %self.name, count, "tollgate: permits not granted");
-            crate::metrics::lock_not_granted();
-            return Ok(None);
-        };
-        if free > 0 {
-            // Room for more: the next waiter here need not wait for a release.
-            store.board().wake_next(&keys.key);
-        }
-        tracing::debug!(semaphore = %self.name, count, fence, "tollgate: permits granted");
-        crate::metrics::lock_granted(sent.saturating_duration_since(asked));
-        let granted = Granted {
-            kind: HoldKind::Permits,
-            name: self.name.clone(),
-            keys,
-            owner,
-            fence,
-            sent,
-            generation,
-            ttl: Duration::from_millis(ttl_ms),
-            retention_ms,
-        };
-        let hold = Hold::start(&self.client, granted, self.watchdog)?;
-        Ok(Some(Permit { held: hold, count }))
+        Ok(held.map(|held| Permit { held, count }))
     }
 
     /// The grants out now, for operators and tests.
