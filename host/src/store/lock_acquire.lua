@@ -12,24 +12,17 @@ if bad then
 end
 local now_us, now = server_time()
 local ttl = tonumber(ARGV[2])
-local keep = ttl + tonumber(ARGV[4])
+local kept = ttl + tonumber(ARGV[4])
 if expires and expires > now then
   if owner ~= ARGV[1] then
     return {0, expires - now}
   end
   -- A resend: write again (the same TTL), so that a WAIT after it on this
   -- connection covers the grant.
-  redis.call('SET', KEYS[1], granted_value(fence, now + ttl, owner, holder), 'PX', keep)
+  redis.call('SET', KEYS[1], granted_value(fence, now + ttl, owner, holder), 'PX', kept)
   return {1, fence}
 end
 
--- The token is max(previous + 1, server time in microseconds): strictly
--- increasing while the record lives, and still larger than every earlier
--- token after it expired, unless the server clock went back by more than
--- the retention.
-local token = now_us
-if fence and fence >= token then
-  token = fence + 1
-end
-redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'PX', keep)
+local token = next_token(fence, now_us)
+redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'PX', kept)
 return {1, token}

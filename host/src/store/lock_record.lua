@@ -1,4 +1,5 @@
--- Shared by the lock scripts (sent before each): how a lock is stored.
+-- Shared by the lock scripts (sent before each, after grant_common.lua):
+-- how a lock is stored.
 --
 -- A lock is one string key:
 --   '<fence> <expires> <owner> <holder>'  while granted,
@@ -40,14 +41,6 @@ end
 
 local function wrong_type(reason)
   return redis.error_reply('WRONGTYPE lock key holds ' .. reason)
-end
-
--- The server's time: microseconds and milliseconds since 1970 (below 2^53,
--- exact in Lua numbers).
-local function server_time()
-  local now = redis.call('TIME')
-  local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  return us, math.floor(us / 1000)
 end
 
 local function granted_value(fence, expires, owner, holder)

@@ -26,10 +26,7 @@ end
 local listening = redis.call('PUBSUB', 'SHARDNUMSUB', KEYS[2])[2]
 if listening <= 1 then
   local now_us, now = server_time()
-  local token = now_us
-  if fence >= token then
-    token = fence + 1
-  end
+  local token = next_token(fence, now_us)
   local ttl = tonumber(ARGV[4])
   redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[3], ARGV[5]), 'PX', ttl + tonumber(ARGV[6]))
   return {2, token}

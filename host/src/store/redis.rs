@@ -94,19 +94,28 @@ impl Scripts {
     }
 }
 
+/// A script of a lock, semaphore or read-write lock: the shared helpers
+/// (clock, tokens, lifetimes), the object's own, then `body`.
+fn grant_script(helpers: &str, body: &str) -> Script {
+    Script::new(&format!(
+        "{}\n{helpers}\n{body}",
+        include_str!("grant_common.lua")
+    ))
+}
+
 /// A lock script, after the helpers that read and write the lock's record.
 fn lock_script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("lock_record.lua")))
+    grant_script(include_str!("lock_record.lua"), body)
 }
 
 /// A semaphore script, after the helpers that read and write its hash.
 fn semaphore_script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("semaphore_record.lua")))
+    grant_script(include_str!("semaphore_record.lua"), body)
 }
 
 /// A read-write lock script, after the helpers that read its hash.
 fn rw_script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("rw_record.lua")))
+    grant_script(include_str!("rw_record.lua"), body)
 }
 
 impl RedisStore {

@@ -49,10 +49,7 @@ if not free then
   end
   return {0, first_end(state, now, mode == 'r')}
 end
-local token = now_us
-if state.fence and state.fence >= token then
-  token = state.fence + 1
-end
+local token = next_token(state.fence, now_us)
 local expires = now + ttl
 redis.call('HSET', KEYS[1], 'fence', string.format('%.0f', token),
   field, grant_value(expires, token, ARGV[4]))

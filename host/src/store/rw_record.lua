@@ -1,5 +1,5 @@
--- Shared by the read-write lock scripts (sent before each): how a
--- read-write lock is stored.
+-- Shared by the read-write lock scripts (sent before each, after
+-- grant_common.lua): how a read-write lock is stored.
 --
 -- A read-write lock is one hash key:
 --   fence         the last fencing token issued for the name
@@ -14,13 +14,6 @@
 
 local function wrong_type(reason)
   return redis.error_reply('WRONGTYPE read-write lock key holds ' .. reason)
-end
-
--- The server's time: microseconds and milliseconds since 1970.
-local function server_time()
-  local now = redis.call('TIME')
-  local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  return us, math.floor(us / 1000)
 end
 
 local function grant_value(expires, fence, holder)
@@ -85,11 +78,6 @@ local function read_rw(key, now)
     return nil, wrong_type('no fencing token')
   end
   return state
-end
-
--- Keeps the key until `latest` (ms) plus the retention.
-local function keep(key, latest, now, retention)
-  redis.call('PEXPIRE', key, math.max(latest - now, 0) + retention)
 end
 
 -- The ms until the first of the grants in the way ends (-1: none); for a

@@ -31,11 +31,7 @@ if used + count > permits then
   end
   return {0, first, math.max(permits - used, 0)}
 end
--- The token is max(previous + 1, server time in microseconds), as for locks.
-local token = now_us
-if fence and fence >= token then
-  token = fence + 1
-end
+local token = next_token(fence, now_us)
 local expires = now + ttl
 redis.call('HSET', KEYS[1], 'fence', string.format('%.0f', token),
   'p:' .. ARGV[1], grant_value(expires, count, token, ARGV[5]))

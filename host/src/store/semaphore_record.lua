@@ -1,5 +1,5 @@
--- Shared by the semaphore scripts (sent before each): how a semaphore is
--- stored.
+-- Shared by the semaphore scripts (sent before each, after
+-- grant_common.lua): how a semaphore is stored.
 --
 -- A semaphore is one hash key:
 --   fence        the last fencing token issued for the name
@@ -12,14 +12,6 @@
 
 local function wrong_type(reason)
   return redis.error_reply('WRONGTYPE semaphore key holds ' .. reason)
-end
-
--- The server's time: microseconds and milliseconds since 1970 (below 2^53,
--- exact in Lua numbers).
-local function server_time()
-  local now = redis.call('TIME')
-  local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  return us, math.floor(us / 1000)
 end
 
 local function grant_value(expires, count, fence, holder)
@@ -71,7 +63,3 @@ local function read_grants(key, now)
   return grants, used, fence, latest
 end
 
--- Keeps the key until `latest` (ms) plus the retention.
-local function keep(key, latest, now, retention)
-  redis.call('PEXPIRE', key, math.max(latest - now, 0) + retention)
-end

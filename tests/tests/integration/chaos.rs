@@ -341,11 +341,7 @@ fn lost_replies_to_acquire_claim_and_incr_once_are_resent_and_count_once() {
     let server = RedisServer::start();
     let proxy = FaultProxy::start(server.port());
     let client = quick_client(&proxy.url());
-    let acquire = script_sha(&[
-        include_str!("../../../host/src/store/lock_record.lua"),
-        "\n",
-        include_str!("../../../host/src/store/lock_acquire.lua"),
-    ]);
+    let acquire = crate::lock_script_sha(include_str!("../../../host/src/store/lock_acquire.lua"));
     let claim = script_sha(&[
         include_str!("../../../host/src/store/waiters.lua"),
         include_str!("../../../host/src/store/claim_begin.lua"),

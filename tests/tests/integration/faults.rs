@@ -19,11 +19,7 @@ fn script_sha(source: &str) -> String {
 }
 
 fn release_sha() -> String {
-    script_sha(&format!(
-        "{}\n{}",
-        include_str!("../../../host/src/store/lock_record.lua"),
-        include_str!("../../../host/src/store/lock_release.lua")
-    ))
+    crate::lock_script_sha(include_str!("../../../host/src/store/lock_release.lua"))
 }
 
 fn claim_finish_sha() -> String {

@@ -248,6 +248,17 @@ impl PausedHolder {
     }
 }
 
+/// The SHA1 by which tollgate calls the lock script `body`: sent after the
+/// helpers every grant script shares and the lock's own.
+fn lock_script_sha(body: &str) -> String {
+    let source = format!(
+        "{}\n{}\n{body}",
+        include_str!("../../../host/src/store/grant_common.lua"),
+        include_str!("../../../host/src/store/lock_record.lua"),
+    );
+    redis::Script::new(&source).get_hash().to_owned()
+}
+
 /// How many times the server ran `command` without an error since its
 /// stats were last reset (`CONFIG RESETSTAT`), counting commands run inside
 /// scripts; an `EVALSHA` answered `NOSCRIPT` (a script's first use) does
