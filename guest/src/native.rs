@@ -5,7 +5,8 @@
 
 use std::cell::RefCell;
 
-use tollgate::sandbox::{GuestError, HeldClaim, HeldLock, Session};
+use tollgate::LockGuard;
+use tollgate::sandbox::{Grant, GuestError, Held, HeldClaim, RwGrant, Session};
 
 use crate::bindings::tollgate::coord::types::Error as WitError;
 use crate::testing::Sandbox;
@@ -64,6 +65,26 @@ fn wit_error(error: GuestError) -> WitError {
 
 type Answer<T> = Result<T, WitError>;
 
+/// A lock, permits or a read-write hold a guest holds, as the generated
+/// resource types present them; dropping it releases the grant.
+#[derive(Debug)]
+pub(crate) struct Handle<G: Grant>(Held<G>);
+
+impl<G: Grant> Handle<G> {
+    pub(crate) fn fencing_token(&self) -> u64 {
+        self.0.fencing_token()
+    }
+    pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
+        self.0.extend(ttl_ms).map_err(wit_error)
+    }
+    pub(crate) fn is_held(&self) -> Answer<bool> {
+        self.0.is_held().map_err(wit_error)
+    }
+    pub(crate) fn release(handle: Self) -> Answer<()> {
+        handle.0.release().map_err(wit_error)
+    }
+}
+
 pub(crate) mod lock {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::lock::LockOptions;
@@ -78,38 +99,25 @@ pub(crate) mod lock {
     }
 
     /// A held lock; dropping it releases the lock.
-    #[derive(Debug)]
-    pub(crate) struct Guard(HeldLock);
+    pub(crate) type Guard = Handle<LockGuard>;
 
     impl Guard {
-        pub(crate) fn fencing_token(&self) -> u64 {
-            self.0.fencing_token()
-        }
-        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
-            self.0.extend(ttl_ms).map_err(wit_error)
-        }
-        pub(crate) fn is_held(&self) -> Answer<bool> {
-            self.0.is_held().map_err(wit_error)
-        }
         pub(crate) fn remaining_ttl_ms(&self) -> Answer<Option<u64>> {
             self.0.remaining_ttl_ms().map_err(wit_error)
-        }
-        pub(crate) fn release(g: Guard) -> Answer<()> {
-            g.0.release().map_err(wit_error)
         }
     }
 
     pub(crate) fn acquire(name: &str, options: LockOptions) -> Answer<Guard> {
         session()
             .acquire(name, request(options))
-            .map(Guard)
+            .map(Handle)
             .map_err(wit_error)
     }
 
     pub(crate) fn try_acquire(name: &str, options: LockOptions) -> Answer<Option<Guard>> {
         session()
             .try_acquire(name, request(options))
-            .map(|held| held.map(Guard))
+            .map(|held| held.map(Handle))
             .map_err(wit_error)
     }
 }
@@ -212,7 +220,7 @@ pub(crate) mod counter {
 pub(crate) mod semaphore {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::semaphore::PermitOptions;
-    use tollgate::sandbox::{HeldPermit, PermitRequest};
+    use tollgate::sandbox::PermitRequest;
 
     fn request(options: PermitOptions) -> PermitRequest {
         PermitRequest {
@@ -225,38 +233,25 @@ pub(crate) mod semaphore {
     }
 
     /// Held permits; dropping them releases them.
-    #[derive(Debug)]
-    pub(crate) struct Permit(HeldPermit);
+    pub(crate) type Permit = Handle<tollgate::Permit>;
 
     impl Permit {
         pub(crate) fn count(&self) -> u32 {
             self.0.count()
-        }
-        pub(crate) fn fencing_token(&self) -> u64 {
-            self.0.fencing_token()
-        }
-        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
-            self.0.extend(ttl_ms).map_err(wit_error)
-        }
-        pub(crate) fn is_held(&self) -> Answer<bool> {
-            self.0.is_held().map_err(wit_error)
-        }
-        pub(crate) fn release(p: Permit) -> Answer<()> {
-            p.0.release().map_err(wit_error)
         }
     }
 
     pub(crate) fn acquire(name: &str, options: PermitOptions) -> Answer<Permit> {
         session()
             .acquire_permit(name, request(options))
-            .map(Permit)
+            .map(Handle)
             .map_err(wit_error)
     }
 
     pub(crate) fn try_acquire(name: &str, options: PermitOptions) -> Answer<Option<Permit>> {
         session()
             .try_acquire_permit(name, request(options))
-            .map(|held| held.map(Permit))
+            .map(|held| held.map(Handle))
             .map_err(wit_error)
     }
 
@@ -270,7 +265,7 @@ pub(crate) mod semaphore {
 pub(crate) mod rw_lock {
     use super::*;
     pub(crate) use crate::bindings::tollgate::coord::rw_lock::RwOptions;
-    use tollgate::sandbox::{HeldRw, LockRequest};
+    use tollgate::sandbox::LockRequest;
 
     fn request(options: RwOptions) -> LockRequest {
         LockRequest {
@@ -281,31 +276,18 @@ pub(crate) mod rw_lock {
     }
 
     /// A read or write hold; dropping it releases it.
-    #[derive(Debug)]
-    pub(crate) struct Hold(HeldRw);
+    pub(crate) type Hold = Handle<RwGrant>;
 
     impl Hold {
         pub(crate) fn is_write(&self) -> bool {
             self.0.is_write()
-        }
-        pub(crate) fn fencing_token(&self) -> u64 {
-            self.0.fencing_token()
-        }
-        pub(crate) fn extend(&self, ttl_ms: u64) -> Answer<()> {
-            self.0.extend(ttl_ms).map_err(wit_error)
-        }
-        pub(crate) fn is_held(&self) -> Answer<bool> {
-            self.0.is_held().map_err(wit_error)
-        }
-        pub(crate) fn release(h: Hold) -> Answer<()> {
-            h.0.release().map_err(wit_error)
         }
     }
 
     fn take(name: &str, write: bool, options: RwOptions) -> Answer<Option<Hold>> {
         session()
             .try_rw(name, write, request(options))
-            .map(|held| held.map(Hold))
+            .map(|held| held.map(Handle))
             .map_err(wit_error)
     }
 
