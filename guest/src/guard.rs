@@ -53,3 +53,30 @@ macro_rules! lease_guard_api {
 }
 
 pub(crate) use lease_guard_api;
+
+/// The `ttl`, `wait` and `watchdog` setters of a builder with fields `ttl`,
+/// `wait` (durations) and `watchdog`; `$what` names what is granted,
+/// `$asks` the calls that wait.
+macro_rules! lease_builder_setters {
+    ($what:literal, $asks:literal) => {
+        #[doc = concat!("How long the ", $what, " lives unless extended or renewed (rounded up to whole milliseconds). Zero, the default, asks for the host's default (30 s).")]
+        pub fn ttl(mut self, ttl: core::time::Duration) -> Self {
+            self.ttl = ttl;
+            self
+        }
+
+        #[doc = concat!("How long ", $asks, " may block. Zero, the default, asks once. The host also ends the wait at the invocation's deadline.")]
+        pub fn wait(mut self, wait: core::time::Duration) -> Self {
+            self.wait = wait;
+            self
+        }
+
+        #[doc = concat!("Has the host renew the ", $what, " at a third of its TTL for as long as its guard lives (as `watchdog` does in the host library).")]
+        pub fn watchdog(mut self) -> Self {
+            self.watchdog = true;
+            self
+        }
+    };
+}
+
+pub(crate) use lease_builder_setters;

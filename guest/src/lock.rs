@@ -30,7 +30,7 @@ pub fn lock(name: impl Into<String>) -> LockBuilder {
         name: name.into(),
         ttl: Duration::ZERO,
         wait: Duration::ZERO,
-        renew: false,
+        watchdog: false,
     }
 }
 
@@ -42,32 +42,11 @@ pub struct LockBuilder {
     name: String,
     ttl: Duration,
     wait: Duration,
-    renew: bool,
+    watchdog: bool,
 }
 
 impl LockBuilder {
-    /// How long the lock lives unless extended or renewed (rounded up to
-    /// whole milliseconds). Zero, the default, asks for the host's default
-    /// (30 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long [`acquire`](Self::acquire) may block while another owner
-    /// holds the lock. Zero, the default, tries once. The host also ends the
-    /// wait at the invocation's deadline.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Has the host renew the lock at a third of its TTL for as long as the
-    /// guard lives (as `LockBuilder::watchdog` does in the host library).
-    pub fn watchdog(mut self) -> Self {
-        self.renew = true;
-        self
-    }
+    crate::guard::lease_builder_setters!("lock", "[`acquire`](Self::acquire)");
 
     /// The former name of [`watchdog`](Self::watchdog).
     #[deprecated(since = "0.2.0", note = "renamed `watchdog`, as in the host library")]
@@ -84,7 +63,7 @@ impl LockBuilder {
         wit::LockOptions {
             ttl_ms: millis(self.ttl),
             wait_ms: millis(self.wait),
-            renew: self.renew,
+            renew: self.watchdog,
         }
     }
 

@@ -47,27 +47,7 @@ pub struct RwLockBuilder {
 }
 
 impl RwLockBuilder {
-    /// How long a hold lives unless extended or renewed (rounded up to
-    /// whole milliseconds). Zero, the default, asks for the host's default
-    /// (30 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long `read` and `write` may block. Zero, the default, asks
-    /// once. The host also ends the wait at the invocation's deadline.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Has the host renew the hold at a third of its TTL for as long as the
-    /// guard lives.
-    pub fn watchdog(mut self) -> Self {
-        self.watchdog = true;
-        self
-    }
+    crate::guard::lease_builder_setters!("hold", "`read` and `write`");
 
     /// The lock's name.
     pub fn name(&self) -> &str {

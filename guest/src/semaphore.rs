@@ -48,27 +48,7 @@ pub struct SemaphoreBuilder {
 }
 
 impl SemaphoreBuilder {
-    /// How long a grant lives unless extended or renewed (rounded up to
-    /// whole milliseconds). Zero, the default, asks for the host's default
-    /// (30 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long [`acquire`](Self::acquire) may block. Zero, the default,
-    /// asks once. The host also ends the wait at the invocation's deadline.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Has the host renew the grant at a third of its TTL for as long as
-    /// the permit lives.
-    pub fn watchdog(mut self) -> Self {
-        self.watchdog = true;
-        self
-    }
+    crate::guard::lease_builder_setters!("grant", "[`acquire`](Self::acquire)");
 
     /// The semaphore's name.
     pub fn name(&self) -> &str {
