@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use redis::{RedisResult, Value};
 
-use super::connect::{Connector, Purpose};
+use super::connect::Connector;
 use super::pool::{Pool, PoolConfig};
 use super::slot::slot_of;
 use super::subscriber::ConnectFn;
+use super::wire::Connection;
 use crate::error::{Error, Result};
 
 /// Most redirects or `TRYAGAIN`s followed for one request.
@@ -84,7 +85,7 @@ impl ClusterRouter {
     pub fn run<T>(
         &self,
         key: &str,
-        request: impl Fn(&mut redis::Connection) -> RedisResult<T>,
+        request: impl Fn(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let slot = slot_of(key.as_bytes());
         let mut target = self.master_of(slot)?;
@@ -166,7 +167,7 @@ impl ClusterRouter {
             Error::UnexpectedReply(format!("cluster node address {address:?} has no port"))
         })?;
         let connector = self.seed.for_node(host, port)?;
-        let connect: ConnectFn = Box::new(move || connector.connect(Purpose::Notifications, None));
+        let connect: ConnectFn = Box::new(move || connector.connect_listener());
         Ok((address, connect))
     }
 

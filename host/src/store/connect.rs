@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::{ErrorKind, RedisError};
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 use super::pool::PoolConfig;
+use super::wire::Connection;
 use crate::error::{Error, Result};
 
 /// The only `maxmemory-policy` under which Redis never drops a key by itself.
@@ -63,7 +64,7 @@ struct Seen {
 /// Whether a connection will carry tollgate's reads and writes (and must
 /// meet the server checks) or only listen for notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
+enum Purpose {
     Commands,
     Notifications,
 }
@@ -158,16 +159,43 @@ impl Connector {
         *self.on_server_changed.lock() = Some(callback);
     }
 
-    /// Opens a connection whose every read and write is bounded by the
-    /// response timeout, and runs the handshake on it; all of it within
-    /// `budget` too, when one is given (a caller's deadline).
-    pub fn connect(&self, purpose: Purpose, budget: Option<Duration>) -> Result<redis::Connection> {
+    /// Opens a connection for tollgate's commands: every read and write is
+    /// bounded by the response timeout, and the handshake (with the server
+    /// checks) has run; all of it within `budget` too, when one is given (a
+    /// caller's deadline).
+    pub fn connect(&self, budget: Option<Duration>) -> Result<Connection> {
+        self.establish(
+            Purpose::Commands,
+            budget,
+            |timeout| Connection::open(&self.bare, &self.client, timeout),
+            Connection::set_timeouts,
+        )
+    }
+
+    /// Opens a connection that will only listen for notifications: the
+    /// `redis` crate's, for its pub/sub support.
+    pub fn connect_listener(&self) -> Result<redis::Connection> {
+        self.establish(
+            Purpose::Notifications,
+            None,
+            |timeout| self.client.get_connection_with_timeout(timeout),
+            |conn, timeout| {
+                conn.set_read_timeout(Some(timeout))?;
+                conn.set_write_timeout(Some(timeout))
+            },
+        )
+    }
+
+    fn establish<C: ConnectionLike>(
+        &self,
+        purpose: Purpose,
+        budget: Option<Duration>,
+        open: impl FnOnce(Duration) -> RedisResult<C>,
+        set_timeouts: impl Fn(&C, Duration) -> RedisResult<()>,
+    ) -> Result<C> {
         let connect_timeout = budget.map_or(self.connect_timeout, |b| b.min(self.connect_timeout));
         let started = std::time::Instant::now();
-        let mut conn = self
-            .client
-            .get_connection_with_timeout(connect_timeout)
-            .map_err(|e| self.connect_error(&e))?;
+        let mut conn = open(connect_timeout).map_err(|e| self.connect_error(&e))?;
         let handshake_timeout = match budget {
             Some(budget) => budget
                 .saturating_sub(started.elapsed())
@@ -183,7 +211,7 @@ impl Connector {
         Ok(conn)
     }
 
-    fn handshake(&self, conn: &mut redis::Connection, purpose: Purpose) -> Result<()> {
+    fn handshake(&self, conn: &mut dyn ConnectionLike, purpose: Purpose) -> Result<()> {
         if let Some(password) = &self.password {
             let mut auth = redis::cmd("AUTH");
             if let Some(username) = &self.username {
@@ -322,11 +350,6 @@ impl Connector {
             },
         }
     }
-}
-
-fn set_timeouts(conn: &redis::Connection, timeout: Duration) -> redis::RedisResult<()> {
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))
 }
 
 /// The value of `field` in an `INFO` reply (`field:value` lines).

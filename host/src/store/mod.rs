@@ -15,6 +15,7 @@ mod pool;
 mod redis;
 mod slot;
 mod subscriber;
+mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
 
-use super::connect::{Connector, Purpose};
+use super::connect::Connector;
+use super::wire::Connection;
 use crate::error::{Error, Result};
 
 thread_local! {
@@ -58,7 +59,7 @@ pub(crate) struct PoolConfig {
 
 /// A pooled connection and when it last answered.
 struct PooledConnection {
-    inner: redis::Connection,
+    inner: Connection,
     last_used: Instant,
 }
 
@@ -98,7 +99,7 @@ impl Pool {
     pub fn run<T>(
         &self,
         key: &str,
-        request: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
+        request: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let deadline = CALL_DEADLINE.get();
         let mut conn = self.checkout(time_left(deadline)?)?;
@@ -167,7 +168,7 @@ impl Pool {
             if slots.open < self.config.max_connections {
                 slots.open += 1;
                 drop(slots);
-                return match self.connector.connect(Purpose::Commands, left_now()) {
+                return match self.connector.connect(left_now()) {
                     Ok(inner) => Ok(PooledConnection {
                         inner,
                         last_used: Instant::now(),
@@ -264,9 +265,8 @@ impl Drop for SlotGuard<'_> {
 
 /// Bounds each read and write on `conn` by `timeout`. A failure leaves the
 /// old bound, which is never longer than the response timeout.
-fn bound_request(conn: &redis::Connection, timeout: Duration) {
-    let _ = conn.set_read_timeout(Some(timeout));
-    let _ = conn.set_write_timeout(Some(timeout));
+fn bound_request(conn: &Connection, timeout: Duration) {
+    let _ = conn.set_timeouts(timeout);
 }
 
 /// Maps a `redis` error onto ours; the flag says whether the connection must

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use redis::Script;
 
 use super::cluster::ClusterRouter;
-use super::connect::{Connector, Purpose};
+use super::connect::Connector;
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
+use super::wire::Connection;
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
     LockRecord, LockRequest, NextOwner, PermitAcquired, PermitRecord, PermitRequest, Released,
@@ -128,7 +129,7 @@ impl RedisStore {
     fn grant<T>(
         &self,
         key: &str,
-        script: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        script: impl Fn(&mut Connection) -> redis::RedisResult<T>,
         granted: impl Fn(&T) -> bool,
         give_back: impl FnOnce() -> Result<bool>,
     ) -> Result<T> {
@@ -214,8 +215,7 @@ impl RedisStore {
         let subscriber = Subscriber::new(
             Box::new(move |_channel| {
                 let connector = Arc::clone(&listening);
-                let connect: ConnectFn =
-                    Box::new(move || connector.connect(Purpose::Notifications, None));
+                let connect: ConnectFn = Box::new(move || connector.connect_listener());
                 Ok((String::new(), connect))
             }),
             Box::new(move |_node, channel| poke(&poking, channel)),
@@ -273,7 +273,7 @@ impl RedisStore {
     /// In synced mode, after a write on `conn`: how many replicas confirmed
     /// it (`WAIT`, which counts this connection's writes); `None` when not
     /// synced.
-    fn replicas_confirming(&self, conn: &mut redis::Connection) -> redis::RedisResult<Option<u32>> {
+    fn replicas_confirming(&self, conn: &mut Connection) -> redis::RedisResult<Option<u32>> {
         match self.synced {
             None => Ok(None),
             Some((replicas, timeout_ms)) => redis::cmd("WAIT")
@@ -358,7 +358,7 @@ impl Route {
     fn run<T>(
         &self,
         key: &str,
-        request: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        request: impl Fn(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         match self {
             Route::Single(pool) => pool.run(key, request),

@@ -183,6 +183,52 @@ fn rediss_url_connects_over_tls_and_checks_the_certificate() {
 }
 
 #[test]
+fn unix_socket_url_carries_locks_and_megabyte_records() {
+    let socket = std::env::temp_dir().join(format!(
+        "tollgate-test-{}-{}.sock",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let server = RedisServer::builder()
+        .args(["--unixsocket", &socket.to_string_lossy()])
+        .start();
+    let url = format!("redis+unix://{}", socket.display());
+    let over_socket = Client::open(&url).unwrap();
+    let over_tcp = Client::open(&server.url()).unwrap();
+
+    let guard = over_socket
+        .lock("sock")
+        .acquire()
+        .expect("lock over a Unix socket");
+    assert!(
+        raw_lock(&server, "sock").is_some(),
+        "not visible on the server"
+    );
+    assert!(over_tcp.lock("sock").try_acquire().unwrap().is_none());
+    guard.release().unwrap();
+
+    // Replies far larger than one read buffer, in both directions, on both
+    // transports; each connection serves small replies afterwards.
+    let big: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for (token, (writer, reader)) in [(&over_socket, &over_tcp), (&over_tcp, &over_socket)]
+        .into_iter()
+        .enumerate()
+    {
+        let token = token as u64 + 1;
+        writer.record("big").put(&big, token).unwrap();
+        let entry = reader.record("big").get().unwrap().expect("the record");
+        assert!(entry.value == big, "the value came back changed");
+        assert_eq!(entry.token, token);
+        assert_eq!(reader.counter("after").incr(1).unwrap(), token as i64);
+        assert_eq!(reader.record("big").highest_token().unwrap(), Some(token));
+    }
+    let _ = std::fs::remove_file(&socket);
+}
+
+#[test]
 fn from_env_reads_redis_url_and_says_what_is_missing() {
     let server = RedisServer::start();
     let helper = env!("CARGO_BIN_EXE_tollgate-test-helper");
