@@ -35,7 +35,8 @@
 //! resource must refuse a token lower than the highest it has seen.
 
 use std::fmt;
-use std::sync::Arc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, mpsc};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,11 @@ use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Locks that a majority of independent Redis masters must grant.
+///
+/// Each round asks every master at once: the first from the calling
+/// thread, the others from threads the Redlock keeps for the purpose (as
+/// many per master as rounds have run at once), which end when the Redlock
+/// and all its clones are dropped.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -82,7 +88,10 @@ pub struct Redlock {
 }
 
 struct Inner {
-    nodes: Vec<Node>,
+    nodes: Vec<Arc<Node>>,
+    /// The threads that ask the masters but the first (which the caller's
+    /// thread asks itself).
+    voters: Vec<Voters>,
     quorum: usize,
     restart_delay: Option<Duration>,
     /// The longest TTL granted so far: how long a restarted master may have
@@ -120,20 +129,27 @@ impl Redlock {
     /// 3 or 5, tolerates the most failures). Each client's settings apply to
     /// its master; the first client's watchdog renews guards that ask for it.
     pub fn new(clients: impl IntoIterator<Item = Client>) -> Result<Redlock> {
-        let nodes: Vec<Node> = clients
+        let nodes: Vec<Arc<Node>> = clients
             .into_iter()
-            .map(|client| Node {
-                seen: Mutex::new((client.inner().store.server_generation(), None)),
-                client,
+            .map(|client| {
+                Arc::new(Node {
+                    seen: Mutex::new((client.inner().store.server_generation(), None)),
+                    client,
+                })
             })
             .collect();
         if nodes.is_empty() {
             return Err(Error::invalid("redlock", "needs at least one master"));
         }
+        let voters = nodes[1..]
+            .iter()
+            .map(|node| Voters::new(Arc::clone(node)))
+            .collect();
         Ok(Redlock {
             inner: Arc::new(Inner {
                 quorum: nodes.len() / 2 + 1,
                 nodes,
+                voters,
                 restart_delay: None,
                 longest_ttl: Mutex::new(Duration::ZERO),
                 held: Default::default(),
@@ -177,34 +193,27 @@ impl Inner {
     }
 
     /// Asks every master at once; `op` runs on each with its deadline set.
-    fn ask_all<T: Send>(
+    /// The answers come in the order of the masters.
+    fn ask_all<T: Send + 'static>(
         &self,
         node_timeout: Duration,
-        op: impl Fn(&Node) -> Result<T> + Sync,
+        op: impl Fn(&Node) -> Result<T> + Send + Sync + 'static,
     ) -> Vec<Result<T>> {
         let deadline = Instant::now() + node_timeout;
-        let Some((first, others)) = self.nodes.split_first() else {
-            return Vec::new();
-        };
-        thread::scope(|scope| {
-            let asks: Vec<_> = others
-                .iter()
-                .map(|node| {
-                    let op = &op;
-                    scope.spawn(move || within_deadline(deadline, || op(node)))
-                })
-                .collect();
-            // The first master is asked from this thread: one thread fewer
-            // to start per round.
-            let mine = within_deadline(deadline, || op(first));
-            std::iter::once(mine)
-                .chain(asks.into_iter().map(|ask| {
-                    ask.join().unwrap_or_else(|_| {
-                        Err(Error::UnexpectedReply("a Redlock vote panicked".into()))
-                    })
-                }))
-                .collect()
-        })
+        let op = Arc::new(op);
+        let asked: Vec<_> = self
+            .voters
+            .iter()
+            .map(|voter| {
+                let op = Arc::clone(&op);
+                voter.ask(move |node| within_deadline(deadline, || op(node)))
+            })
+            .collect();
+        // The first master is asked from this thread.
+        let mine = within_deadline(deadline, || op(&self.nodes[0]));
+        std::iter::once(mine)
+            .chain(asked.into_iter().map(Answer::wait))
+            .collect()
     }
 
     /// Whether `node` may vote: not seen restarted within the delay. A new
@@ -222,9 +231,10 @@ impl Inner {
     }
 
     fn release_all(&self, name: &str, owner: &str, node_timeout: Duration) -> Vec<Result<bool>> {
-        self.ask_all(node_timeout, |node| {
-            let keys = node.client.inner().keyspace.lock(name);
-            node.client.inner().store.release_lock(&keys, owner)
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.ask_all(node_timeout, move |node| {
+            let keys = node.client.inner().keyspace.lock(&name);
+            node.client.inner().store.release_lock(&keys, &owner)
         })
     }
 }
@@ -338,14 +348,16 @@ impl RedlockBuilder<'_> {
         let deadline = Instant::now() + self.wait;
         loop {
             let started = Instant::now();
+            let asked = (self.name.clone(), owner.clone(), holder.clone());
             let votes: Vec<Vote> = inner
-                .ask_all(node_timeout, |node| {
+                .ask_all(node_timeout, move |node| {
+                    let (name, owner, holder) = &asked;
                     let client = node.client.inner();
-                    let keys = client.keyspace.lock(&self.name);
+                    let keys = client.keyspace.lock(name);
                     let request = LockRequest {
                         keys: &keys,
-                        owner: &owner,
-                        holder: &holder,
+                        owner,
+                        holder,
                         ttl_ms,
                         fence_retention_ms: millis(client.settings.fence_retention),
                     };
@@ -458,12 +470,13 @@ impl Held {
     fn extend_all(&self, ttl: Duration) -> Result<bool> {
         let inner = &self.redlock.inner;
         let started = Instant::now();
-        let answers = inner.ask_all(self.node_timeout, |node| {
+        let (name, owner) = (self.name.clone(), self.owner.clone());
+        let answers = inner.ask_all(self.node_timeout, move |node| {
             let client = node.client.inner();
-            let keys: LockKeys = client.keyspace.lock(&self.name);
+            let keys: LockKeys = client.keyspace.lock(&name);
             client.store.extend_lock(
                 &keys,
-                &self.owner,
+                &owner,
                 millis(ttl),
                 millis(client.settings.fence_retention),
             )
@@ -638,4 +651,104 @@ impl Drop for RedlockGuard {
             tracing::warn!(lock = %self.shared.name, %error, "tollgate: releasing a dropped Redlock guard failed; it frees at its TTL");
         }
     }
+}
+
+/// A task for a voter thread.
+type Job = Box<dyn FnOnce(&Node) + Send>;
+
+/// The threads that ask one master for the rounds of other threads: kept
+/// between rounds so a round starts none, and as many as rounds have run
+/// at once, so concurrent rounds never queue behind each other (nor behind
+/// a stalled master). A thread ends when its Redlock and every clone of it
+/// are dropped.
+struct Voters {
+    node: Arc<Node>,
+    /// The idle threads, each by the channel that feeds it.
+    idle: Mutex<Vec<mpsc::Sender<Job>>>,
+}
+
+impl Voters {
+    fn new(node: Arc<Node>) -> Voters {
+        Voters {
+            node,
+            idle: Mutex::default(),
+        }
+    }
+
+    /// Starts `op` on this master, in an idle thread or a new one.
+    fn ask<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Node) -> Result<T> + Send + 'static,
+    ) -> Answer<'_, T> {
+        let (answer, receiver) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |node| {
+            // A panicking vote must not end the thread.
+            let result = panic::catch_unwind(AssertUnwindSafe(|| op(node)));
+            let _ = answer.send(result.unwrap_or_else(|_| Err(vote_panicked())));
+        });
+        let idle = self.idle.lock().pop();
+        let sent = match idle {
+            Some(thread) => thread.send(job).map(|()| thread).map_err(|e| e.0),
+            None => Err(job),
+        };
+        let thread = match sent {
+            Ok(thread) => Some(thread),
+            Err(job) => self.start(job),
+        };
+        Answer {
+            voters: self,
+            thread,
+            receiver,
+        }
+    }
+
+    /// A new thread, running `job` first.
+    fn start(&self, job: Job) -> Option<mpsc::Sender<Job>> {
+        let (thread, jobs) = mpsc::channel::<Job>();
+        let _ = thread.send(job);
+        let node = Arc::clone(&self.node);
+        let started = thread::Builder::new()
+            .name("tollgate-redlock".into())
+            .spawn(move || {
+                for job in jobs {
+                    job(&node);
+                }
+            });
+        match started {
+            Ok(_) => Some(thread),
+            Err(error) => {
+                tracing::warn!("tollgate: cannot start a Redlock thread: {error}");
+                None
+            }
+        }
+    }
+}
+
+/// A master's answer to come.
+struct Answer<'v, T> {
+    voters: &'v Voters,
+    /// The thread asking, given back once it answered.
+    thread: Option<mpsc::Sender<Job>>,
+    receiver: mpsc::Receiver<Result<T>>,
+}
+
+impl<T> Answer<'_, T> {
+    /// Waits for it (each job is bounded by its round's deadline).
+    fn wait(self) -> Result<T> {
+        let Some(thread) = self.thread else {
+            return Err(Error::Unavailable {
+                reason: "no thread could be started to ask a Redlock master".into(),
+            });
+        };
+        let answer = self
+            .receiver
+            .recv()
+            .unwrap_or_else(|_| Err(vote_panicked()));
+        self.voters.idle.lock().push(thread);
+        answer
+    }
+}
+
+fn vote_panicked() -> Error {
+    Error::UnexpectedReply("a Redlock vote panicked".into())
 }
