@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_ttl, millis};
 use crate::lock::{DEFAULT_LOCK_TTL, check_request};
-use crate::store::{Acquired, LockRequest, within_deadline};
+use crate::store::{Acquired, LockRequest, current_deadline, within_deadline};
 use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
 /// The longest a master is waited for in one round of a Redlock
@@ -58,9 +58,9 @@ pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Locks that a majority of independent Redis masters must grant.
 ///
 /// Each round asks every master at once: the first from the calling
-/// thread, the others from threads the Redlock keeps for the purpose (as
-/// many per master as rounds have run at once), which end when the Redlock
-/// and all its clones are dropped.
+/// thread, the others from threads the Redlock keeps for the purpose (a few
+/// per master; more are started while more rounds run at once), which end
+/// when the Redlock and all its clones are dropped.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -199,7 +199,10 @@ impl Inner {
         node_timeout: Duration,
         op: impl Fn(&Node) -> Result<T> + Send + Sync + 'static,
     ) -> Vec<Result<T>> {
-        let deadline = Instant::now() + node_timeout;
+        // The round's deadline, or the caller's when it is nearer (a plugin
+        // invocation's), for every master alike.
+        let round = Instant::now() + node_timeout;
+        let deadline = current_deadline().map_or(round, |outer| outer.min(round));
         let op = Arc::new(op);
         let asked: Vec<_> = self
             .voters
@@ -653,14 +656,17 @@ impl Drop for RedlockGuard {
     }
 }
 
+/// The most idle threads kept per master.
+const MAX_IDLE_VOTERS: usize = 4;
+
 /// A task for a voter thread.
 type Job = Box<dyn FnOnce(&Node) + Send>;
 
 /// The threads that ask one master for the rounds of other threads: kept
-/// between rounds so a round starts none, and as many as rounds have run
-/// at once, so concurrent rounds never queue behind each other (nor behind
-/// a stalled master). A thread ends when its Redlock and every clone of it
-/// are dropped.
+/// between rounds (up to [`MAX_IDLE_VOTERS`]) so a round starts none, and
+/// started when all are busy, so concurrent rounds never queue behind each
+/// other (nor behind a stalled master). A kept thread ends when its Redlock
+/// and every clone of it are dropped.
 struct Voters {
     node: Arc<Node>,
     /// The idle threads, each by the channel that feeds it.
@@ -744,7 +750,12 @@ impl<T> Answer<'_, T> {
             .receiver
             .recv()
             .unwrap_or_else(|_| Err(vote_panicked()));
-        self.voters.idle.lock().push(thread);
+        let mut idle = self.voters.idle.lock();
+        // Past the cap, the thread is let go (it ends with its channel):
+        // a burst of rounds leaves no crowd of threads behind.
+        if idle.len() < MAX_IDLE_VOTERS {
+            idle.push(thread);
+        }
         answer
     }
 }

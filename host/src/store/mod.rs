@@ -20,7 +20,7 @@ mod wire;
 use std::time::{Duration, Instant};
 
 pub(crate) use self::memory::MemoryStore;
-pub(crate) use self::pool::{PoolConfig, within_deadline};
+pub(crate) use self::pool::{PoolConfig, current_deadline, within_deadline};
 pub(crate) use self::redis::RedisStore;
 #[cfg(test)]
 pub(crate) use self::slot::hash_tag;

@@ -43,6 +43,11 @@ pub(crate) fn within_deadline<T>(deadline: Instant, work: impl FnOnce() -> T) ->
     work()
 }
 
+/// The deadline [`within_deadline`] set on this thread, if any.
+pub(crate) fn current_deadline() -> Option<Instant> {
+    CALL_DEADLINE.get()
+}
+
 /// How connections are opened and kept.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolConfig {

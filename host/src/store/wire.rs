@@ -97,7 +97,10 @@ impl ConnectionLike for Connection {
                 packed.clear();
                 cmd.write_packed_command(&mut packed);
                 let reply = direct.request(&packed);
-                direct.outgoing = packed;
+                if packed.capacity() <= BUFFER {
+                    // Kept for the next command; a large one's is let go.
+                    direct.outgoing = packed;
+                }
                 reply
             }
             Connection::Library(conn) => conn.req_command(cmd),
@@ -308,7 +311,7 @@ impl Direct {
 /// Parses one RESP2 reply at the start of `input`: the value and the bytes
 /// it took, or `None` when `input` ends before the reply does.
 fn parse(input: &[u8], depth: usize) -> RedisResult<Option<(Value, usize)>> {
-    let Some((line, mut used)) = line(input) else {
+    let Some((line, mut used)) = line(input)? else {
         return Ok(None);
     };
     let Some((&kind, body)) = line.split_first() else {
@@ -347,9 +350,9 @@ fn parse(input: &[u8], depth: usize) -> RedisResult<Option<(Value, usize)>> {
             if depth >= MAX_DEPTH {
                 return Err(garbage("arrays nested too deep"));
             }
-            // Each element takes at least 3 bytes: never reserve more than
-            // the bytes at hand could hold.
-            let mut items = Vec::with_capacity(length.min((input.len() - used) / 3));
+            // Reserve little up front: the announced length is the
+            // server's word, and nested arrays would multiply it.
+            let mut items = Vec::with_capacity(length.min(64));
             for _ in 0..length {
                 let Some((item, took)) = parse(&input[used..], depth + 1)? else {
                     return Ok(None);
@@ -365,11 +368,15 @@ fn parse(input: &[u8], depth: usize) -> RedisResult<Option<(Value, usize)>> {
 }
 
 /// The first line of `input` without its CRLF, and the bytes up to and
-/// including the CRLF.
-fn line(input: &[u8]) -> Option<(&[u8], usize)> {
-    let end = input.iter().position(|&b| b == b'\n')?;
-    let line = input[..end].strip_suffix(b"\r")?;
-    Some((line, end + 1))
+/// including the CRLF; `None` when no line ends yet.
+fn line(input: &[u8]) -> RedisResult<Option<(&[u8], usize)>> {
+    let Some(end) = input.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    match input[..end].strip_suffix(b"\r") {
+        Some(line) => Ok(Some((line, end + 1))),
+        None => Err(garbage("a line ending without CR")),
+    }
 }
 
 fn integer(digits: &[u8]) -> RedisResult<i64> {
@@ -448,6 +455,7 @@ mod tests {
             b"$2\r\nabcd\r\n",
             b"$99999999999\r\n",
             b"+\xff\xfe\r\n",
+            b":1\n",
         ];
         for input in garbage {
             let error = parse(input, 0).unwrap_err();
