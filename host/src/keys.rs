@@ -12,7 +12,7 @@
 //!
 //! The keys of different names never collide: every key of a name starts
 //! with `PREFIX + KIND + ":{" + tag + "}"`, the escaping is one to one, and
-//! the suffixes after it (`""`, `":fence"`, `":waiters"`; `":op:" + hex`;
+//! the suffixes after it (`""`, `":fence"`, `":turns"`, `":waiters"`; `":op:" + hex`;
 //! `":daily"`) contain no `}`.
 
 use std::borrow::Cow;
@@ -32,6 +32,12 @@ impl LockKeys {
     /// The in-process store's fencing counter (Redis keeps it in `lock`).
     pub fn fence(&self) -> String {
         format!("{}:fence", self.lock)
+    }
+
+    /// On Redis, the sorted set of the processes waiting for the lock, in
+    /// the order their turns come.
+    pub fn turns(&self) -> String {
+        format!("{}:turns", self.lock)
     }
 }
 

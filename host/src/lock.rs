@@ -48,7 +48,7 @@ use crate::keys::LockKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::notify::HandedGrant;
 use crate::store::{Acquired, LockRequest};
-use crate::store::{NextOwner, Released};
+use crate::store::{NextOwner, Released, Waiting};
 use crate::wait::{Attempt, Fair, Queue, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
 
@@ -375,6 +375,9 @@ impl LockGuard {
                     ttl_ms: offer.ttl_ms,
                     holder: &offer.holder,
                     fence_retention_ms: millis(inner.settings.fence_retention),
+                    after: Waiting {
+                        more_here: board.waiters(&self.keys.lock) > 1,
+                    },
                 };
                 let outcome = self.release_step(valid_when_sent, |resend| {
                     store.release_lock_to(&self.keys, &self.owner, &next, resend)
@@ -387,9 +390,15 @@ impl LockGuard {
                     }),
                     _ => None,
                 };
-                // On an error the waiter asks itself, and its own request
-                // finds the lock granted to it if the release did hand it over.
-                claim.settle(handed);
+                if matches!(outcome, Ok(Released::FreedForAnother)) {
+                    // The waiter waits for its process's turn.
+                    claim.pass();
+                } else {
+                    // On an error the waiter asks itself, and its own request
+                    // finds the lock granted to it if the release did hand it
+                    // over.
+                    claim.settle(handed);
+                }
                 outcome? != Released::NotHeld
             }
             None => {
@@ -554,15 +563,21 @@ fn acquire_traced(
         deadline,
         settings.poll_interval,
         Queue::HandOver(fair),
-        |_waiting| {
+        |_left| {
             let sent = Instant::now();
             let generation = store.server_generation();
+            // While waiters of this client are lined up, the client takes
+            // its turn among the processes waiting for the lock.
+            let lined_up = store.board().waiters(&keys.lock);
             let request = LockRequest {
                 keys: &keys,
                 owner: &owner,
                 holder: &holder,
                 ttl_ms,
                 fence_retention_ms,
+                waiting: (lined_up > 0).then_some(Waiting {
+                    more_here: lined_up > 1,
+                }),
             };
             // Resending is safe: a grant to this owner token is answered again.
             Ok(match resend_if_dropped(|| store.acquire_lock(&request))? {
@@ -576,6 +591,11 @@ fn acquire_traced(
         },
     )?;
     let Some(grant) = granted else {
+        if !options.wait.is_zero() && store.board().waiters(&keys.lock) == 0 {
+            // The last waiter here gave up: this client's turn would be
+            // wasted (and the others kept waiting for it) if it stayed.
+            let _ = store.leave_turns(&keys);
+        }
         tracing::debug!(lock = %name, "tollgate: lock not granted");
         crate::metrics::lock_not_granted();
         return Ok(None);

@@ -10,8 +10,11 @@
 //! Queues of locks are *fair*: a release wakes only the waiter that has
 //! waited longest (the others would find the lock taken again), and a new
 //! waiter in this process lines up behind the ones already waiting instead
-//! of taking the lock past them. Queues of idempotency records wake every
-//! waiter: a stored result serves them all.
+//! of taking the lock past them. Across processes, a board with lock
+//! waiters queues itself (by [`WakeBoard::process`]) beside the lock, and
+//! a release names the board whose turn it is: only that one wakes a
+//! waiter (see `store/lock_record.lua`). Queues of idempotency records wake
+//! every waiter: a stored result serves them all.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -24,9 +27,20 @@ use parking_lot::{Condvar, Mutex};
 const ANNOUNCEMENT_WINDOW: Duration = Duration::from_millis(50);
 
 /// The wait queues of the objects that somebody waits for.
-#[derive(Default)]
 pub(crate) struct WakeBoard {
     slots: Mutex<HashMap<String, Weak<Slot>>>,
+    /// This board's name in the lock's queue of waiting processes (see
+    /// `store/lock_record.lua`): random, one per client.
+    process: String,
+}
+
+impl Default for WakeBoard {
+    fn default() -> WakeBoard {
+        WakeBoard {
+            slots: Mutex::default(),
+            process: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+        }
+    }
 }
 
 struct Slot {
@@ -97,6 +111,14 @@ impl OfferClaim<'_> {
     pub fn settle(mut self, granted: Option<HandedGrant>) {
         self.settled = true;
         self.board.settle(self.key, &self.offer, granted);
+    }
+
+    /// Ends the claim without a grant and without waking the waiter: the
+    /// release gave the turn to another process, so asking now would only
+    /// find the lock taken. The waiter waits for its process's turn.
+    pub fn pass(mut self) {
+        self.settled = true;
+        self.board.reopen(&self.offer);
     }
 }
 
@@ -190,6 +212,25 @@ impl WakeBoard {
 
     fn slot(&self, key: &str) -> Option<Arc<Slot>> {
         self.slots.lock().get(key).and_then(Weak::upgrade)
+    }
+
+    /// This board's name among the processes waiting for a lock.
+    pub fn process(&self) -> &str {
+        &self.process
+    }
+
+    /// How many waiters of `key` are lined up here.
+    pub fn waiters(&self, key: &str) -> usize {
+        self.slot(key)
+            .map_or(0, |slot| slot.state.lock().queue.len())
+    }
+
+    /// A release gave this process the turn for `key`: wakes its longest
+    /// waiter, like an announcement.
+    pub fn take_turn(&self, key: &str, turn: &str) {
+        if turn == self.process {
+            self.wake(key);
+        }
     }
 
     /// A release of `key` was announced: wakes its longest waiter (fair
@@ -317,6 +358,14 @@ impl WakeBoard {
         }
         drop(state);
         slot.changed.notify_all();
+    }
+
+    /// Reopens a claimed offer, waking nobody.
+    fn reopen(&self, offer: &Offer) {
+        let mut offer_state = offer.state.lock();
+        if *offer_state == OfferState::Claimed {
+            *offer_state = OfferState::Open;
+        }
     }
 
     /// Wakes every waiter of `key`, fair queue or not: its notifications

@@ -363,6 +363,7 @@ impl RedlockBuilder<'_> {
                         holder,
                         ttl_ms,
                         fence_retention_ms: millis(client.settings.fence_retention),
+                        waiting: None,
                     };
                     client.store.acquire_lock(&request)
                 })

@@ -1,8 +1,11 @@
 -- Grant a lock if it is free, in one step, and issue its fencing token.
 -- (Sent after lock_record.lua.)
--- KEYS[1] lock
+-- KEYS[1] lock   KEYS[2] turns
 -- ARGV[1] owner token   ARGV[2] ttl ms   ARGV[3] holder description
 -- ARGV[4] fencing counter retention ms
+-- ARGV[5] the caller's process id when it waits ('' when it does not)
+-- ARGV[6] '1' when another waiter of that process remains after a grant
+-- ARGV[7] how long a turn is kept, ms
 -- Returns {1, token} when granted (also when this owner holds it already: a
 -- request resent after a lost reply), {0, ms left to the current holder}
 -- when not.
@@ -15,6 +18,9 @@ local ttl = tonumber(ARGV[2])
 local kept = ttl + tonumber(ARGV[4])
 if expires and expires > now then
   if owner ~= ARGV[1] then
+    if ARGV[5] ~= '' then
+      take_a_turn(KEYS[2], ARGV[5], now_us, tonumber(ARGV[7]))
+    end
     return {0, expires - now}
   end
   -- A resend: write again (the same TTL), so that a WAIT after it on this
@@ -25,4 +31,9 @@ end
 
 local token = next_token(fence, now_us)
 redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'PX', kept)
+-- Served: a process with no other waiter leaves the queue. (One with more
+-- keeps its place; its release queues it again if it left.)
+if ARGV[5] ~= '' and ARGV[6] ~= '1' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
 return {1, token}

@@ -47,9 +47,10 @@ local function granted_value(fence, expires, owner, holder)
   return string.format('%.0f %.0f %s %s', fence, expires, owner, holder)
 end
 
--- Reads the grant at `key` if `owner` holds it now: fence, expires, holder
--- and the server time in ms; nothing when it does not; an error reply as
--- the fifth value when the key holds anything tollgate did not write.
+-- Reads the grant at `key` if `owner` holds it now: fence, expires, holder,
+-- the server time in ms, nothing, and the server time in µs; nothing when
+-- it does not; an error reply as the fifth value when the key holds
+-- anything tollgate did not write.
 local function read_grant_of(key, owner)
   local fence, expires, found, holder, bad = read_lock(key)
   if bad then
@@ -58,9 +59,26 @@ local function read_grant_of(key, owner)
   if found ~= owner then
     return nil
   end
-  local _, now = server_time()
+  local now_us, now = server_time()
   if expires <= now then
     return nil
   end
-  return fence, expires, holder, now
+  return fence, expires, holder, now, nil, now_us
+end
+
+-- Waiting processes take turns: `turns` (a sorted set beside the lock)
+-- holds the ids of the processes (clients) with a waiter, oldest first. A
+-- release gives the turn to the first and wakes only that process, so the
+-- others do not each try for the lock. Queues `process` unless queued
+-- (keeping its place); the set lives `life` ms past its last addition (the
+-- longest a waiter may wait), so the entries of a process that died expire.
+local function take_a_turn(turns, process, now_us, life)
+  if redis.call('ZADD', turns, 'NX', now_us, process) == 1 then
+    redis.call('PEXPIRE', turns, life)
+  end
+end
+
+-- The process whose turn comes next, taken off the queue; nil when none.
+local function next_turn(turns)
+  return redis.call('ZPOPMIN', turns)[1]
 end

@@ -1198,6 +1198,7 @@ mod tests {
             holder: "test",
             ttl_ms,
             fence_retention_ms: 0,
+            waiting: None,
         }
     }
 

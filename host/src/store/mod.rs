@@ -40,6 +40,17 @@ pub(crate) struct LockRequest<'a> {
     pub ttl_ms: u64,
     /// How long the fencing counter outlives the lock.
     pub fence_retention_ms: u64,
+    /// Set when the caller waits: its process then takes its turn among
+    /// the processes waiting for the lock.
+    pub waiting: Option<Waiting>,
+}
+
+/// A waiter's part in its process's turn for a lock (see
+/// `store/lock_record.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waiting {
+    /// Another waiter of this process remains once this one is served.
+    pub more_here: bool,
 }
 
 /// The answer to a lock request.
@@ -58,6 +69,8 @@ pub(crate) struct NextOwner<'a> {
     pub ttl_ms: u64,
     pub holder: &'a str,
     pub fence_retention_ms: u64,
+    /// The turn of the waiters of this process left after the next owner.
+    pub after: Waiting,
 }
 
 /// What a release did.
@@ -67,6 +80,9 @@ pub(crate) enum Released {
     NotHeld,
     /// Freed, and its waiters woken.
     Freed,
+    /// Freed, and the turn given to a waiter of another process: none of
+    /// this process's waiters is woken.
+    FreedForAnother,
     /// Granted to the next owner, with this fencing token.
     HandedOver { fence: u64 },
 }
@@ -259,12 +275,13 @@ pub(crate) trait Store: Send + Sync + 'static {
         fence_retention_ms: u64,
     ) -> Result<bool>;
 
-    /// Deletes the lock if `owner` still holds it, waking waiters.
+    /// Deletes the lock if `owner` still holds it, waking the waiters whose
+    /// turn it is.
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool>;
 
     /// Releases the lock if `owner` still holds it; when no other process
-    /// waits for it, grants it at once to `next` (a waiter of this process)
-    /// instead of freeing it. A `resend` after a lost reply answers
+    /// waits for it, or it is this process's turn, grants it at once to
+    /// `next` (a waiter of this process) instead of freeing it. A `resend` after a lost reply answers
     /// `HandedOver` again when the first send handed it over.
     fn release_lock_to(
         &self,
@@ -275,6 +292,13 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> Result<Released> {
         let _ = (next, resend);
         self.release_lock(keys, owner).map(Released::freed_if)
+    }
+
+    /// The last waiter of this process for the lock gave up: its process
+    /// leaves the queue of waiting processes.
+    fn leave_turns(&self, keys: &LockKeys) -> Result<()> {
+        let _ = keys;
+        Ok(())
     }
 
     /// The remaining TTL if `owner` holds the lock, `None` if it does not.

@@ -380,6 +380,11 @@ fn ttl_from_millis(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
+/// How long a lock's queue of waiting processes lives past its last
+/// addition: it bounds how long the entry of a process that died can cost
+/// a turn (one release, after which the waiters poll).
+const TURN_KEPT_MS: u64 = 60 * 60 * 1000;
+
 fn token_from(value: i64) -> Result<u64> {
     u64::try_from(value)
         .map_err(|_| Error::UnexpectedReply(format!("negative fencing token {value}")))
@@ -388,16 +393,25 @@ fn token_from(value: i64) -> Result<u64> {
 impl Store for RedisStore {
     fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
         let keys = req.keys;
+        let turns = keys.turns();
+        let (process, more_here) = match req.waiting {
+            Some(waiting) => (self.subscriber.board().process(), waiting.more_here),
+            None => ("", false),
+        };
         let (granted, value): (i64, i64) = self.grant(
             &keys.lock,
             |conn| {
                 self.scripts
                     .acquire
                     .key(&keys.lock)
+                    .key(&turns)
                     .arg(req.owner)
                     .arg(req.ttl_ms)
                     .arg(req.holder)
                     .arg(req.fence_retention_ms)
+                    .arg(process)
+                    .arg(if more_here { "1" } else { "0" })
+                    .arg(TURN_KEPT_MS)
                     .invoke(conn)
             },
             |reply: &(i64, i64)| reply.0 == 1,
@@ -433,16 +447,48 @@ impl Store for RedisStore {
     }
 
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
-        self.announced_release(&keys.lock, || {
-            self.route.run(&keys.lock, |conn| {
-                self.scripts
-                    .release
-                    .key(&keys.lock)
-                    .key(&keys.waiters)
-                    .arg(owner)
-                    .arg(&keys.lock)
-                    .invoke(conn)
-            })
+        let board = self.subscriber.board();
+        let expected = board.expect_release(&keys.lock);
+        let turns = keys.turns();
+        let reply: Result<(i64, i64)> = self.route.run(&keys.lock, |conn| {
+            self.scripts
+                .release
+                .key(&keys.lock)
+                .key(&keys.waiters)
+                .key(&turns)
+                .arg(owner)
+                .arg(&keys.lock)
+                .arg(board.process())
+                .arg(if expected { "1" } else { "0" })
+                .arg(TURN_KEPT_MS)
+                .invoke(conn)
+        });
+        if expected {
+            match reply {
+                // This process has the turn: its waiter is woken now, and
+                // the announcement, when it comes back, is skipped.
+                Ok((1, 1)) => board.released_here(&keys.lock, true),
+                // No process was queued (ours has waiters that have not
+                // asked yet): wake one, nothing was announced.
+                Ok((1, 0)) => {
+                    board.cancel_expected(&keys.lock);
+                    board.wake_next(&keys.lock);
+                }
+                // Another process has the turn, or nothing was released.
+                _ => board.cancel_expected(&keys.lock),
+            }
+        }
+        reply.map(|(released, _)| released == 1)
+    }
+
+    fn leave_turns(&self, keys: &LockKeys) -> Result<()> {
+        let board = self.subscriber.board();
+        let turns = keys.turns();
+        self.route.run(&keys.lock, |conn| {
+            redis::cmd("ZREM")
+                .arg(&turns)
+                .arg(board.process())
+                .exec(conn)
         })
     }
 
@@ -460,11 +506,13 @@ impl Store for RedisStore {
         }
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);
+        let turns = keys.turns();
         let reply: Result<(i64, i64)> = self.route.run(&keys.lock, |conn| {
             self.scripts
                 .release_to
                 .key(&keys.lock)
                 .key(&keys.waiters)
+                .key(&turns)
                 .arg(owner)
                 .arg(&keys.lock)
                 .arg(next.owner)
@@ -472,13 +520,16 @@ impl Store for RedisStore {
                 .arg(next.holder)
                 .arg(next.fence_retention_ms)
                 .arg(if resend { "1" } else { "0" })
+                .arg(board.process())
+                .arg(if next.after.more_here { "1" } else { "0" })
+                .arg(TURN_KEPT_MS)
                 .invoke(conn)
         });
         let released = match reply {
             Ok((2, fence)) => Released::HandedOver {
                 fence: token_from(fence)?,
             },
-            Ok((1, _)) => Released::Freed,
+            Ok((1, _)) => Released::FreedForAnother,
             Ok(_) => Released::NotHeld,
             Err(error) => {
                 if expected {
@@ -487,9 +538,8 @@ impl Store for RedisStore {
                 return Err(error);
             }
         };
-        // A freed lock's announcement comes back and is skipped (the waiter
-        // was offered it and is woken by the caller); nothing else announced.
-        if expected && released != Released::Freed {
+        // Freed, the turn went to another process: nothing comes back here.
+        if expected {
             board.cancel_expected(&keys.lock);
         }
         Ok(released)

@@ -419,7 +419,15 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
         _ => String::new(),
     };
     match text(0).as_str() {
-        "smessage" => shared.board.wake(&text(2)),
+        "smessage" => {
+            // A lock's release names the process whose turn it is (after
+            // the last newline); other releases wake every process.
+            let message = text(2);
+            match message.rsplit_once('\n') {
+                Some((key, turn)) => shared.board.take_turn(key, turn),
+                None => shared.board.wake(&message),
+            }
+        }
         "ssubscribe" => {
             let channel = text(1);
             let mut state = listener.state.lock();

@@ -1,9 +1,11 @@
 //! Waiting for a held lock: woken by the release, by the holder's expiry, or
 //! (when a notification is lost) by the fallback poll.
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tollgate::{Client, Error};
 use tollgate_tests::RedisServer;
 
@@ -168,7 +170,6 @@ fn many_waiters_each_get_the_lock_once(backend: &Backend) {
 }
 
 fn waiters_of_one_client_are_served_in_arrival_order(backend: &Backend) {
-    use std::sync::{Arc, Mutex};
     let client = slow_polling_client(backend);
     let holder = client
         .lock("fifo")
@@ -185,7 +186,7 @@ fn waiters_of_one_client_are_served_in_arrival_order(backend: &Backend) {
                     .wait(Duration::from_secs(10))
                     .acquire()
                     .expect("granted within the wait");
-                order.lock().unwrap().push(i);
+                order.lock().push(i);
                 thread::sleep(Duration::from_millis(5));
                 guard.release().unwrap();
             });
@@ -201,12 +202,12 @@ fn waiters_of_one_client_are_served_in_arrival_order(backend: &Backend) {
         .wait(Duration::from_secs(10))
         .acquire()
         .unwrap();
-    order.lock().unwrap().push(5);
+    order.lock().push(5);
     drop(again);
     for waiting in waiters {
         waiting.join().unwrap();
     }
-    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4, 5]);
 }
 
 #[test]
@@ -281,5 +282,159 @@ fn a_release_hands_the_lock_to_the_next_waiter_of_its_client_in_one_step() {
     assert!(
         client.lock("relay").try_acquire().unwrap().is_some(),
         "free at the end"
+    );
+}
+
+/// A client on `server` whose fallback poll comes every `poll` (jittered
+/// to half of it at the earliest).
+fn polling_every(server: &RedisServer, poll: Duration) -> Client {
+    Client::builder(server.url())
+        .poll_interval(poll)
+        .build()
+        .unwrap()
+}
+
+/// A client that only a notification (or a 30 s poll) wakes.
+fn unpolled(server: &RedisServer) -> Client {
+    polling_every(server, Duration::from_secs(30))
+}
+
+/// Lock `name`, held for 30 s.
+fn held(client: &Client, name: &str) -> tollgate::LockGuard {
+    client
+        .lock(name)
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .unwrap()
+}
+
+fn turns_queued(server: &RedisServer, name: &str) -> usize {
+    redis::cmd("ZCARD")
+        .arg(format!("tollgate:lock:{{{name}}}:turns"))
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn waiting_clients_take_turns_in_arrival_order_and_a_release_wakes_one() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "turns");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    // Three clients (three processes, as far as Redis can tell), lined up
+    // one after the other.
+    for i in 0..3 {
+        let client = unpolled(&server);
+        let order = Arc::clone(&order);
+        waiters.push(thread::spawn(move || {
+            let guard = client
+                .lock("turns")
+                .wait(Duration::from_secs(20))
+                .acquire()
+                .unwrap();
+            order.lock().push(i);
+            thread::sleep(Duration::from_millis(20));
+            guard.release().unwrap();
+        }));
+        until("the waiter lined up", || {
+            turns_queued(&server, "turns") == i + 1
+        });
+    }
+    reset_stats(&server);
+    let started = Instant::now();
+    guard.release().unwrap();
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    assert_eq!(*order.lock(), [0, 1, 2], "served out of turn");
+    // Four releases and three acquires: had every release woken every
+    // waiting client, each would have asked (3 + 2 + 1 acquires).
+    assert_eq!(command_calls(&server, "evalsha"), 7);
+    assert!(started.elapsed() < Duration::from_secs(5), "woken by polls");
+    assert_eq!(turns_queued(&server, "turns"), 0);
+}
+
+#[test]
+fn a_client_whose_waiter_gave_up_leaves_its_turn_to_the_next() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "q");
+    let impatient = unpolled(&server);
+    let gave_up = thread::spawn(move || {
+        impatient
+            .lock("q")
+            .wait(Duration::from_millis(300))
+            .try_acquire()
+            .unwrap()
+            .is_none()
+    });
+    until("the impatient waiter lined up", || {
+        turns_queued(&server, "q") == 1
+    });
+    let patient = unpolled(&server);
+    let served = thread::spawn(move || {
+        let asked = Instant::now();
+        let guard = patient.lock("q").wait(Duration::from_secs(20)).acquire();
+        (guard.map(drop), asked)
+    });
+    until("the patient waiter lined up", || {
+        turns_queued(&server, "q") == 2
+    });
+    assert!(gave_up.join().unwrap(), "the impatient waiter got the lock");
+    assert_eq!(
+        turns_queued(&server, "q"),
+        1,
+        "the impatient client stayed queued"
+    );
+    let released = Instant::now();
+    guard.release().unwrap();
+    let (granted, _) = served.join().unwrap();
+    granted.unwrap();
+    assert!(
+        released.elapsed() < Duration::from_secs(5),
+        "the turn went to the client that left: {:?}",
+        released.elapsed()
+    );
+}
+
+#[test]
+fn the_turn_of_a_process_that_died_costs_its_followers_one_poll() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "d");
+    // A process that queued and died: its entry is first in line.
+    redis::cmd("ZADD")
+        .arg("tollgate:lock:{d}:turns")
+        .arg(0)
+        .arg("0123456789abcdef")
+        .exec(&mut server.conn())
+        .unwrap();
+    let follower = polling_every(&server, Duration::from_millis(400));
+    let served = thread::spawn(move || {
+        follower
+            .lock("d")
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .map(drop)
+    });
+    until("the follower lined up", || turns_queued(&server, "d") == 2);
+    let released = Instant::now();
+    guard.release().unwrap();
+    served.join().unwrap().unwrap();
+    // The dead process got the turn; the follower's next poll (at most
+    // 400 ms after its last attempt) found the lock free.
+    assert!(
+        released.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        released.elapsed()
     );
 }
