@@ -378,20 +378,25 @@ impl LockGuard {
                     after: Waiting {
                         more_here: board.waiters(&self.keys.lock) > 1,
                     },
+                    keep_past_others: board.may_keep(&self.keys.lock),
                 };
                 let outcome = self.release_step(valid_when_sent, |resend| {
                     store.release_lock_to(&self.keys, &self.owner, &next, resend)
                 });
                 let handed = match outcome {
-                    Ok(Released::HandedOver { fence }) => Some(HandedGrant {
-                        fence,
-                        sent,
-                        generation,
-                    }),
+                    Ok(Released::HandedOver { fence, past_others }) => {
+                        board.kept(&self.keys.lock, past_others);
+                        Some(HandedGrant {
+                            fence,
+                            sent,
+                            generation,
+                        })
+                    }
                     _ => None,
                 };
                 if matches!(outcome, Ok(Released::FreedForAnother)) {
                     // The waiter waits for its process's turn.
+                    board.kept(&self.keys.lock, false);
                     claim.pass();
                 } else {
                     // On an error the waiter asks itself, and its own request

@@ -22,6 +22,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+/// How many times in a row a lock's release may hand it to a waiter of the
+/// same process when another process's turn has come: each hop between
+/// processes costs a notification and a wake-up, so a short run here serves
+/// more waiters per second, while the other process waits at most this
+/// many more grants.
+const MAX_KEPT: u32 = 4;
+
 /// How long a release made here waits for its own announcement to come back
 /// from the server (which it then skips, having woken a waiter already).
 const ANNOUNCEMENT_WINDOW: Duration = Duration::from_millis(50);
@@ -57,6 +64,9 @@ struct SlotState {
     /// Releases made in this process (already woken here) whose server
     /// announcement may still arrive, and when each was made.
     expected: VecDeque<Instant>,
+    /// Hand-overs in a row to this process's waiters past another
+    /// process's turn (locks).
+    kept: u32,
 }
 
 struct Waiter {
@@ -217,6 +227,23 @@ impl WakeBoard {
     /// This board's name among the processes waiting for a lock.
     pub fn process(&self) -> &str {
         &self.process
+    }
+
+    /// Whether a release of lock `key` may hand it to a waiter here once
+    /// more though another process's turn has come: [`MAX_KEPT`] times in
+    /// a row at most.
+    pub fn may_keep(&self, key: &str) -> bool {
+        self.slot(key)
+            .is_some_and(|slot| slot.state.lock().kept < MAX_KEPT)
+    }
+
+    /// Counts a hand-over of lock `key` here: `past_others` when another
+    /// process's turn had come (else the run of such hand-overs ends).
+    pub fn kept(&self, key: &str, past_others: bool) {
+        if let Some(slot) = self.slot(key) {
+            let mut state = slot.state.lock();
+            state.kept = if past_others { state.kept + 1 } else { 0 };
+        }
     }
 
     /// How many waiters of `key` are lined up here.

@@ -71,6 +71,8 @@ pub(crate) struct NextOwner<'a> {
     pub fence_retention_ms: u64,
     /// The turn of the waiters of this process left after the next owner.
     pub after: Waiting,
+    /// The lock may go to `owner` though another process's turn has come.
+    pub keep_past_others: bool,
 }
 
 /// What a release did.
@@ -83,8 +85,9 @@ pub(crate) enum Released {
     /// Freed, and the turn given to a waiter of another process: none of
     /// this process's waiters is woken.
     FreedForAnother,
-    /// Granted to the next owner, with this fencing token.
-    HandedOver { fence: u64 },
+    /// Granted to the next owner, with this fencing token; `past_others`
+    /// when another process's turn had come.
+    HandedOver { fence: u64, past_others: bool },
 }
 
 impl Released {

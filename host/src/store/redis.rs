@@ -523,11 +523,17 @@ impl Store for RedisStore {
                 .arg(board.process())
                 .arg(if next.after.more_here { "1" } else { "0" })
                 .arg(TURN_KEPT_MS)
+                .arg(if next.keep_past_others { "1" } else { "0" })
                 .invoke(conn)
         });
         let released = match reply {
             Ok((2, fence)) => Released::HandedOver {
                 fence: token_from(fence)?,
+                past_others: false,
+            },
+            Ok((3, fence)) => Released::HandedOver {
+                fence: token_from(fence)?,
+                past_others: true,
             },
             Ok((1, _)) => Released::FreedForAnother,
             Ok(_) => Released::NotHeld,

@@ -438,3 +438,44 @@ fn the_turn_of_a_process_that_died_costs_its_followers_one_poll() {
         released.elapsed()
     );
 }
+
+#[test]
+fn a_client_keeps_the_lock_past_anothers_turn_at_most_four_times_in_a_row() {
+    let server = RedisServer::start();
+    let (busy, other) = (unpolled(&server), unpolled(&server));
+    let guard = held(&busy, "k");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let wait_in_line = |client: &Client, who: &'static str| {
+        let (client, order) = (client.clone(), Arc::clone(&order));
+        thread::spawn(move || {
+            let guard = client
+                .lock("k")
+                .wait(Duration::from_secs(20))
+                .acquire()
+                .unwrap();
+            order.lock().push(who);
+            guard.release().unwrap();
+        })
+    };
+    // The other client's turn comes first; the busy one queues behind it
+    // with six waiters.
+    let mut waiters = vec![wait_in_line(&other, "other")];
+    until("the other client queued", || {
+        turns_queued(&server, "k") == 1
+    });
+    for _ in 0..6 {
+        waiters.push(wait_in_line(&busy, "busy"));
+    }
+    until("the busy client queued", || turns_queued(&server, "k") == 2);
+    thread::sleep(Duration::from_millis(300)); // all six asleep
+    guard.release().unwrap();
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    let order = order.lock();
+    assert_eq!(
+        order.iter().position(|who| *who == "other"),
+        Some(4),
+        "{order:?}"
+    );
+}
