@@ -45,6 +45,10 @@ if not past or ARGV[11] == '1' then
     -- Other processes wait too: the rest of this one's waiters line up
     -- again behind them.
     take_a_turn(KEYS[3], ARGV[8], now_us, tonumber(ARGV[10]))
+  elseif past and ARGV[9] ~= '1' then
+    -- Its last waiter is served: this process leaves the queue, or its
+    -- turn would come with nobody to take it.
+    redis.call('ZREM', KEYS[3], ARGV[8])
   end
   if past then
     return {3, token}

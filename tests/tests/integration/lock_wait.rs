@@ -479,3 +479,45 @@ fn a_client_keeps_the_lock_past_anothers_turn_at_most_four_times_in_a_row() {
         "{order:?}"
     );
 }
+
+#[test]
+fn a_client_whose_last_waiter_was_served_out_of_turn_leaves_the_queue() {
+    let server = RedisServer::start();
+    let (busy, other, last) = (unpolled(&server), unpolled(&server), unpolled(&server));
+    let guard = held(&busy, "s");
+    let take = |client: &Client| {
+        let client = client.clone();
+        thread::spawn(move || {
+            let guard = client
+                .lock("s")
+                .wait(Duration::from_secs(20))
+                .acquire()
+                .unwrap();
+            thread::sleep(Duration::from_millis(10));
+            guard.release().unwrap();
+        })
+    };
+    // Queued in this order: other, busy (two waiters), last.
+    let mut waiters = vec![take(&other)];
+    until("other queued", || turns_queued(&server, "s") == 1);
+    waiters.push(take(&busy));
+    waiters.push(take(&busy));
+    until("busy queued", || turns_queued(&server, "s") == 2);
+    waiters.push(take(&last));
+    until("last queued", || turns_queued(&server, "s") == 3);
+    thread::sleep(Duration::from_millis(300)); // all asleep
+    let released = Instant::now();
+    // The busy client serves both its waiters past the other's turn; had
+    // it stayed queued, its turn would come with nobody to take it and the
+    // last client would wait for its 30 s poll.
+    guard.release().unwrap();
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    assert!(
+        released.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        released.elapsed()
+    );
+    assert_eq!(turns_queued(&server, "s"), 0);
+}
