@@ -308,6 +308,25 @@ fn held(client: &Client, name: &str) -> tollgate::LockGuard {
         .unwrap()
 }
 
+/// A thread that waits up to 20 s for lock `name`, runs `work` holding
+/// it, and releases it.
+fn served(
+    client: &Client,
+    name: &'static str,
+    work: impl FnOnce() + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let client = client.clone();
+    thread::spawn(move || {
+        let guard = client
+            .lock(name)
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .unwrap();
+        work();
+        guard.release().unwrap();
+    })
+}
+
 fn turns_queued(server: &RedisServer, name: &str) -> usize {
     redis::cmd("ZCARD")
         .arg(format!("tollgate:lock:{{{name}}}:turns"))
@@ -446,16 +465,8 @@ fn a_client_keeps_the_lock_past_anothers_turn_at_most_four_times_in_a_row() {
     let guard = held(&busy, "k");
     let order = Arc::new(Mutex::new(Vec::new()));
     let wait_in_line = |client: &Client, who: &'static str| {
-        let (client, order) = (client.clone(), Arc::clone(&order));
-        thread::spawn(move || {
-            let guard = client
-                .lock("k")
-                .wait(Duration::from_secs(20))
-                .acquire()
-                .unwrap();
-            order.lock().push(who);
-            guard.release().unwrap();
-        })
+        let order = Arc::clone(&order);
+        served(client, "k", move || order.lock().push(who))
     };
     // The other client's turn comes first; the busy one queues behind it
     // with six waiters.
@@ -485,18 +496,7 @@ fn a_client_whose_last_waiter_was_served_out_of_turn_leaves_the_queue() {
     let server = RedisServer::start();
     let (busy, other, last) = (unpolled(&server), unpolled(&server), unpolled(&server));
     let guard = held(&busy, "s");
-    let take = |client: &Client| {
-        let client = client.clone();
-        thread::spawn(move || {
-            let guard = client
-                .lock("s")
-                .wait(Duration::from_secs(20))
-                .acquire()
-                .unwrap();
-            thread::sleep(Duration::from_millis(10));
-            guard.release().unwrap();
-        })
-    };
+    let take = |client: &Client| served(client, "s", || thread::sleep(Duration::from_millis(10)));
     // Queued in this order: other, busy (two waiters), last.
     let mut waiters = vec![take(&other)];
     until("other queued", || turns_queued(&server, "s") == 1);
