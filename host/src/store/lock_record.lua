@@ -70,8 +70,8 @@ end
 -- holds the ids of the processes (clients) with a waiter, oldest first. A
 -- release gives the turn to the first and wakes only that process, so the
 -- others do not each try for the lock. Queues `process` unless queued
--- (keeping its place); the set lives `life` ms past its last addition (the
--- longest a waiter may wait), so the entries of a process that died expire.
+-- (keeping its place); the set lives `life` ms past its last addition, so
+-- the entries of a process that died do not stay for ever.
 local function take_a_turn(turns, process, now_us, life)
   if redis.call('ZADD', turns, 'NX', now_us, process) == 1 then
     redis.call('PEXPIRE', turns, life)
