@@ -128,7 +128,7 @@ impl OfferClaim<'_> {
     /// find the lock taken. The waiter waits for its process's turn.
     pub fn pass(mut self) {
         self.settled = true;
-        self.board.reopen(&self.offer);
+        self.board.reopen(self.key, &self.offer);
     }
 }
 
@@ -387,11 +387,19 @@ impl WakeBoard {
         slot.changed.notify_all();
     }
 
-    /// Reopens a claimed offer, waking nobody.
-    fn reopen(&self, offer: &Offer) {
-        let mut offer_state = offer.state.lock();
-        if *offer_state == OfferState::Claimed {
-            *offer_state = OfferState::Open;
+    /// Reopens a claimed offer. Only a waiter blocked on the claim (leaving,
+    /// or waiting for a hand-over) is woken, to see it reopened; none is
+    /// marked woken.
+    fn reopen(&self, key: &str, offer: &Offer) {
+        {
+            let mut offer_state = offer.state.lock();
+            if *offer_state == OfferState::Claimed {
+                *offer_state = OfferState::Open;
+            }
+        }
+        if let Some(slot) = self.slot(key) {
+            let _state = slot.state.lock();
+            slot.changed.notify_all();
         }
     }
 
