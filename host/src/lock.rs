@@ -594,13 +594,16 @@ fn acquire_traced(
                 Acquired::Held { remaining } => Attempt::Busy { remaining },
             })
         },
-    )?;
-    let Some(grant) = granted else {
-        if !options.wait.is_zero() && store.board().waiters(&keys.lock) == 0 {
-            // The last waiter here gave up: this client's turn would be
-            // wasted (and the others kept waiting for it) if it stayed.
-            let _ = store.leave_turns(&keys);
-        }
+    );
+    if !matches!(granted, Ok(Some(_)))
+        && !options.wait.is_zero()
+        && store.board().waiters(&keys.lock) == 0
+    {
+        // The last waiter here gave up or failed: this client's turn would
+        // be wasted (and the others kept waiting for it) if it stayed.
+        let _ = store.leave_turns(&keys);
+    }
+    let Some(grant) = granted? else {
         tracing::debug!(lock = %name, "tollgate: lock not granted");
         crate::metrics::lock_not_granted();
         return Ok(None);

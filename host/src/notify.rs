@@ -29,6 +29,17 @@ use parking_lot::{Condvar, Mutex};
 /// many more grants.
 const MAX_KEPT: u32 = 4;
 
+/// A process id is this many lowercase hex digits. The keys announced
+/// without one end in `}` (their hash tag), so the two never mix.
+const PROCESS_ID_LEN: usize = 16;
+
+fn is_process_id(text: &str) -> bool {
+    text.len() == PROCESS_ID_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// How long a release made here waits for its own announcement to come back
 /// from the server (which it then skips, having woken a waiter already).
 const ANNOUNCEMENT_WINDOW: Duration = Duration::from_millis(50);
@@ -45,7 +56,7 @@ impl Default for WakeBoard {
     fn default() -> WakeBoard {
         WakeBoard {
             slots: Mutex::default(),
-            process: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+            process: uuid::Uuid::new_v4().simple().to_string()[..PROCESS_ID_LEN].to_owned(),
         }
     }
 }
@@ -254,9 +265,19 @@ impl WakeBoard {
 
     /// A release gave this process the turn for `key`: wakes its longest
     /// waiter, like an announcement.
-    pub fn take_turn(&self, key: &str, turn: &str) {
+    fn take_turn(&self, key: &str, turn: &str) {
         if turn == self.process {
             self.wake(key);
+        }
+    }
+
+    /// Acts on a release announced with `message`: a lock's names the
+    /// process whose turn it is after its last newline (a key may hold
+    /// newlines, a process id never does); any other wakes every process.
+    pub fn announced(&self, message: &str) {
+        match message.rsplit_once('\n') {
+            Some((key, turn)) if is_process_id(turn) => self.take_turn(key, turn),
+            _ => self.wake(message),
         }
     }
 
@@ -637,6 +658,30 @@ mod tests {
         let soon = || Instant::now() + Duration::from_millis(20);
         assert!(first.wait(soon()));
         assert!(!second.wait(soon()));
+    }
+
+    #[test]
+    fn an_announced_turn_wakes_only_its_process_even_under_a_name_with_newlines() {
+        let board = Arc::new(WakeBoard::default());
+        let key = "lock:{a\nb}";
+        let watch = board.watch(key, true);
+        let soon = || Instant::now() + Duration::from_millis(20);
+        board.announced(&format!("{key}\n{}", "0123456789abcdef"));
+        assert!(!watch.wait(soon()), "another process's turn woke it");
+        board.announced(&format!("{key}\n{}", board.process()));
+        assert!(watch.wait(soon()));
+    }
+
+    #[test]
+    fn an_announcement_without_a_turn_wakes_its_key_whatever_its_newlines() {
+        let board = Arc::new(WakeBoard::default());
+        // A semaphore named "x\n0123456789abcdef": its key ends in its tag.
+        let key = "sem:{x\n0123456789abcdef}";
+        let watches: Vec<Watch> = (0..2).map(|_| board.watch(key, false)).collect();
+        board.announced(key);
+        for watch in &watches {
+            assert!(watch.wait(Instant::now() + Duration::from_millis(20)));
+        }
     }
 
     fn grant() -> HandedGrant {

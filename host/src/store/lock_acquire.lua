@@ -34,6 +34,6 @@ redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'P
 -- Served: a process with no other waiter leaves the queue. (One with more
 -- keeps its place; its release queues it again if it left.)
 if ARGV[5] ~= '' and ARGV[6] ~= '1' then
-  redis.call('ZREM', KEYS[2], ARGV[5])
+  leave_turns(KEYS[2], ARGV[5])
 end
 return {1, token}

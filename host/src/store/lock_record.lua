@@ -72,13 +72,27 @@ end
 -- others do not each try for the lock. Queues `process` unless queued
 -- (keeping its place); the set lives `life` ms past its last addition, so
 -- the entries of a process that died do not stay for ever.
+-- Every step on the queue is a pcall: a server that refuses sorted-set
+-- commands (an ACL), or a key of another type there, leaves waiters to
+-- poll and never fails a grant or a release (which may have written by then).
 local function take_a_turn(turns, process, now_us, life)
-  if redis.call('ZADD', turns, 'NX', now_us, process) == 1 then
-    redis.call('PEXPIRE', turns, life)
+  if redis.pcall('ZADD', turns, 'NX', now_us, process) == 1 then
+    redis.pcall('PEXPIRE', turns, life)
   end
 end
 
--- The process whose turn comes next, taken off the queue; nil when none.
+-- The process whose turn comes next, taken off the queue; nil when none
+-- (or when the queue cannot be read).
 local function next_turn(turns)
-  return redis.call('ZPOPMIN', turns)[1]
+  return redis.pcall('ZPOPMIN', turns)[1]
+end
+
+-- The process whose turn comes next, left on the queue; nil when none.
+local function first_turn(turns)
+  return redis.pcall('ZRANGE', turns, 0, 0)[1]
+end
+
+-- Takes `process` off the queue.
+local function leave_turns(turns, process)
+  redis.pcall('ZREM', turns, process)
 end

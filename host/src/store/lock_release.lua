@@ -21,6 +21,11 @@ if not fence then
 end
 redis.call('SET', KEYS[1], string.format('%.0f', fence), 'KEEPTTL')
 local turn = next_turn(KEYS[3])
+if turn == ARGV[3] and ARGV[4] ~= '1' then
+  -- This process queued, but its waiters have gone since: the turn is the
+  -- next one's.
+  turn = next_turn(KEYS[3])
+end
 if not turn then
   return {1, 0}
 end

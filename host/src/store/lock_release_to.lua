@@ -13,9 +13,9 @@
 -- ARGV[8] the caller's process id   ARGV[9] '1' when another waiter of it
 -- remains after the next owner   ARGV[10] how long a turn is kept, ms
 -- ARGV[11] '1' when the caller may keep it past another process's turn
--- Returns {2, token} when handed over (also, on a resend, when the first
--- send handed it over), {3, token} when handed over past another process's
--- turn, {1, 0} when freed and the turn given to another process, {0, 0}
+-- Returns {2, token} when handed over, {3, token} when handed over past
+-- another process's turn, {4, token} on a resend when the first send handed
+-- it over (either way), {1, 0} when freed and the turn given to another process, {0, 0}
 -- when the caller no longer held it.
 local fence, _, _, now, bad, now_us = read_grant_of(KEYS[1], ARGV[1])
 if bad then
@@ -26,12 +26,12 @@ if not fence then
   if ARGV[7] == '1' and owner == ARGV[3] then
     local _, now = server_time()
     if expires > now then
-      return {2, handed}
+      return {4, handed}
     end
   end
   return {0, 0}
 end
-local turn = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+local turn = first_turn(KEYS[3])
 local past = turn and turn ~= ARGV[8]
 if not past or ARGV[11] == '1' then
   -- Hand it over here.
@@ -41,14 +41,14 @@ if not past or ARGV[11] == '1' then
   local token = next_token(fence, now_us)
   local ttl = tonumber(ARGV[4])
   redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[3], ARGV[5]), 'PX', ttl + tonumber(ARGV[6]))
-  if turn == ARGV[8] and ARGV[9] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  if turn == ARGV[8] and ARGV[9] == '1' and redis.pcall('EXISTS', KEYS[3]) == 1 then
     -- Other processes wait too: the rest of this one's waiters line up
     -- again behind them.
     take_a_turn(KEYS[3], ARGV[8], now_us, tonumber(ARGV[10]))
   elseif past and ARGV[9] ~= '1' then
     -- Its last waiter is served: this process leaves the queue, or its
     -- turn would come with nobody to take it.
-    redis.call('ZREM', KEYS[3], ARGV[8])
+    leave_turns(KEYS[3], ARGV[8])
   end
   if past then
     return {3, token}

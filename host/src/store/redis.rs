@@ -148,6 +148,51 @@ impl RedisStore {
         Ok(reply)
     }
 
+    /// Runs the lock release script for `owner`, which gives the turn to
+    /// the process first in line (`has_waiters`: this one queues again if
+    /// it is not that process). Replies `(released, turn)`, turn 0 when no
+    /// process waits, 1 when this one has the turn, 2 when another has it.
+    fn release_taking_turns(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        has_waiters: bool,
+    ) -> Result<(i64, i64)> {
+        let turns = keys.turns();
+        self.route.run(&keys.lock, |conn| {
+            self.scripts
+                .release
+                .key(&keys.lock)
+                .key(&keys.waiters)
+                .key(&turns)
+                .arg(owner)
+                .arg(&keys.lock)
+                .arg(self.subscriber.board().process())
+                .arg(if has_waiters { "1" } else { "0" })
+                .arg(TURN_KEPT_MS)
+                .invoke(conn)
+        })
+    }
+
+    /// Frees the lock, whose holder found a waiter here to offer it to
+    /// (synced mode, where it is not handed over). Says whether the turn
+    /// went to another process, so that the waiter waits for its own.
+    fn release_for_waiter(&self, keys: &LockKeys, owner: &str) -> Result<Released> {
+        let board = self.subscriber.board();
+        // The waiter is woken by its offer's settlement, never by the
+        // announcement of this release.
+        let expected = board.expect_release(&keys.lock);
+        let reply = self.release_taking_turns(keys, owner, true);
+        if expected && !matches!(reply, Ok((1, 1))) {
+            board.cancel_expected(&keys.lock);
+        }
+        Ok(match reply? {
+            (1, 2) => Released::FreedForAnother,
+            (1, _) => Released::Freed,
+            _ => Released::NotHeld,
+        })
+    }
+
     /// Runs a semaphore's or read-write lock's release `script` for
     /// `owner`.
     fn end_grant(
@@ -449,20 +494,7 @@ impl Store for RedisStore {
     fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);
-        let turns = keys.turns();
-        let reply: Result<(i64, i64)> = self.route.run(&keys.lock, |conn| {
-            self.scripts
-                .release
-                .key(&keys.lock)
-                .key(&keys.waiters)
-                .key(&turns)
-                .arg(owner)
-                .arg(&keys.lock)
-                .arg(board.process())
-                .arg(if expected { "1" } else { "0" })
-                .arg(TURN_KEPT_MS)
-                .invoke(conn)
-        });
+        let reply = self.release_taking_turns(keys, owner, expected);
         if expected {
             match reply {
                 // This process has the turn: its waiter is woken now, and
@@ -502,7 +534,7 @@ impl Store for RedisStore {
         if self.synced.is_some() {
             // A handed grant would skip the replicas' confirmation that
             // synced mode gives every grant: release, and let it be asked for.
-            return self.release_lock(keys, owner).map(Released::freed_if);
+            return self.release_for_waiter(keys, owner);
         }
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);
@@ -531,7 +563,10 @@ impl Store for RedisStore {
                 fence: token_from(fence)?,
                 past_others: false,
             },
-            Ok((3, fence)) => Released::HandedOver {
+            // On a resend that found the first send's hand-over, whether
+            // it went past another's turn is unknown: counted as if it did,
+            // so the bound on keeping it holds.
+            Ok((3 | 4, fence)) => Released::HandedOver {
                 fence: token_from(fence)?,
                 past_others: true,
             },

@@ -419,15 +419,7 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
         _ => String::new(),
     };
     match text(0).as_str() {
-        "smessage" => {
-            // A lock's release names the process whose turn it is (after
-            // the last newline); other releases wake every process.
-            let message = text(2);
-            match message.rsplit_once('\n') {
-                Some((key, turn)) => shared.board.take_turn(key, turn),
-                None => shared.board.wake(&message),
-            }
-        }
+        "smessage" => shared.board.announced(&text(2)),
         "ssubscribe" => {
             let channel = text(1);
             let mut state = listener.state.lock();

@@ -377,7 +377,8 @@ fn without_channel_access_a_release_reports_what_it_did_and_waiters_poll() {
         assert!(Instant::now() < deadline, "{:?}", client.notifications());
         thread::sleep(Duration::from_millis(10));
     }
-    // The release's SPUBLISH is refused too (every release publishes).
+    // The release's SPUBLISH, which gives the waiter's client its turn, is
+    // refused too.
     guard
         .release()
         .expect("the lock was deleted, and release says so");
@@ -388,6 +389,57 @@ fn without_channel_access_a_release_reports_what_it_did_and_waiters_poll() {
     match client.notifications() {
         Notifications::Refused { reason } => assert!(reason.contains("NOPERM"), "{reason}"),
         other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn without_sorted_set_rights_waiting_clients_get_the_lock_by_polling() {
+    let server = RedisServer::start();
+    redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "nozset",
+                "on",
+                ">pw",
+                "~*",
+                "&*",
+                "+@all",
+                "-@sortedset",
+            ][..],
+        )
+        .exec(&mut server.conn())
+        .unwrap();
+    let url = format!("redis://nozset:pw@127.0.0.1:{}/", server.port());
+    let client = || {
+        Client::builder(url.as_str())
+            .poll_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let (holder, waiting) = (client(), client());
+    let guard = holder.lock("job").acquire().unwrap();
+    // A waiter in another client (its turn cannot be queued) and one in
+    // the holder's own (the lock may be handed to it).
+    let waiters: Vec<_> = [waiting, holder.clone()]
+        .into_iter()
+        .map(|client| {
+            thread::spawn(move || {
+                let guard = client.lock("job").wait(Duration::from_secs(10)).acquire()?;
+                thread::sleep(Duration::from_millis(50));
+                guard.release()
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300)); // both asked, were refused and wait
+    guard
+        .release()
+        .expect("released, though its turn could not be given");
+    for waiter in waiters {
+        waiter
+            .join()
+            .unwrap()
+            .expect("granted, though no turn could be queued");
     }
 }
 

@@ -1,7 +1,7 @@
 //! Waiting for a held lock: woken by the release, by the holder's expiry, or
 //! (when a notification is lost) by the fallback poll.
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -391,7 +391,7 @@ fn a_client_whose_waiter_gave_up_leaves_its_turn_to_the_next() {
     let gave_up = thread::spawn(move || {
         impatient
             .lock("q")
-            .wait(Duration::from_millis(300))
+            .wait(Duration::from_secs(2))
             .try_acquire()
             .unwrap()
             .is_none()
@@ -423,6 +423,54 @@ fn a_client_whose_waiter_gave_up_leaves_its_turn_to_the_next() {
         "the turn went to the client that left: {:?}",
         released.elapsed()
     );
+}
+
+#[test]
+fn a_client_whose_waiter_failed_leaves_its_turn() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "f");
+    // Its grants must be confirmed by a replica this server does not have:
+    // the grant its turn brings is given back, and the waiter fails.
+    let unconfirmed = Client::builder(server.url())
+        .poll_interval(Duration::from_secs(30))
+        .wait_for_replicas(1, Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let failed = thread::spawn(move || {
+        unconfirmed
+            .lock("f")
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .map(drop)
+    });
+    until("the failing waiter queued", || {
+        turns_queued(&server, "f") == 1
+    });
+    let (granted, go_on) = (mpsc::channel(), mpsc::channel::<()>());
+    let next = served(&unpolled(&server), "f", move || {
+        granted.0.send(()).unwrap();
+        go_on.1.recv().unwrap();
+    });
+    until("the next waiter queued", || turns_queued(&server, "f") == 2);
+    guard.release().unwrap();
+    assert!(
+        matches!(failed.join().unwrap(), Err(Error::NotReplicated { .. })),
+        "the waiter was not failed by its replicas"
+    );
+    granted
+        .1
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the give-back woke the next waiter");
+    // Had it stayed queued, its turn would come next with nobody to take
+    // it, and a later waiter would wait for its poll.
+    assert_eq!(
+        turns_queued(&server, "f"),
+        0,
+        "the failed client stayed queued"
+    );
+    go_on.0.send(()).unwrap();
+    next.join().unwrap();
 }
 
 #[test]
@@ -478,7 +526,7 @@ fn a_client_keeps_the_lock_past_anothers_turn_at_most_four_times_in_a_row() {
         waiters.push(wait_in_line(&busy, "busy"));
     }
     until("the busy client queued", || turns_queued(&server, "k") == 2);
-    thread::sleep(Duration::from_millis(300)); // all six asleep
+    thread::sleep(Duration::from_secs(1)); // all six asleep
     guard.release().unwrap();
     for waiter in waiters {
         waiter.join().unwrap();
@@ -505,7 +553,7 @@ fn a_client_whose_last_waiter_was_served_out_of_turn_leaves_the_queue() {
     until("busy queued", || turns_queued(&server, "s") == 2);
     waiters.push(take(&last));
     until("last queued", || turns_queued(&server, "s") == 3);
-    thread::sleep(Duration::from_millis(300)); // all asleep
+    thread::sleep(Duration::from_secs(1)); // all asleep
     let released = Instant::now();
     // The busy client serves both its waiters past the other's turn; had
     // it stayed queued, its turn would come with nobody to take it and the
