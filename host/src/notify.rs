@@ -64,7 +64,6 @@ impl Default for WakeBoard {
 struct Slot {
     fair: bool,
     state: Mutex<SlotState>,
-    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -86,6 +85,16 @@ struct Waiter {
     /// What a releasing holder in this process may grant this waiter
     /// directly (fair queues of locks only).
     offer: Option<Arc<Offer>>,
+    /// Where this waiter sleeps (with its slot's state lock): each waiter
+    /// has its own, so waking one wakes no other thread.
+    bell: Arc<Condvar>,
+}
+
+impl Waiter {
+    fn wake(&mut self) {
+        self.woken = true;
+        self.bell.notify_one();
+    }
 }
 
 /// A waiter's standing request for a lock, which a holder in this process
@@ -166,7 +175,7 @@ impl SlotState {
     fn wake_next(&mut self) -> bool {
         match self.queue.iter_mut().find(|w| !w.woken) {
             Some(waiter) => {
-                waiter.woken = true;
+                waiter.wake();
                 true
             }
             None => false,
@@ -175,8 +184,15 @@ impl SlotState {
 
     fn wake_every(&mut self) {
         for waiter in &mut self.queue {
-            waiter.woken = true;
+            waiter.wake();
         }
+    }
+
+    /// The entry of the waiter that made `offer`.
+    fn offered_by(&mut self, offer: &Offer) -> Option<&mut Waiter> {
+        self.queue
+            .iter_mut()
+            .find(|w| w.offer.as_ref().is_some_and(|o| std::ptr::eq(&**o, offer)))
     }
 }
 
@@ -188,8 +204,6 @@ impl Slot {
         } else {
             state.wake_every();
         }
-        drop(state);
-        self.changed.notify_all();
     }
 }
 
@@ -207,7 +221,6 @@ impl WakeBoard {
                 let slot = Arc::new(Slot {
                     fair,
                     state: Mutex::default(),
-                    changed: Condvar::new(),
                 });
                 slots.insert(key.to_owned(), Arc::downgrade(&slot));
                 slot
@@ -217,10 +230,12 @@ impl WakeBoard {
         let mut state = slot.state.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
+        let bell = Arc::new(Condvar::new());
         state.queue.push_back(Waiter {
             ticket,
             woken: false,
             offer: None,
+            bell: Arc::clone(&bell),
         });
         drop(state);
         Watch {
@@ -228,6 +243,7 @@ impl WakeBoard {
             key: key.to_owned(),
             slot,
             ticket,
+            bell,
         }
     }
 
@@ -394,18 +410,12 @@ impl WakeBoard {
             return;
         };
         let mut state = slot.state.lock();
-        let waiter = state
-            .queue
-            .iter_mut()
-            .find(|w| w.offer.as_ref().is_some_and(|o| std::ptr::eq(&**o, offer)));
-        match waiter {
-            Some(waiter) => waiter.woken = true,
+        match state.offered_by(offer) {
+            Some(waiter) => waiter.wake(),
             None => {
                 state.wake_next();
             }
         }
-        drop(state);
-        slot.changed.notify_all();
     }
 
     /// Reopens a claimed offer. Only a waiter blocked on the claim (leaving,
@@ -418,9 +428,12 @@ impl WakeBoard {
                 *offer_state = OfferState::Open;
             }
         }
-        if let Some(slot) = self.slot(key) {
-            let _state = slot.state.lock();
-            slot.changed.notify_all();
+        let Some(slot) = self.slot(key) else {
+            return;
+        };
+        let mut state = slot.state.lock();
+        if let Some(waiter) = state.offered_by(offer) {
+            waiter.bell.notify_one();
         }
     }
 
@@ -429,7 +442,6 @@ impl WakeBoard {
     pub fn wake_every(&self, key: &str) {
         if let Some(slot) = self.slot(key) {
             slot.state.lock().wake_every();
-            slot.changed.notify_all();
         }
     }
 
@@ -443,7 +455,6 @@ impl WakeBoard {
             .collect();
         for slot in slots {
             slot.state.lock().wake_every();
-            slot.changed.notify_all();
         }
     }
 }
@@ -454,6 +465,8 @@ pub(crate) struct Watch {
     key: String,
     slot: Arc<Slot>,
     ticket: u64,
+    /// The bell of this waiter's entry.
+    bell: Arc<Condvar>,
 }
 
 impl Watch {
@@ -504,11 +517,11 @@ impl Watch {
                     drop(offer_state);
                     match limit {
                         Some(limit) => {
-                            if self.slot.changed.wait_until(&mut state, limit).timed_out() {
+                            if self.bell.wait_until(&mut state, limit).timed_out() {
                                 return None;
                             }
                         }
-                        None => self.slot.changed.wait(&mut state),
+                        None => self.bell.wait(&mut state),
                     }
                 }
                 OfferState::Handed(grant) => {
@@ -546,7 +559,7 @@ impl Watch {
                 me.woken = false;
                 return true;
             }
-            if self.slot.changed.wait_until(&mut state, until).timed_out() {
+            if self.bell.wait_until(&mut state, until).timed_out() {
                 let me = self.me(&mut state);
                 return me.is_some_and(|w| std::mem::replace(&mut w.woken, false));
             }
@@ -576,8 +589,8 @@ impl Drop for Watch {
             // A wake-up this waiter never used goes to the next one: it may
             // be the release that frees the object (not a hand-over's, which
             // was for this waiter alone).
-            if self.slot.fair && !handed && left.is_some_and(|w| w.woken) && state.wake_next() {
-                self.slot.changed.notify_all();
+            if self.slot.fair && !handed && left.is_some_and(|w| w.woken) {
+                state.wake_next();
             }
         }
         drop(state);
