@@ -279,21 +279,34 @@ impl WakeBoard {
             .map_or(0, |slot| slot.state.lock().queue.len())
     }
 
-    /// A release gave this process the turn for `key`: wakes its longest
-    /// waiter, like an announcement.
-    fn take_turn(&self, key: &str, turn: &str) {
-        if turn == self.process {
-            self.wake(key);
+    /// A release gave process `turn` the turn for lock `key`: when it is
+    /// this one, wakes its longest waiter, like an announcement. Returns
+    /// `false` when the turn is this process's but nobody here waits any
+    /// more (the last waiter left as the turn was given).
+    fn take_turn(&self, key: &str, turn: &str) -> bool {
+        if turn != self.process {
+            return true;
         }
+        if self.waiters(key) == 0 {
+            return false;
+        }
+        self.wake(key);
+        true
     }
 
     /// Acts on a release announced with `message`: a lock's names the
     /// process whose turn it is after its last newline (a key may hold
     /// newlines, a process id never does); any other wakes every process.
-    pub fn announced(&self, message: &str) {
+    /// Returns the lock key when the turn is this process's and nobody here
+    /// can take it: the caller passes it on (see `lock_pass_turn.lua`), or
+    /// the processes after this one wait for their poll.
+    pub fn announced<'m>(&self, message: &'m str) -> Option<&'m str> {
         match message.rsplit_once('\n') {
-            Some((key, turn)) if is_process_id(turn) => self.take_turn(key, turn),
-            _ => self.wake(message),
+            Some((key, turn)) if is_process_id(turn) => (!self.take_turn(key, turn)).then_some(key),
+            _ => {
+                self.wake(message);
+                None
+            }
         }
     }
 
@@ -679,10 +692,18 @@ mod tests {
         let key = "lock:{a\nb}";
         let watch = board.watch(key, true);
         let soon = || Instant::now() + Duration::from_millis(20);
-        board.announced(&format!("{key}\n{}", "0123456789abcdef"));
+        let others = format!("{key}\n{}", "0123456789abcdef");
+        assert_eq!(board.announced(&others), None);
         assert!(!watch.wait(soon()), "another process's turn woke it");
-        board.announced(&format!("{key}\n{}", board.process()));
+        let ours = format!("{key}\n{}", board.process());
+        assert_eq!(board.announced(&ours), None);
         assert!(watch.wait(soon()));
+        drop(watch);
+        assert_eq!(
+            board.announced(&ours),
+            Some(key),
+            "a turn nobody here can take is not handed back to pass on"
+        );
     }
 
     #[test]
@@ -691,7 +712,7 @@ mod tests {
         // A semaphore named "x\n0123456789abcdef": its key ends in its tag.
         let key = "sem:{x\n0123456789abcdef}";
         let watches: Vec<Watch> = (0..2).map(|_| board.watch(key, false)).collect();
-        board.announced(key);
+        assert_eq!(board.announced(key), None);
         for watch in &watches {
             assert!(watch.wait(Instant::now() + Duration::from_millis(20)));
         }

@@ -11,7 +11,7 @@ use redis::Script;
 use super::cluster::ClusterRouter;
 use super::connect::Connector;
 use super::pool::{Pool, PoolConfig};
-use super::subscriber::{ConnectFn, Notifications, Subscriber};
+use super::subscriber::{ConnectFn, Notifications, PassTurnFn, Subscriber};
 use super::wire::Connection;
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
@@ -257,6 +257,7 @@ impl RedisStore {
         let pool = Arc::new(Pool::new(Arc::clone(&connector), config));
         let listening = Arc::clone(&connector);
         let poking = Arc::clone(&pool);
+        let route = Route::Single(pool);
         let subscriber = Subscriber::new(
             Box::new(move |_channel| {
                 let connector = Arc::clone(&listening);
@@ -264,9 +265,9 @@ impl RedisStore {
                 Ok((String::new(), connect))
             }),
             Box::new(move |_node, channel| poke(&poking, channel)),
+            turn_passer(route.clone()),
             prefix.to_owned(),
         );
-        let route = Route::Single(pool);
         Ok(Self::assemble(connector, route, subscriber, synced))
     }
 
@@ -289,6 +290,7 @@ impl RedisStore {
                     poke(&pool, channel);
                 }
             }),
+            turn_passer(Route::Cluster(Arc::clone(&router))),
             prefix.to_owned(),
         );
         Ok(Self::assemble(
@@ -392,7 +394,38 @@ fn poke(pool: &Pool, channel: &str) {
     });
 }
 
+/// Passes on a lock's turn that reached this process when nobody here could
+/// take it, so that the next waiting process is woken now, not at its next
+/// poll. Best effort, on a thread of its own: the listener that received
+/// the turn goes on at once, and a failure costs the others their poll.
+fn turn_passer(route: Route) -> PassTurnFn {
+    let script = Arc::new(lock_script(include_str!("lock_pass_turn.lua")));
+    Box::new(move |key, process| {
+        let (route, script) = (route.clone(), Arc::clone(&script));
+        let (key, process) = (key.to_owned(), process.to_owned());
+        let passing = move || {
+            let (waiters, turns) = (format!("{key}:waiters"), format!("{key}:turns"));
+            let passed = route.run(&key, |conn| {
+                script
+                    .key(&key)
+                    .key(&waiters)
+                    .key(&turns)
+                    .arg(&key)
+                    .arg(&process)
+                    .invoke::<i64>(conn)
+            });
+            if let Err(error) = passed {
+                tracing::debug!(lock = %key, %error, "tollgate: could not pass on a turn");
+            }
+        };
+        let _ = std::thread::Builder::new()
+            .name("tollgate-turn".into())
+            .spawn(passing);
+    })
+}
+
 /// Where requests go: one server, or the masters of a cluster.
+#[derive(Clone)]
 enum Route {
     Single(Arc<Pool>),
     Cluster(Arc<ClusterRouter>),

@@ -46,6 +46,11 @@ pub(crate) type NodeOf = Box<dyn Fn(&str) -> Result<(String, ConnectFn), Error> 
 /// command connections (to wake a listener there).
 pub(crate) type PokeFn = Box<dyn Fn(&str, &str) + Send + Sync>;
 
+/// Gives the turn for lock `key` that reached this process (`process`, its
+/// board's id) when nobody here could take it to the next waiting process.
+/// Called on the listener thread: it must not block for long.
+pub(crate) type PassTurnFn = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Whether waiters of a client are woken by release notifications, or rely
 /// on polling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,7 @@ struct Shared {
     board: Arc<WakeBoard>,
     node_of: NodeOf,
     poke: PokeFn,
+    pass_turn: PassTurnFn,
     /// The client's key prefix, which control channels start with too.
     prefix: String,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
@@ -123,12 +129,13 @@ struct Channels {
 }
 
 impl Subscriber {
-    pub fn new(node_of: NodeOf, poke: PokeFn, prefix: String) -> Self {
+    pub fn new(node_of: NodeOf, poke: PokeFn, pass_turn: PassTurnFn, prefix: String) -> Self {
         Subscriber {
             shared: Arc::new(Shared {
                 board: Arc::new(WakeBoard::default()),
                 node_of,
                 poke,
+                pass_turn,
                 prefix,
                 listeners: Mutex::default(),
                 status: Mutex::default(),
@@ -419,7 +426,12 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
         _ => String::new(),
     };
     match text(0).as_str() {
-        "smessage" => shared.board.announced(&text(2)),
+        "smessage" => {
+            let message = text(2);
+            if let Some(key) = shared.board.announced(&message) {
+                (shared.pass_turn)(key, shared.board.process());
+            }
+        }
         "ssubscribe" => {
             let channel = text(1);
             let mut state = listener.state.lock();

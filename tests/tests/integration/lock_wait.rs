@@ -474,6 +474,58 @@ fn a_client_whose_waiter_failed_leaves_its_turn() {
 }
 
 #[test]
+fn a_turn_that_reaches_a_client_whose_waiter_just_left_passes_to_the_next() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "p");
+    let left = unpolled(&server);
+    let gave_up = {
+        let left = left.clone();
+        thread::spawn(move || {
+            let wait = Duration::from_millis(500);
+            left.lock("p").wait(wait).try_acquire().unwrap().is_none()
+        })
+    };
+    until("the leaving client queued", || {
+        turns_queued(&server, "p") == 1
+    });
+    let id: Vec<String> = redis::cmd("ZRANGE")
+        .arg("tollgate:lock:{p}:turns")
+        .arg(0)
+        .arg(0)
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(gave_up.join().unwrap());
+    assert_eq!(turns_queued(&server, "p"), 0, "it left the queue");
+    // Its turn was on the way as it left: the client is back in line,
+    // first, with nobody left to take the turn (but still listening).
+    redis::cmd("ZADD")
+        .arg("tollgate:lock:{p}:turns")
+        .arg(0)
+        .arg(&id[0])
+        .exec(&mut server.conn())
+        .unwrap();
+    let next = unpolled(&server);
+    let served = thread::spawn(move || {
+        next.lock("p")
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .map(drop)
+    });
+    until("the next client queued", || turns_queued(&server, "p") == 2);
+    let released = Instant::now();
+    guard.release().unwrap();
+    served.join().unwrap().unwrap();
+    // Lost, the turn would have left the next client to its 30 s poll.
+    assert!(
+        released.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        released.elapsed()
+    );
+    drop(left);
+}
+
+#[test]
 fn the_turn_of_a_process_that_died_costs_its_followers_one_poll() {
     let server = RedisServer::start();
     let holder = unpolled(&server);
