@@ -820,6 +820,17 @@ fn a_pooled_runtime_runs_plugins_and_refuses_instances_past_its_pool() {
 }
 
 #[test]
+fn every_invocation_of_a_pooled_runtime_starts_with_fresh_memory() {
+    let client = tollgate::Client::in_memory();
+    // More invocations than a batch of slots given back at once.
+    let runtime = Runtime::builder().pooled_instances(64).build().unwrap();
+    let plugin = runtime.load(&client, test_plugin(), policy("f")).unwrap();
+    for _ in 0..100 {
+        assert_eq!(run(&plugin, "visits").unwrap(), "visit 1");
+    }
+}
+
+#[test]
 fn a_memory_limit_below_the_guests_initial_memory_is_reported_as_such() {
     let server = RedisServer::start();
     let client = client(&server);

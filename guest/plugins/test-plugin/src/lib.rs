@@ -233,6 +233,14 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
         // For the benchmark: lock cycles inside the guest, and an empty call.
         ["lock-cycles", name, count] => lock_cycles(name, number(count)?),
         ["noop"] => Ok("ok".to_owned()),
+        // Counts this instance's calls in its memory (and on its heap): a
+        // fresh instance answers 1 however many ran before it.
+        ["visits"] => {
+            static VISITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = VISITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let heap = vec![n; 1024];
+            Ok(format!("visit {}", heap.iter().max().copied().unwrap_or(0)))
+        }
         ["print-then-lock", text, name, wait_ms] => {
             println!("{text}");
             lock(*name)
