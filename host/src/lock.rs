@@ -602,6 +602,11 @@ fn acquire_traced(
         // The last waiter here gave up or failed: this client's turn would
         // be wasted (and the others kept waiting for it) if it stayed.
         let _ = store.leave_turns(&keys);
+        if store.board().waiters(&keys.lock) > 0 {
+            // A waiter lined up meanwhile, and its place in the queue may
+            // have gone with this client's: it asks again, lining up anew.
+            store.board().wake_next(&keys.lock);
+        }
     }
     let Some(grant) = granted? else {
         tracing::debug!(lock = %name, "tollgate: lock not granted");

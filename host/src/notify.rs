@@ -17,7 +17,7 @@
 //! every waiter: a stored result serves them all.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -40,6 +40,22 @@ fn is_process_id(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Splits the tail of a lock's release announcement, `<process>:<fence>`:
+/// the process whose turn it is and the fencing token the release left.
+fn parse_turn(tail: &str) -> Option<(&str, &str)> {
+    let (process, fence) = tail.split_once(':')?;
+    let fence_ok =
+        !fence.is_empty() && fence.len() <= 20 && fence.bytes().all(|b| b.is_ascii_digit());
+    (is_process_id(process) && fence_ok).then_some((process, fence))
+}
+
+/// Gives a lock's turn that reached this process when nobody here could
+/// take it to the next waiting process: called with the lock key and the
+/// fencing token of the release that gave the turn (the turn is passed only
+/// if the lock was not granted since). Must not block: it is called on the
+/// listener thread and by leaving waiters.
+pub(crate) type TurnPasser = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// How long a release made here waits for its own announcement to come back
 /// from the server (which it then skips, having woken a waiter already).
 const ANNOUNCEMENT_WINDOW: Duration = Duration::from_millis(50);
@@ -50,6 +66,9 @@ pub(crate) struct WakeBoard {
     /// This board's name in the lock's queue of waiting processes (see
     /// `store/lock_record.lua`): random, one per client.
     process: String,
+    /// Passes on turns nobody here can take (boards of stores shared
+    /// between processes).
+    passer: OnceLock<TurnPasser>,
 }
 
 impl Default for WakeBoard {
@@ -57,6 +76,7 @@ impl Default for WakeBoard {
         WakeBoard {
             slots: Mutex::default(),
             process: uuid::Uuid::new_v4().simple().to_string()[..PROCESS_ID_LEN].to_owned(),
+            passer: OnceLock::new(),
         }
     }
 }
@@ -77,6 +97,9 @@ struct SlotState {
     /// Hand-overs in a row to this process's waiters past another
     /// process's turn (locks).
     kept: u32,
+    /// The fencing token of the release that gave this process its last
+    /// turn (locks), while a waiter woken for it may still leave unserved.
+    turn: Option<String>,
 }
 
 struct Waiter {
@@ -188,6 +211,21 @@ impl SlotState {
         }
     }
 
+    /// Whether an announcement is that of a release made here (whose
+    /// waiter was woken already): forgets it then. Expectations older than
+    /// [`ANNOUNCEMENT_WINDOW`] are dropped first.
+    fn skip_expected(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .expected
+            .front()
+            .is_some_and(|made| now.duration_since(*made) > ANNOUNCEMENT_WINDOW)
+        {
+            self.expected.pop_front();
+        }
+        self.expected.pop_front().is_some()
+    }
+
     /// The entry of the waiter that made `offer`.
     fn offered_by(&mut self, offer: &Offer) -> Option<&mut Waiter> {
         self.queue
@@ -279,34 +317,53 @@ impl WakeBoard {
             .map_or(0, |slot| slot.state.lock().queue.len())
     }
 
-    /// A release gave process `turn` the turn for lock `key`: when it is
-    /// this one, wakes its longest waiter, like an announcement. Returns
-    /// `false` when the turn is this process's but nobody here waits any
-    /// more (the last waiter left as the turn was given).
-    fn take_turn(&self, key: &str, turn: &str) -> bool {
-        if turn != self.process {
-            return true;
-        }
-        if self.waiters(key) == 0 {
-            return false;
-        }
-        self.wake(key);
-        true
+    /// Passes on, with `passer`, the turns of locks that reach this board
+    /// when nobody here can take them; without one they are dropped and the
+    /// processes after this one wait for their poll. Set once.
+    pub fn pass_turns_with(&self, passer: TurnPasser) {
+        let _ = self.passer.set(passer);
     }
 
-    /// Acts on a release announced with `message`: a lock's names the
-    /// process whose turn it is after its last newline (a key may hold
-    /// newlines, a process id never does); any other wakes every process.
-    /// Returns the lock key when the turn is this process's and nobody here
-    /// can take it: the caller passes it on (see `lock_pass_turn.lua`), or
-    /// the processes after this one wait for their poll.
-    pub fn announced<'m>(&self, message: &'m str) -> Option<&'m str> {
-        match message.rsplit_once('\n') {
-            Some((key, turn)) if is_process_id(turn) => (!self.take_turn(key, turn)).then_some(key),
-            _ => {
-                self.wake(message);
-                None
-            }
+    fn pass_turn(&self, key: &str, fence: &str) {
+        if let Some(passer) = self.passer.get() {
+            passer(key, fence);
+        }
+    }
+
+    /// A release that left fencing token `fence` gave process `process` the
+    /// turn for lock `key`: when it is this one, wakes its longest waiter
+    /// (unless this process made the release and woke one already), or
+    /// passes the turn on when nobody here waits any more.
+    fn take_turn(&self, key: &str, process: &str, fence: &str) {
+        if process != self.process {
+            return;
+        }
+        let Some(slot) = self.slot(key) else {
+            return self.pass_turn(key, fence);
+        };
+        let mut state = slot.state.lock();
+        if state.queue.is_empty() {
+            state.expected.clear();
+            drop(state);
+            return self.pass_turn(key, fence);
+        }
+        state.turn = Some(fence.to_owned());
+        if !state.skip_expected() {
+            state.wake_next();
+        }
+    }
+
+    /// Acts on a release announced with `message`: a lock's ends in a line
+    /// `<process>:<fence>` naming the process whose turn it is (a key may
+    /// hold newlines, that line never does, and the keys of other objects
+    /// end in `}`); any other wakes every waiter of its key.
+    pub fn announced(&self, message: &str) {
+        match message
+            .rsplit_once('\n')
+            .and_then(|(key, tail)| Some((key, parse_turn(tail)?)))
+        {
+            Some((key, (process, fence))) => self.take_turn(key, process, fence),
+            None => self.wake(message),
         }
     }
 
@@ -315,19 +372,8 @@ impl WakeBoard {
     /// waiter was woken already, is skipped.
     pub fn wake(&self, key: &str) {
         if let Some(slot) = self.slot(key) {
-            {
-                let mut state = slot.state.lock();
-                let now = Instant::now();
-                while state
-                    .expected
-                    .front()
-                    .is_some_and(|made| now.duration_since(*made) > ANNOUNCEMENT_WINDOW)
-                {
-                    state.expected.pop_front();
-                }
-                if state.expected.pop_front().is_some() {
-                    return;
-                }
+            if slot.state.lock().skip_expected() {
+                return;
             }
             slot.wake();
         }
@@ -582,6 +628,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        let mut unused_turn = None;
         let mut slots = self.board.slots.lock();
         let mut state = self.slot.state.lock();
         if let Some(at) = state.queue.iter().position(|w| w.ticket == self.ticket) {
@@ -601,9 +648,13 @@ impl Drop for Watch {
                 });
             // A wake-up this waiter never used goes to the next one: it may
             // be the release that frees the object (not a hand-over's, which
-            // was for this waiter alone).
-            if self.slot.fair && !handed && left.is_some_and(|w| w.woken) {
-                state.wake_next();
+            // was for this waiter alone). With nobody left here, a lock's
+            // turn goes to the next process.
+            // (A turn recorded earlier and used since is refused where it
+            // is passed: the lock was granted since.)
+            let unused = left.is_some_and(|w| w.woken);
+            if self.slot.fair && !handed && unused && !state.wake_next() {
+                unused_turn = state.turn.take();
             }
         }
         drop(state);
@@ -611,6 +662,10 @@ impl Drop for Watch {
         // nobody else watches this key.
         if Arc::strong_count(&self.slot) == 1 {
             slots.remove(&self.key);
+        }
+        drop(slots);
+        if let Some(fence) = unused_turn {
+            self.board.pass_turn(&self.key, &fence);
         }
     }
 }
@@ -686,35 +741,100 @@ mod tests {
         assert!(!second.wait(soon()));
     }
 
+    /// The turns a board passed on: lock key and fence.
+    type Passed = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// A board whose passed-on turns are recorded.
+    fn board_passing_turns() -> (Arc<WakeBoard>, Passed) {
+        let board = Arc::new(WakeBoard::default());
+        let passed = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&passed);
+        board.pass_turns_with(Box::new(move |key, fence| {
+            record.lock().push((key.to_owned(), fence.to_owned()));
+        }));
+        (board, passed)
+    }
+
     #[test]
     fn an_announced_turn_wakes_only_its_process_even_under_a_name_with_newlines() {
-        let board = Arc::new(WakeBoard::default());
+        let (board, passed) = board_passing_turns();
         let key = "lock:{a\nb}";
         let watch = board.watch(key, true);
         let soon = || Instant::now() + Duration::from_millis(20);
-        let others = format!("{key}\n{}", "0123456789abcdef");
-        assert_eq!(board.announced(&others), None);
+        board.announced(&format!("{key}\n0123456789abcdef:7"));
         assert!(!watch.wait(soon()), "another process's turn woke it");
-        let ours = format!("{key}\n{}", board.process());
-        assert_eq!(board.announced(&ours), None);
+        let ours = format!("{key}\n{}:7", board.process());
+        board.announced(&ours);
         assert!(watch.wait(soon()));
         drop(watch);
+        assert!(passed.lock().is_empty(), "the turn was used");
+        board.announced(&ours);
         assert_eq!(
-            board.announced(&ours),
-            Some(key),
-            "a turn nobody here can take is not handed back to pass on"
+            *passed.lock(),
+            [(key.to_owned(), "7".to_owned())],
+            "a turn nobody here can take is passed on"
         );
+    }
+
+    #[test]
+    fn a_turn_the_last_waiter_leaves_unused_is_passed_on() {
+        let (board, passed) = board_passing_turns();
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
+        board.announced(&format!("k\n{}:42", board.process()));
+        // The first leaves without using its wake-up: the second gets it.
+        drop(first);
+        assert!(passed.lock().is_empty());
+        // The second leaves too, the turn unused: it goes to the next process.
+        drop(second);
+        assert_eq!(*passed.lock(), [("k".to_owned(), "42".to_owned())]);
+    }
+
+    #[test]
+    fn a_turn_for_a_release_made_here_wakes_nobody_twice_and_is_not_passed() {
+        let (board, passed) = board_passing_turns();
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
+        assert!(board.expect_release("k"));
+        board.released_here("k", true);
+        board.announced(&format!("k\n{}:5", board.process()));
+        let soon = || Instant::now() + Duration::from_millis(20);
+        assert!(first.wait(soon()));
+        assert!(
+            !second.wait(soon()),
+            "the release's own announcement woke another"
+        );
+        assert!(passed.lock().is_empty());
     }
 
     #[test]
     fn an_announcement_without_a_turn_wakes_its_key_whatever_its_newlines() {
         let board = Arc::new(WakeBoard::default());
-        // A semaphore named "x\n0123456789abcdef": its key ends in its tag.
-        let key = "sem:{x\n0123456789abcdef}";
+        // A semaphore named "x\n0123456789abcdef:1": its key ends in its tag.
+        let key = "sem:{x\n0123456789abcdef:1}";
         let watches: Vec<Watch> = (0..2).map(|_| board.watch(key, false)).collect();
-        assert_eq!(board.announced(key), None);
+        board.announced(key);
         for watch in &watches {
             assert!(watch.wait(Instant::now() + Duration::from_millis(20)));
+        }
+    }
+
+    #[test]
+    fn only_a_process_id_and_a_decimal_fence_make_a_turn() {
+        assert_eq!(
+            parse_turn("0123456789abcdef:12"),
+            Some(("0123456789abcdef", "12"))
+        );
+        for tail in [
+            "0123456789abcdef",
+            "0123456789abcdef:",
+            "0123456789abcdef:1x",
+            "0123456789ABCDEF:1",
+            "0123456789abcde:1",
+            "0123456789abcdef:123456789012345678901",
+            "0123456789abcdef}",
+        ] {
+            assert_eq!(parse_turn(tail), None, "{tail:?}");
         }
     }
 

@@ -1,26 +1,21 @@
 -- A lock's turn reached a process with nobody left to take it (its last
 -- waiter gave up as the turn was given): give it to the next process and
--- wake that one, unless the lock is granted (its release will give it).
+-- wake that one, unless the lock was granted since the release that gave
+-- the turn (that grant's release gives the next turn).
 -- (Sent after lock_record.lua.)
 -- KEYS[1] lock   KEYS[2] wake-up channel   KEYS[3] turns
--- ARGV[1] message (the lock key)   ARGV[2] the caller's process id
--- Returns 1 when the turn was given to another process, 0 when not.
-local _, expires, _, _, bad = read_lock(KEYS[1])
-if bad then
+-- ARGV[1] message (the lock key)   ARGV[2] the fencing token the release
+-- left, as announced
+-- Returns 1 when the turn was given on, 0 when not.
+-- Released and not granted since: the lock holds just that token.
+if redis.pcall('GET', KEYS[1]) ~= ARGV[2] then
   return 0
 end
-if expires then
-  local _, now = server_time()
-  if expires > now then
-    return 0
-  end
-end
 local turn = next_turn(KEYS[3])
-if turn == ARGV[2] then
-  turn = next_turn(KEYS[3])
-end
 if not turn then
   return 0
 end
-redis.pcall('SPUBLISH', KEYS[2], ARGV[1] .. '\n' .. turn)
+-- (The turn may come back to the caller's process: a waiter there lined
+-- up again since, and takes it.)
+redis.pcall('SPUBLISH', KEYS[2], ARGV[1] .. '\n' .. turn .. ':' .. ARGV[2])
 return 1

@@ -4,7 +4,8 @@
 -- The wake-up is a pcall: the release stands and is reported even when the
 -- server refuses SPUBLISH (an ACL without the channel); waiters poll then.
 -- It goes to the sharded channel KEYS[2] (the same hash tag as the lock, so
--- the same cluster slot), and names the process whose turn it is.
+-- the same cluster slot), and names the process whose turn it is and the
+-- fencing token left ('<key>\n<process>:<fence>').
 -- KEYS[1] lock   KEYS[2] wake-up channel   KEYS[3] turns
 -- ARGV[1] owner token   ARGV[2] message (the lock key)   ARGV[3] the
 -- caller's process id   ARGV[4] '1' when that process has waiters
@@ -19,7 +20,8 @@ end
 if not fence then
   return {0, 0}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', fence), 'KEEPTTL')
+local fence_text = string.format('%.0f', fence)
+redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 local turn = next_turn(KEYS[3])
 if turn == ARGV[3] and ARGV[4] ~= '1' then
   -- This process queued, but its waiters have gone since: the turn is the
@@ -29,7 +31,7 @@ end
 if not turn then
   return {1, 0}
 end
-redis.pcall('SPUBLISH', KEYS[2], ARGV[2] .. '\n' .. turn)
+redis.pcall('SPUBLISH', KEYS[2], ARGV[2] .. '\n' .. turn .. ':' .. fence_text)
 if turn == ARGV[3] then
   return {1, 1}
 end

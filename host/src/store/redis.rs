@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use redis::Script;
 
 use super::cluster::ClusterRouter;
 use super::connect::Connector;
 use super::pool::{Pool, PoolConfig};
-use super::subscriber::{ConnectFn, Notifications, PassTurnFn, Subscriber};
+use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::wire::Connection;
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
@@ -21,7 +23,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
 use crate::limits::millis;
-use crate::notify::{WakeBoard, Watch};
+use crate::notify::{TurnPasser, WakeBoard, Watch};
 
 /// Locks (and later the other primitives) on one Redis server.
 pub(crate) struct RedisStore {
@@ -394,16 +396,34 @@ fn poke(pool: &Pool, channel: &str) {
     });
 }
 
+/// How many turns may wait to be passed on; more are dropped (their
+/// processes wait for their poll).
+const TURN_BACKLOG: usize = 64;
+
 /// Passes on a lock's turn that reached this process when nobody here could
 /// take it, so that the next waiting process is woken now, not at its next
-/// poll. Best effort, on a thread of its own: the listener that received
-/// the turn goes on at once, and a failure costs the others their poll.
-fn turn_passer(route: Route) -> PassTurnFn {
-    let script = Arc::new(lock_script(include_str!("lock_pass_turn.lua")));
-    Box::new(move |key, process| {
-        let (route, script) = (route.clone(), Arc::clone(&script));
-        let (key, process) = (key.to_owned(), process.to_owned());
-        let passing = move || {
+/// poll. Best effort, on one thread of its own (started at the first turn
+/// to pass, ended with the client): the caller goes on at once, and a
+/// failure costs the others their poll.
+fn turn_passer(route: Route) -> TurnPasser {
+    let worker: Mutex<Option<SyncSender<(String, String)>>> = Mutex::new(None);
+    Box::new(move |key, fence| {
+        let mut worker = worker.lock();
+        let sender = worker.get_or_insert_with(|| start_turn_passer(route.clone()));
+        if let Err(TrySendError::Disconnected(_)) =
+            sender.try_send((key.to_owned(), fence.to_owned()))
+        {
+            // Its thread could not start: try again at the next turn.
+            *worker = None;
+        }
+    })
+}
+
+fn start_turn_passer(route: Route) -> SyncSender<(String, String)> {
+    let (sender, turns) = sync_channel::<(String, String)>(TURN_BACKLOG);
+    let script = lock_script(include_str!("lock_pass_turn.lua"));
+    let passing = move || {
+        for (key, fence) in turns {
             let (waiters, turns) = (format!("{key}:waiters"), format!("{key}:turns"));
             let passed = route.run(&key, |conn| {
                 script
@@ -411,17 +431,18 @@ fn turn_passer(route: Route) -> PassTurnFn {
                     .key(&waiters)
                     .key(&turns)
                     .arg(&key)
-                    .arg(&process)
+                    .arg(&fence)
                     .invoke::<i64>(conn)
             });
             if let Err(error) = passed {
                 tracing::debug!(lock = %key, %error, "tollgate: could not pass on a turn");
             }
-        };
-        let _ = std::thread::Builder::new()
-            .name("tollgate-turn".into())
-            .spawn(passing);
-    })
+        }
+    };
+    let _ = std::thread::Builder::new()
+        .name("tollgate-turn".into())
+        .spawn(passing);
+    sender
 }
 
 /// Where requests go: one server, or the masters of a cluster.

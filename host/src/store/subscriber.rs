@@ -28,7 +28,7 @@ use parking_lot::{Condvar, Mutex};
 use redis::Value;
 
 use crate::error::Error;
-use crate::notify::WakeBoard;
+use crate::notify::{TurnPasser, WakeBoard};
 
 /// Channels nobody waits on are dropped at most this often (when the
 /// listener next wakes).
@@ -45,11 +45,6 @@ pub(crate) type NodeOf = Box<dyn Fn(&str) -> Result<(String, ConnectFn), Error> 
 /// Publishes an empty message on a classic channel through node `node`'s
 /// command connections (to wake a listener there).
 pub(crate) type PokeFn = Box<dyn Fn(&str, &str) + Send + Sync>;
-
-/// Gives the turn for lock `key` that reached this process (`process`, its
-/// board's id) when nobody here could take it to the next waiting process.
-/// Called on the listener thread: it must not block for long.
-pub(crate) type PassTurnFn = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Whether waiters of a client are woken by release notifications, or rely
 /// on polling.
@@ -83,7 +78,6 @@ struct Shared {
     board: Arc<WakeBoard>,
     node_of: NodeOf,
     poke: PokeFn,
-    pass_turn: PassTurnFn,
     /// The client's key prefix, which control channels start with too.
     prefix: String,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
@@ -129,13 +123,16 @@ struct Channels {
 }
 
 impl Subscriber {
-    pub fn new(node_of: NodeOf, poke: PokeFn, pass_turn: PassTurnFn, prefix: String) -> Self {
+    /// `pass_turn` passes on the turns of locks nobody here can take (see
+    /// [`WakeBoard::pass_turns_with`]).
+    pub fn new(node_of: NodeOf, poke: PokeFn, pass_turn: TurnPasser, prefix: String) -> Self {
+        let board = WakeBoard::default();
+        board.pass_turns_with(pass_turn);
         Subscriber {
             shared: Arc::new(Shared {
-                board: Arc::new(WakeBoard::default()),
+                board: Arc::new(board),
                 node_of,
                 poke,
-                pass_turn,
                 prefix,
                 listeners: Mutex::default(),
                 status: Mutex::default(),
@@ -427,10 +424,7 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
     };
     match text(0).as_str() {
         "smessage" => {
-            let message = text(2);
-            if let Some(key) = shared.board.announced(&message) {
-                (shared.pass_turn)(key, shared.board.process());
-            }
+            shared.board.announced(&text(2));
         }
         "ssubscribe" => {
             let channel = text(1);

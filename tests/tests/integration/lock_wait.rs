@@ -334,6 +334,35 @@ fn turns_queued(server: &RedisServer, name: &str) -> usize {
         .unwrap()
 }
 
+/// A client that waited `wait` for lock `name` (held by another) and gave
+/// up, and its id in the lock's queue of waiting clients (taken while it
+/// was queued).
+fn gave_up_waiting(server: &RedisServer, name: &'static str, wait: Duration) -> (Client, String) {
+    let client = unpolled(server);
+    let gave_up = {
+        let client = client.clone();
+        thread::spawn(move || {
+            client
+                .lock(name)
+                .wait(wait)
+                .try_acquire()
+                .unwrap()
+                .is_none()
+        })
+    };
+    until("the waiting client queued", || {
+        turns_queued(server, name) == 1
+    });
+    let id: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("tollgate:lock:{{{name}}}:turns"))
+        .arg(0)
+        .arg(0)
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(gave_up.join().unwrap(), "it got the lock");
+    (client, id.into_iter().next().expect("queued"))
+}
+
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -478,31 +507,14 @@ fn a_turn_that_reaches_a_client_whose_waiter_just_left_passes_to_the_next() {
     let server = RedisServer::start();
     let holder = unpolled(&server);
     let guard = held(&holder, "p");
-    let left = unpolled(&server);
-    let gave_up = {
-        let left = left.clone();
-        thread::spawn(move || {
-            let wait = Duration::from_millis(500);
-            left.lock("p").wait(wait).try_acquire().unwrap().is_none()
-        })
-    };
-    until("the leaving client queued", || {
-        turns_queued(&server, "p") == 1
-    });
-    let id: Vec<String> = redis::cmd("ZRANGE")
-        .arg("tollgate:lock:{p}:turns")
-        .arg(0)
-        .arg(0)
-        .query(&mut server.conn())
-        .unwrap();
-    assert!(gave_up.join().unwrap());
+    let (left, id) = gave_up_waiting(&server, "p", Duration::from_millis(500));
     assert_eq!(turns_queued(&server, "p"), 0, "it left the queue");
     // Its turn was on the way as it left: the client is back in line,
     // first, with nobody left to take the turn (but still listening).
     redis::cmd("ZADD")
         .arg("tollgate:lock:{p}:turns")
         .arg(0)
-        .arg(&id[0])
+        .arg(&id)
         .exec(&mut server.conn())
         .unwrap();
     let next = unpolled(&server);
@@ -522,6 +534,62 @@ fn a_turn_that_reaches_a_client_whose_waiter_just_left_passes_to_the_next() {
         "{:?}",
         released.elapsed()
     );
+    drop(left);
+}
+
+#[test]
+fn a_turn_is_passed_on_only_while_the_release_that_gave_it_is_the_last() {
+    let server = RedisServer::start();
+    let holder = unpolled(&server);
+    let guard = held(&holder, "s");
+    // A client that waited and gave up: still listening, nobody waits there.
+    let (left, left_id) = gave_up_waiting(&server, "s", Duration::from_millis(200));
+    let next = unpolled(&server);
+    let (served_tx, served) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let got = next.lock("s").wait(Duration::from_secs(20)).acquire();
+        let _ = served_tx.send(got.map(drop));
+    });
+    until("the next client queued", || turns_queued(&server, "s") == 1);
+    // The lock is freed behind everyone's back (no announcement), leaving
+    // token `fence`.
+    let value: String = redis::cmd("GET")
+        .arg("tollgate:lock:{s}")
+        .query(&mut server.conn())
+        .unwrap();
+    let fence: u64 = value.split(' ').next().unwrap().parse().unwrap();
+    redis::cmd("SET")
+        .arg("tollgate:lock:{s}")
+        .arg(fence.to_string())
+        .arg("KEEPTTL")
+        .exec(&mut server.conn())
+        .unwrap();
+    let announce = |fence: u64| {
+        redis::cmd("SPUBLISH")
+            .arg("tollgate:lock:{s}:waiters")
+            .arg(format!("tollgate:lock:{{s}}\n{}:{fence}", left_id))
+            .exec(&mut server.conn())
+            .unwrap();
+    };
+    // A turn from an earlier release (the lock was granted since): the
+    // client that cannot take it does not pass it on.
+    announce(fence - 1);
+    assert!(
+        served.recv_timeout(Duration::from_millis(600)).is_err(),
+        "a stale turn was passed on"
+    );
+    assert_eq!(
+        turns_queued(&server, "s"),
+        1,
+        "the next client kept its place"
+    );
+    // The turn of the release that left the lock as it is now: passed on.
+    announce(fence);
+    served
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the turn was not passed on")
+        .unwrap();
+    drop(guard);
     drop(left);
 }
 
