@@ -1,6 +1,7 @@
 //! Distributed locks: [`lock`], [`LockBuilder`], [`Guard`].
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::Result;
@@ -95,13 +96,18 @@ impl LockBuilder {
 pub struct Guard {
     inner: wit::Guard,
     name: String,
-    token: u64,
+    /// Asked of the host at its first use (one call fewer per critical
+    /// section that never needs it), 0 until then; fixed for the grant.
+    token: AtomicU64,
 }
 
 impl Guard {
     fn new(inner: wit::Guard, name: String) -> Self {
-        let token = inner.fencing_token();
-        Guard { inner, name, token }
+        Guard {
+            inner,
+            name,
+            token: AtomicU64::new(0),
+        }
     }
 
     /// The lock's name, as given to [`lock`].
@@ -112,7 +118,14 @@ impl Guard {
     /// This grant's fencing token: larger than every token issued before for
     /// this name. Pass it to the resource the lock protects.
     pub fn fencing_token(&self) -> u64 {
-        self.token
+        match self.token.load(Ordering::Relaxed) {
+            0 => {
+                let token = self.inner.fencing_token();
+                self.token.store(token, Ordering::Relaxed);
+                token
+            }
+            token => token,
+        }
     }
 
     /// Sets the remaining TTL to `ttl` (rounded up to whole milliseconds);
@@ -135,7 +148,7 @@ impl Guard {
     /// fencing token: [`Error::StaleToken`](crate::Error::StaleToken) once a
     /// later holder of this lock has written it. See [`record`](crate::record).
     pub fn put(&self, record: &str, value: &[u8]) -> Result<()> {
-        crate::record(record).put(value, self.token)
+        crate::record(record).put(value, self.fencing_token())
     }
 
     /// Releases the lock and reports the outcome:
@@ -150,7 +163,7 @@ impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
             .field("name", &self.name)
-            .field("fencing_token", &self.token)
+            .field("fencing_token", &self.fencing_token())
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,6 @@
 //! One invocation's calls, checked against the policy: [`Session`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -147,7 +147,9 @@ impl Shared {
 #[derive(Default)]
 struct Tally {
     /// The names written to, by kind.
-    written: HashSet<(&'static str, String)>,
+    written: HashMap<&'static str, HashSet<String>>,
+    /// How many names `written` holds, all kinds together.
+    names_written: usize,
     /// Bytes of results and failures stored.
     stored_bytes: usize,
 }
@@ -548,15 +550,20 @@ impl Session {
     fn writes(&self, kind: &'static str, name: &str) -> Result<(), GuestError> {
         let max = self.shared.policy.max_written_names;
         let mut tally = self.shared.tally.lock();
-        let entry = (kind, name.to_owned());
-        if tally.written.len() >= max && !tally.written.contains(&entry) {
+        let over = tally.names_written >= max;
+        let names = tally.written.entry(kind).or_default();
+        if names.contains(name) {
+            return Ok(());
+        }
+        if over {
             return Err(GuestError::QuotaExceeded(format!(
                 "the plugin may write to at most {max} names per invocation \
                  (locks, read-write locks, semaphores, idempotency keys, once keys, counters, \
                  operation ids, sequences, fenced records)"
             )));
         }
-        tally.written.insert(entry);
+        names.insert(name.to_owned());
+        tally.names_written += 1;
         Ok(())
     }
 

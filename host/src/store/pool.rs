@@ -156,8 +156,9 @@ impl Pool {
         let wait = left.map_or(self.config.connect_timeout, |left| {
             left.min(self.config.connect_timeout)
         });
-        let deadline = Instant::now() + wait;
-        let caller_deadline = left.map(|left| Instant::now() + left);
+        let now = Instant::now();
+        let deadline = now + wait;
+        let caller_deadline = left.map(|left| now + left);
         let left_now = || caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut slots = self.slots.lock();
         loop {
