@@ -3,6 +3,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
+use std::sync::OnceLock;
 
 use crate::Result;
 use crate::host::lock as wit;
@@ -74,14 +75,14 @@ impl LockBuilder {
     /// [`Error::Timeout`]: crate::Error::Timeout
     pub fn acquire(&self) -> Result<Guard> {
         let inner = wit::acquire(&self.name, self.options())?;
-        Ok(Guard::new(inner, self.name.clone()))
+        Ok(Guard::new(inner))
     }
 
     /// Like [`acquire`](Self::acquire), but `None` instead of a timeout when
     /// the lock is not granted.
     pub fn try_acquire(&self) -> Result<Option<Guard>> {
         let inner = wit::try_acquire(&self.name, self.options())?;
-        Ok(inner.map(|g| Guard::new(g, self.name.clone())))
+        Ok(inner.map(Guard::new))
     }
 }
 
@@ -95,24 +96,25 @@ impl LockBuilder {
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct Guard {
     inner: wit::Guard,
-    name: String,
+    /// Asked of the host at its first use, like the token.
+    name: OnceLock<String>,
     /// Asked of the host at its first use (one call fewer per critical
     /// section that never needs it), 0 until then; fixed for the grant.
     token: AtomicU64,
 }
 
 impl Guard {
-    fn new(inner: wit::Guard, name: String) -> Self {
+    fn new(inner: wit::Guard) -> Self {
         Guard {
             inner,
-            name,
+            name: OnceLock::new(),
             token: AtomicU64::new(0),
         }
     }
 
     /// The lock's name, as given to [`lock`].
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.get_or_init(|| self.inner.name())
     }
 
     /// This grant's fencing token: larger than every token issued before for
@@ -162,7 +164,7 @@ impl Guard {
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("fencing_token", &self.fencing_token())
             .finish_non_exhaustive()
     }

@@ -71,6 +71,9 @@ type Answer<T> = Result<T, WitError>;
 pub(crate) struct Handle<G: Grant>(Held<G>);
 
 impl<G: Grant> Handle<G> {
+    pub(crate) fn name(&self) -> String {
+        self.0.name().to_owned()
+    }
     pub(crate) fn fencing_token(&self) -> u64 {
         self.0.fencing_token()
     }

@@ -39,6 +39,18 @@ fn a_plugins_names_live_in_its_namespace() {
     sandbox.invoke(|| counter("orders").incr(3)).unwrap();
     assert_eq!(sandbox.client().counter("shop/orders").get().unwrap(), 3);
     assert_eq!(sandbox.client().counter("orders").get().unwrap(), 0);
+    // A guard knows its lock by the name the plugin gave, and its token is
+    // the grant's.
+    let client = sandbox.client();
+    let (name, token, held) = sandbox
+        .invoke(|| {
+            let guard = lock("till").acquire()?;
+            let held = client.lock_info("shop/till").unwrap().expect("held");
+            Ok::<_, Error>((guard.name().to_owned(), guard.fencing_token(), held))
+        })
+        .unwrap();
+    assert_eq!(name, "till");
+    assert_eq!(token, held.fencing_token);
 }
 
 #[test]

@@ -240,7 +240,11 @@ impl Policy {
                 "{what} {name:?} contains {c:?}: plugins may not use key syntax in names"
             )));
         }
-        Ok(format!("{}/{name}", self.namespace))
+        let mut scoped = String::with_capacity(self.namespace.len() + 1 + name.len());
+        scoped.push_str(&self.namespace);
+        scoped.push('/');
+        scoped.push_str(name);
+        Ok(scoped)
     }
 
     /// A guest-chosen duration in ms: zero means `default`; above `max` is a

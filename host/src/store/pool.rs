@@ -107,7 +107,8 @@ impl Pool {
         request: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
         let deadline = CALL_DEADLINE.get();
-        let mut conn = self.checkout(time_left(deadline)?)?;
+        time_left(deadline)?;
+        let mut conn = self.checkout(deadline)?;
         // The checkout may have used some of the time left.
         let left = match time_left(deadline) {
             Ok(left) => left,
@@ -150,21 +151,18 @@ impl Pool {
         }
     }
 
-    /// A connection, waiting at most the connect timeout (or `left`, when
-    /// shorter) for one to come back.
-    fn checkout(&self, left: Option<Duration>) -> Result<PooledConnection> {
-        let wait = left.map_or(self.config.connect_timeout, |left| {
-            left.min(self.config.connect_timeout)
-        });
-        let now = Instant::now();
-        let deadline = now + wait;
-        let caller_deadline = left.map(|left| now + left);
+    /// A connection, waiting at most the connect timeout (or until
+    /// `caller_deadline`, when sooner) for one to come back.
+    fn checkout(&self, caller_deadline: Option<Instant>) -> Result<PooledConnection> {
         let left_now = || caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // When to stop waiting for a connection, and for how long that is:
+        // reckoned at the first wait (most checkouts find one idle).
+        let mut give_up: Option<(Instant, Duration)> = None;
         let mut slots = self.slots.lock();
         loop {
             if let Some(mut conn) = slots.idle.pop() {
                 drop(slots);
-                if self.is_healthy(&mut conn, left_now()) {
+                if self.is_healthy(&mut conn, left_now) {
                     return Ok(conn);
                 }
                 self.checkin(None);
@@ -185,6 +183,11 @@ impl Pool {
                     }
                 };
             }
+            let (deadline, wait) = *give_up.get_or_insert_with(|| {
+                let connect_timeout = self.config.connect_timeout;
+                let wait = left_now().map_or(connect_timeout, |left| left.min(connect_timeout));
+                (Instant::now() + wait, wait)
+            });
             if self.returned.wait_until(&mut slots, deadline).timed_out() {
                 return Err(Error::Unavailable {
                     reason: format!(
@@ -209,7 +212,12 @@ impl Pool {
 
     /// A connection idle for a while is pinged first, so that a Redis restart
     /// while the client was idle costs a reconnect, not a failed call.
-    fn is_healthy(&self, conn: &mut PooledConnection, left: Option<Duration>) -> bool {
+    /// `left`: the caller's time left, asked only when a check is due.
+    fn is_healthy(
+        &self,
+        conn: &mut PooledConnection,
+        left: impl FnOnce() -> Option<Duration>,
+    ) -> bool {
         if !conn.inner.is_open() {
             return false;
         }
@@ -223,7 +231,7 @@ impl Pool {
         if failed_recently {
             return false;
         }
-        let bounded = left.filter(|left| *left < self.config.response_timeout);
+        let bounded = left().filter(|left| *left < self.config.response_timeout);
         if let Some(left) = bounded {
             bound_request(&conn.inner, left.max(Duration::from_millis(1)));
         }
