@@ -98,7 +98,9 @@ struct SlotState {
     /// process's turn (locks).
     kept: u32,
     /// The fencing token of the release that gave this process its last
-    /// turn (locks), while a waiter woken for it may still leave unserved.
+    /// turn (locks), kept until it is passed on or the slot goes: the last
+    /// waiter here may leave with that turn unused. (Once the lock was
+    /// granted again, passing it is refused, so an old one does no harm.)
     turn: Option<String>,
 }
 
@@ -653,7 +655,7 @@ impl Drop for Watch {
             // (A turn recorded earlier and used since is refused where it
             // is passed: the lock was granted since.)
             let unused = left.is_some_and(|w| w.woken);
-            if self.slot.fair && !handed && unused && !state.wake_next() {
+            if self.slot.fair && !handed && unused && !state.wake_next() && state.queue.is_empty() {
                 unused_turn = state.turn.take();
             }
         }
@@ -791,6 +793,22 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_is_not_passed_on_while_a_woken_waiter_remains_here() {
+        let (board, passed) = board_passing_turns();
+        let first = board.watch("k", true);
+        let second = board.watch("k", true);
+        board.wake_every("k"); // both woken (say, after a reconnection)
+        board.announced(&format!("k\n{}:9", board.process()));
+        drop(first);
+        assert!(
+            passed.lock().is_empty(),
+            "the second, awake, takes the turn"
+        );
+        drop(second);
+        assert_eq!(*passed.lock(), [("k".to_owned(), "9".to_owned())]);
+    }
+
+    #[test]
     fn a_turn_for_a_release_made_here_wakes_nobody_twice_and_is_not_passed() {
         let (board, passed) = board_passing_turns();
         let first = board.watch("k", true);
@@ -804,6 +822,10 @@ mod tests {
             !second.wait(soon()),
             "the release's own announcement woke another"
         );
+        // The first used its wake-up (it asked), the second never had one:
+        // nothing is left to pass on when they go.
+        drop(first);
+        drop(second);
         assert!(passed.lock().is_empty());
     }
 

@@ -7,8 +7,10 @@
 -- ARGV[1] message (the lock key)   ARGV[2] the fencing token the release
 -- left, as announced
 -- Returns 1 when the turn was given on, 0 when not.
--- Released and not granted since: the lock holds just that token.
-if redis.pcall('GET', KEYS[1]) ~= ARGV[2] then
+-- Released and not granted since: the lock holds just that token, or
+-- nothing (its fencing counter expired with it: free too).
+local value = redis.pcall('GET', KEYS[1])
+if value and value ~= ARGV[2] then
   return 0
 end
 local turn = next_turn(KEYS[3])

@@ -151,8 +151,9 @@ impl Pool {
         }
     }
 
-    /// A connection, waiting at most the connect timeout (or until
-    /// `caller_deadline`, when sooner) for one to come back.
+    /// A connection: an idle one (checked first if unused for a while), a
+    /// new one, or one given back while this waits, at most the connect
+    /// timeout from when the wait starts and never past `caller_deadline`.
     fn checkout(&self, caller_deadline: Option<Instant>) -> Result<PooledConnection> {
         let left_now = || caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         // When to stop waiting for a connection, and for how long that is:

@@ -543,7 +543,7 @@ fn a_turn_is_passed_on_only_while_the_release_that_gave_it_is_the_last() {
     let holder = unpolled(&server);
     let guard = held(&holder, "s");
     // A client that waited and gave up: still listening, nobody waits there.
-    let (left, left_id) = gave_up_waiting(&server, "s", Duration::from_millis(200));
+    let (left, left_id) = gave_up_waiting(&server, "s", Duration::from_millis(300));
     let next = unpolled(&server);
     let (served_tx, served) = std::sync::mpsc::channel();
     thread::spawn(move || {
@@ -575,7 +575,7 @@ fn a_turn_is_passed_on_only_while_the_release_that_gave_it_is_the_last() {
     // client that cannot take it does not pass it on.
     announce(fence - 1);
     assert!(
-        served.recv_timeout(Duration::from_millis(600)).is_err(),
+        served.recv_timeout(Duration::from_millis(300)).is_err(),
         "a stale turn was passed on"
     );
     assert_eq!(
