@@ -8,9 +8,10 @@
 -- new value would leave the bounds (nothing changed). Errors as INCRBY gives
 -- them (WRONGTYPE, not an integer, overflow), with nothing changed.
 --
--- The sum is computed by INCRBY (exact 64-bit arithmetic) and values travel
--- as text. Only the bound checks compare Lua numbers (doubles); the client
--- keeps bounds within +-(2^53 - 1), where those comparisons are exact.
+-- The sum is computed by INCRBY (exact 64-bit arithmetic); values travel as
+-- text, or as integer replies where a double holds them exactly. Only the
+-- bound checks compare Lua numbers (doubles); the client keeps bounds
+-- within +-(2^53 - 1), where those comparisons are exact.
 if KEYS[2] then
   local seen = redis.call('GET', KEYS[2])
   if seen then
@@ -41,15 +42,15 @@ if bounded and ((ARGV[2] ~= '' and new < tonumber(ARGV[2])) or (ARGV[3] ~= '' an
   end
   return {0, old or '0'}
 end
--- The new value as text: formatted when a double holds it exactly, else
--- read back.
-local value
-if new > -9007199254740992 and new < 9007199254740992 then
-  value = string.format('%.0f', new)
-else
-  value = redis.call('GET', KEYS[1])
-end
+-- The new value: as a number when a double holds it exactly (an integer
+-- reply), else as text read back. The operation record stores it as text.
+local exact = new > -9007199254740992 and new < 9007199254740992
 if KEYS[2] then
+  local value = exact and string.format('%d', new) or redis.call('GET', KEYS[1])
   redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. value, 'PX', ARGV[4])
+  return {1, value}
 end
-return {1, value}
+if exact then
+  return {1, new}
+end
+return {1, redis.call('GET', KEYS[1])}

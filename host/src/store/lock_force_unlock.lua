@@ -14,6 +14,6 @@ local _, now = server_time()
 if expires <= now then
   return 0
 end
-redis.call('SET', KEYS[1], string.format('%.0f', fence), 'KEEPTTL')
+redis.call('SET', KEYS[1], string.format('%d', fence), 'KEEPTTL')
 redis.pcall('SPUBLISH', KEYS[2], ARGV[1])
 return 1

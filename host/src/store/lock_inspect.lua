@@ -13,4 +13,4 @@ local _, now = server_time()
 if expires <= now then
   return false
 end
-return {string.format('%.0f', fence), holder, expires - now}
+return {string.format('%d', fence), holder, expires - now}

@@ -44,7 +44,7 @@ local function wrong_type(reason)
 end
 
 local function granted_value(fence, expires, owner, holder)
-  return string.format('%.0f %.0f %s %s', fence, expires, owner, holder)
+  return string.format('%d %d %s %s', fence, expires, owner, holder)
 end
 
 -- Reads the grant at `key` if `owner` holds it now: fence, expires, holder,

@@ -20,7 +20,7 @@ end
 if not fence then
   return {0, 0}
 end
-local fence_text = string.format('%.0f', fence)
+local fence_text = string.format('%d', fence)
 redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 local turn = next_turn(KEYS[3])
 if turn == ARGV[3] and ARGV[4] ~= '1' then

@@ -57,7 +57,7 @@ if not past or ARGV[11] == '1' then
 end
 -- Another process's turn: wake it; this process's waiters line up again.
 next_turn(KEYS[3])
-local fence_text = string.format('%.0f', fence)
+local fence_text = string.format('%d', fence)
 redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 redis.pcall('SPUBLISH', KEYS[2], ARGV[2] .. '\n' .. turn .. ':' .. fence_text)
 take_a_turn(KEYS[3], ARGV[8], now_us, tonumber(ARGV[10]))

@@ -41,7 +41,7 @@ if not free then
   local wish = tonumber(ARGV[6])
   if mode == 'w' and wish > 0 then
     local expires = now + wish
-    redis.call('HSET', KEYS[1], 'want:' .. owner, string.format('%.0f', expires))
+    redis.call('HSET', KEYS[1], 'want:' .. owner, string.format('%d', expires))
     if not state.fence then
       redis.call('HSET', KEYS[1], 'fence', '0')
     end
@@ -51,7 +51,7 @@ if not free then
 end
 local token = next_token(state.fence, now_us)
 local expires = now + ttl
-redis.call('HSET', KEYS[1], 'fence', string.format('%.0f', token),
+redis.call('HSET', KEYS[1], 'fence', string.format('%d', token),
   field, grant_value(expires, token, ARGV[4]))
 redis.call('HDEL', KEYS[1], 'want:' .. owner)
 keep(KEYS[1], math.max(state.latest, expires), now, retention)

@@ -17,7 +17,7 @@ local function wrong_type(reason)
 end
 
 local function grant_value(expires, fence, holder)
-  return string.format('%.0f %.0f %s', expires, fence, holder)
+  return string.format('%d %d %s', expires, fence, holder)
 end
 
 -- Reads the lock at `key` at server time `now` (ms), removing ended

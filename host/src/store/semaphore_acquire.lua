@@ -33,7 +33,7 @@ if used + count > permits then
 end
 local token = next_token(fence, now_us)
 local expires = now + ttl
-redis.call('HSET', KEYS[1], 'fence', string.format('%.0f', token),
+redis.call('HSET', KEYS[1], 'fence', string.format('%d', token),
   'p:' .. ARGV[1], grant_value(expires, count, token, ARGV[5]))
 keep(KEYS[1], math.max(latest, expires), now, retention)
 return {1, token, permits - used - count}

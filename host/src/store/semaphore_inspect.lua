@@ -10,7 +10,7 @@ end
 local out = {}
 for _, grant in pairs(grants) do
   table.insert(out, grant.count)
-  table.insert(out, string.format('%.0f', grant.fence))
+  table.insert(out, string.format('%d', grant.fence))
   table.insert(out, grant.holder)
   table.insert(out, grant.expires - now)
 end

@@ -15,7 +15,7 @@ local function wrong_type(reason)
 end
 
 local function grant_value(expires, count, fence, holder)
-  return string.format('%.0f %d %.0f %s', expires, count, fence, holder)
+  return string.format('%d %d %d %s', expires, count, fence, holder)
 end
 
 -- Reads the semaphore at `key` at server time `now` (ms), removing ended

@@ -493,6 +493,15 @@ fn overflow_is_a_typed_error_and_changes_nothing(backend: &Backend) {
         Err(Error::Overflow { key: key.clone() })
     );
     assert_eq!(big.get().unwrap(), i64::MAX);
+    // Values past 2^53 come back exact from every path (a double could
+    // not hold them), and those below it too.
+    big.set(i64::MAX - 3).unwrap();
+    assert_eq!(above_zero.incr(1).unwrap(), i64::MAX - 2);
+    let once = big.incr_once("past-2^53", 1).unwrap();
+    assert_eq!((once.applied, once.value), (true, i64::MAX - 1));
+    big.set((1 << 53) - 2).unwrap();
+    assert_eq!(above_zero.incr(1).unwrap(), (1 << 53) - 1);
+    assert_eq!(above_zero.incr(1).unwrap(), 1 << 53);
     // The refused incr_once left no record: the id is still free.
     big.set(0).unwrap();
     assert!(big.incr_once("op", 1).unwrap().applied);
