@@ -651,12 +651,15 @@ impl Drop for Watch {
             // A wake-up this waiter never used goes to the next one: it may
             // be the release that frees the object (not a hand-over's, which
             // was for this waiter alone). With nobody left here, a lock's
-            // turn goes to the next process.
-            // (A turn recorded earlier and used since is refused where it
-            // is passed: the lock was granted since.)
-            let unused = left.is_some_and(|w| w.woken);
-            if self.slot.fair && !handed && unused && !state.wake_next() && state.queue.is_empty() {
-                unused_turn = state.turn.take();
+            // turn goes to the next process. (A turn recorded earlier and
+            // used since is refused where it is passed: the lock was
+            // granted since.)
+            if self.slot.fair && !handed && left.is_some_and(|w| w.woken) {
+                if state.queue.is_empty() {
+                    unused_turn = state.turn.take();
+                } else {
+                    state.wake_next();
+                }
             }
         }
         drop(state);
