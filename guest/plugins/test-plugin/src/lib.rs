@@ -25,6 +25,7 @@
 //! | `recurse`                       | recurse without end (the stack overflows)                                                                                              | —                               |
 //! | `loop-holding NAME`             | acquire NAME (TTL 30 s), then loop forever                                                                                             | —                               |
 //! | `alloc BYTES`                   | allocate BYTES bytes and write to every 4 KiB page (traps when memory runs out)                                                        | `allocated`                     |
+//! | `grow-fresh PAGES`              | grow linear memory by PAGES 64 KiB pages, look for a byte an earlier invocation left there, then fill them all                      | `fresh` or `stale at OFFSET`    |
 //! | `try NAME`                      | try-acquire NAME (TTL 30 s), holding nothing at return                                                                                 | `granted TOKEN` or `busy`       |
 //! | `hold-many COUNT`               | acquire `m0` .. `m{COUNT-1}` (TTL 30 s), keeping every guard until return                                                              | `held COUNT` or `error at K: CASE` |
 //! | `lock-ttl NAME TTL_MS`          | acquire NAME with that TTL                                                                                                             | `held TOKEN`                    |
@@ -145,6 +146,7 @@ fn command(args: &[&str]) -> Result<Result<String, Error>, String> {
             black_box(&buf);
             Ok("allocated".to_owned())
         }
+        ["grow-fresh", pages] => Ok(grow_fresh(number(pages)?)?),
         ["try", name] => lock(*name).ttl(LOCK_TTL).try_acquire().map(|g| match g {
             Some(g) => format!("granted {}", g.fencing_token()),
             None => "busy".to_owned(),
@@ -412,4 +414,39 @@ fn next_in_sequence(
         seq = seq.format(format);
     }
     seq.next()
+}
+
+/// Grows linear memory by `pages` and checks that every new byte is zero,
+/// as WebAssembly defines them: a byte left by an earlier invocation means
+/// the host handed this instance memory it did not reset. Then fills the
+/// new pages, for the next invocation to check.
+#[cfg(target_arch = "wasm32")]
+fn grow_fresh(pages: usize) -> Result<String, String> {
+    const PAGE: usize = 65536;
+    let before = core::arch::wasm32::memory_grow::<0>(pages);
+    if before == usize::MAX {
+        return Err(format!("memory.grow by {pages} pages failed"));
+    }
+    let start = before * PAGE;
+    let mut stale = None;
+    for offset in start..start + pages * PAGE {
+        let byte = std::ptr::with_exposed_provenance_mut::<u8>(offset);
+        // SAFETY: memory.grow just added these bytes to linear memory, and
+        // no allocation of this program owns them.
+        unsafe {
+            if stale.is_none() && std::ptr::read_volatile(byte) != 0 {
+                stale = Some(offset);
+            }
+            std::ptr::write_volatile(byte, 0xAB);
+        }
+    }
+    Ok(match stale {
+        Some(offset) => format!("stale at {offset}"),
+        None => "fresh".to_owned(),
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn grow_fresh(_pages: usize) -> Result<String, String> {
+    Err("grow-fresh needs wasm32".to_owned())
 }
