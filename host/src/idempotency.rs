@@ -400,8 +400,7 @@ impl IdempotentCall<'_> {
         action: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Outcome, RunError<E>> {
         let cache_failures = self.idempotency.cache_failures;
-        let name = self.display_name();
-        let claim = match self.begin()? {
+        let claim = match self.begin_by_ref()? {
             Begin::Fresh(claim) => claim,
             Begin::Completed(value) => {
                 return Ok(Outcome {
@@ -410,7 +409,12 @@ impl IdempotentCall<'_> {
                 });
             }
             Begin::Failed(text) => return Err(RunError::EarlierFailure(text)),
-            Begin::InProgress => return Err(Error::InProgress { key: name }.into()),
+            Begin::InProgress => {
+                return Err(Error::InProgress {
+                    key: self.display_name(),
+                }
+                .into());
+            }
         };
         match action() {
             Ok(value) => match claim.complete(&value) {
@@ -427,7 +431,7 @@ impl IdempotentCall<'_> {
                     claim.abandon()
                 };
                 if let Err(end_error) = ended {
-                    tracing::warn!(key = %name, error = %end_error, "tollgate: could not record a failed action; its claim frees when the lease ends");
+                    tracing::warn!(key = %self.logged_name(), error = %end_error, "tollgate: could not record a failed action; its claim frees when the lease ends");
                 }
                 Err(RunError::Action(error))
             }
@@ -439,6 +443,10 @@ impl IdempotentCall<'_> {
     /// The returned [`Claim`] must be completed, failed or abandoned;
     /// dropping it abandons it.
     pub fn begin(self) -> Result<Begin> {
+        self.begin_by_ref()
+    }
+
+    fn begin_by_ref(&self) -> Result<Begin> {
         let span = crate::trace::span!("idempotency", self.key);
         crate::trace::in_span(
             span,
@@ -452,7 +460,7 @@ impl IdempotentCall<'_> {
         )
     }
 
-    fn begin_traced(self) -> Result<Begin> {
+    fn begin_traced(&self) -> Result<Begin> {
         let idem = self.idempotency;
         let inner = idem.client.inner();
         let settings = &inner.settings;
@@ -472,7 +480,6 @@ impl IdempotentCall<'_> {
         };
         check_wait(wait, settings.max_wait)?;
 
-        let name = self.display_name();
         let keys = inner.keyspace.claim(&idem.namespace, &self.key);
         let owner = Uuid::new_v4().simple().to_string();
         let store = inner.store.as_ref();
@@ -501,7 +508,7 @@ impl IdempotentCall<'_> {
             },
         )?;
         let Some((state, sent, generation)) = found else {
-            tracing::debug!(key = %name, "tollgate: idempotency key in progress elsewhere");
+            tracing::debug!(key = %self.logged_name(), "tollgate: idempotency key in progress elsewhere");
             crate::metrics::claim_found("in_progress");
             return Ok(Begin::InProgress);
         };
@@ -513,7 +520,7 @@ impl IdempotentCall<'_> {
             ClaimState::Mismatch => "mismatch",
         });
         tracing::debug!(
-            key = %name,
+            key = %self.logged_name(),
             found = match &state {
                 ClaimState::Fresh => "fresh: this call runs the action",
                 ClaimState::Done(_) => "done: replaying the result",
@@ -526,18 +533,38 @@ impl IdempotentCall<'_> {
         Ok(match state {
             ClaimState::Fresh => {
                 let lease = Duration::from_millis(lease_ms);
+                let name = self.display_name();
                 let claim = Claim::start(idem, name, keys, owner, lease, sent, generation)?;
                 Begin::Fresh(claim)
             }
             ClaimState::Done(value) => Begin::Completed(value),
             ClaimState::Failed(text) => Begin::Failed(String::from_utf8_lossy(&text).into_owned()),
-            ClaimState::Mismatch => return Err(Error::PayloadMismatch { key: name }),
+            ClaimState::Mismatch => {
+                return Err(Error::PayloadMismatch {
+                    key: self.display_name(),
+                });
+            }
             ClaimState::Running { .. } => Begin::InProgress,
         })
     }
 
+    /// `namespace/key`: how errors and claims name the key.
     fn display_name(&self) -> String {
-        format!("{}/{}", self.idempotency.namespace, self.key)
+        [&self.idempotency.namespace, "/", &self.key].concat()
+    }
+
+    /// The same for a log line, written only if the line is.
+    fn logged_name(&self) -> impl fmt::Display + '_ {
+        LoggedName(&self.idempotency.namespace, &self.key)
+    }
+}
+
+/// `namespace/key` as a [`fmt::Display`] (see `IdempotentCall::logged_name`).
+struct LoggedName<'a>(&'a str, &'a str);
+
+impl fmt::Display for LoggedName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)
     }
 }
 

@@ -16,6 +16,7 @@
 //! `":daily"`) contain no `}`.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// The keys of one lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +32,13 @@ pub(crate) struct LockKeys {
 impl LockKeys {
     /// The in-process store's fencing counter (Redis keeps it in `lock`).
     pub fn fence(&self) -> String {
-        format!("{}:fence", self.lock)
+        [&self.lock, ":fence"].concat()
     }
 
     /// On Redis, the sorted set of the processes waiting for the lock, in
     /// the order their turns come.
     pub fn turns(&self) -> String {
-        format!("{}:turns", self.lock)
+        [&self.lock, ":turns"].concat()
     }
 }
 
@@ -79,28 +80,33 @@ impl Keyspace {
     /// `{LEN:namespace:key}` with `LEN` the namespace's length in bytes, so
     /// that no two (namespace, key) pairs share a tag.
     pub fn claim(&self, namespace: &str, key: &str) -> ClaimKeys {
-        let record = format!(
-            "{}idem:{{{}:{}:{}}}",
-            self.prefix,
-            namespace.len(),
-            tag(namespace),
-            tag(key)
+        let (tagged_namespace, tagged_key) = (tag(namespace), tag(key));
+        let mut record = String::with_capacity(
+            self.prefix.len() + tagged_namespace.len() + tagged_key.len() + 32,
         );
+        record.push_str(&self.prefix);
+        record.push_str("idem:{");
+        // Writing to a String cannot fail.
+        let _ = write!(record, "{}:", namespace.len());
+        record.push_str(&tagged_namespace);
+        record.push(':');
+        record.push_str(&tagged_key);
+        record.push('}');
         ClaimKeys {
-            waiters: format!("{record}:waiters"),
+            waiters: [&record, ":waiters"].concat(),
             record,
         }
     }
 
     /// The marker of a once-per-window submission.
     pub fn once(&self, key: &str) -> String {
-        format!("{}once:{{{}}}", self.prefix, tag(key))
+        self.tagged("once", key)
     }
 
     /// A Redis glob matching the lock keys (not their `:fence` or
     /// `:waiters` names) of the names that match `name_glob`.
     pub fn lock_glob(&self, name_glob: &str) -> String {
-        format!("{}lock:{{{}}}", self.prefix, tag(name_glob))
+        self.tagged("lock", name_glob)
     }
 
     /// The lock name inside a lock key.
@@ -113,16 +119,16 @@ impl Keyspace {
     }
 
     pub fn lock(&self, name: &str) -> LockKeys {
-        let lock = format!("{}lock:{{{}}}", self.prefix, tag(name));
+        let lock = self.tagged("lock", name);
         LockKeys {
-            waiters: format!("{lock}:waiters"),
+            waiters: [&lock, ":waiters"].concat(),
             lock,
         }
     }
 
     /// The key of counter `name`: an integer as text, no TTL.
     pub fn counter(&self, name: &str) -> String {
-        format!("{}counter:{{{}}}", self.prefix, tag(name))
+        self.tagged("counter", name)
     }
 
     /// The record of operation `op_id` on counter `name`: the text
@@ -130,7 +136,10 @@ impl Keyspace {
     /// hex-encoded, so no op id (and no brace in it) can produce another
     /// object's key.
     pub fn counter_op(&self, name: &str, op_id: &str) -> String {
-        let mut key = format!("{}:op:", self.counter(name));
+        let counter = self.counter(name);
+        let mut key = String::with_capacity(counter.len() + 4 + 2 * op_id.len());
+        key.push_str(&counter);
+        key.push_str(":op:");
         for byte in op_id.bytes() {
             key.push(char::from(HEX[usize::from(byte >> 4)]));
             key.push(char::from(HEX[usize::from(byte & 0xf)]));
@@ -147,9 +156,9 @@ impl Keyspace {
     }
 
     fn grant_keys(&self, kind: &str, name: &str) -> GrantKeys {
-        let key = format!("{}{kind}:{{{}}}", self.prefix, tag(name));
+        let key = self.tagged(kind, name);
         GrantKeys {
-            waiters: format!("{key}:waiters"),
+            waiters: [&key, ":waiters"].concat(),
             key,
         }
     }
@@ -157,18 +166,24 @@ impl Keyspace {
     /// The key of fenced record `name`: a hash `{fence, value}`; after a
     /// delete, `{fence}` alone, so a stale writer cannot bring it back.
     pub fn record(&self, name: &str) -> String {
-        format!("{}rec:{{{}}}", self.prefix, tag(name))
+        self.tagged("rec", name)
     }
 
     /// The key of sequence `name` (an integer).
     pub fn sequence(&self, name: &str) -> String {
-        format!("{}seq:{{{}}}", self.prefix, tag(name))
+        self.tagged("seq", name)
     }
 
     /// The key of daily sequence `name`: a hash of the server's current and
     /// previous day's counts.
     pub fn daily_sequence(&self, name: &str) -> String {
-        format!("{}:daily", self.sequence(name))
+        [&self.sequence(name), ":daily"].concat()
+    }
+
+    /// `PREFIX + kind + ":{" + tag + "}"`: the key of object `name` of
+    /// `kind`, built in one allocation (keys are made on every call).
+    fn tagged(&self, kind: &str, name: &str) -> String {
+        [&self.prefix, kind, ":{", &tag(name), "}"].concat()
     }
 }
 
