@@ -10,6 +10,7 @@
 
 mod cluster;
 mod connect;
+mod lua;
 mod memory;
 mod pool;
 mod redis;

@@ -8,10 +8,10 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::Script;
 
 use super::cluster::ClusterRouter;
 use super::connect::Connector;
+use super::lua::LuaScript;
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::wire::Connection;
@@ -37,30 +37,30 @@ pub(crate) struct RedisStore {
 }
 
 struct Scripts {
-    acquire: Script,
-    extend: Script,
-    release: Script,
-    release_to: Script,
-    owned_ttl: Script,
-    inspect: Script,
-    force_unlock: Script,
-    claim_inspect: Script,
-    record_get: Script,
-    semaphore_acquire: Script,
-    semaphore_release: Script,
-    semaphore_extend: Script,
-    semaphore_inspect: Script,
-    rw_acquire: Script,
-    rw_release: Script,
-    rw_extend: Script,
-    record_write: Script,
-    claim_begin: Script,
-    claim_extend: Script,
-    claim_finish: Script,
-    claim_abandon: Script,
-    counter_change: Script,
-    counter_set: Script,
-    sequence_reserve: Script,
+    acquire: LuaScript,
+    extend: LuaScript,
+    release: LuaScript,
+    release_to: LuaScript,
+    owned_ttl: LuaScript,
+    inspect: LuaScript,
+    force_unlock: LuaScript,
+    claim_inspect: LuaScript,
+    record_get: LuaScript,
+    semaphore_acquire: LuaScript,
+    semaphore_release: LuaScript,
+    semaphore_extend: LuaScript,
+    semaphore_inspect: LuaScript,
+    rw_acquire: LuaScript,
+    rw_release: LuaScript,
+    rw_extend: LuaScript,
+    record_write: LuaScript,
+    claim_begin: LuaScript,
+    claim_extend: LuaScript,
+    claim_finish: LuaScript,
+    claim_abandon: LuaScript,
+    counter_change: LuaScript,
+    counter_set: LuaScript,
+    sequence_reserve: LuaScript,
 }
 
 impl Scripts {
@@ -73,8 +73,8 @@ impl Scripts {
             owned_ttl: lock_script(include_str!("lock_owned_ttl.lua")),
             inspect: lock_script(include_str!("lock_inspect.lua")),
             force_unlock: lock_script(include_str!("lock_force_unlock.lua")),
-            claim_inspect: Script::new(include_str!("claim_inspect.lua")),
-            record_get: Script::new(include_str!("record_get.lua")),
+            claim_inspect: LuaScript::new(include_str!("claim_inspect.lua")),
+            record_get: LuaScript::new(include_str!("record_get.lua")),
             semaphore_acquire: semaphore_script(include_str!("semaphore_acquire.lua")),
             semaphore_release: semaphore_script(include_str!("semaphore_release.lua")),
             semaphore_extend: semaphore_script(include_str!("semaphore_extend.lua")),
@@ -82,42 +82,42 @@ impl Scripts {
             rw_acquire: rw_script(include_str!("rw_acquire.lua")),
             rw_release: rw_script(include_str!("rw_release.lua")),
             rw_extend: rw_script(include_str!("rw_extend.lua")),
-            record_write: Script::new(include_str!("record_write.lua")),
-            claim_begin: Script::new(concat!(
+            record_write: LuaScript::new(include_str!("record_write.lua")),
+            claim_begin: LuaScript::new(concat!(
                 include_str!("waiters.lua"),
                 include_str!("claim_begin.lua")
             )),
-            claim_extend: Script::new(include_str!("claim_extend.lua")),
-            claim_finish: Script::new(include_str!("claim_finish.lua")),
-            claim_abandon: Script::new(include_str!("claim_abandon.lua")),
-            counter_change: Script::new(include_str!("counter_incr.lua")),
-            counter_set: Script::new(include_str!("counter_set.lua")),
-            sequence_reserve: Script::new(include_str!("sequence_reserve.lua")),
+            claim_extend: LuaScript::new(include_str!("claim_extend.lua")),
+            claim_finish: LuaScript::new(include_str!("claim_finish.lua")),
+            claim_abandon: LuaScript::new(include_str!("claim_abandon.lua")),
+            counter_change: LuaScript::new(include_str!("counter_incr.lua")),
+            counter_set: LuaScript::new(include_str!("counter_set.lua")),
+            sequence_reserve: LuaScript::new(include_str!("sequence_reserve.lua")),
         }
     }
 }
 
 /// A script of a lock, semaphore or read-write lock: the shared helpers
 /// (clock, tokens, lifetimes), the object's own, then `body`.
-fn grant_script(helpers: &str, body: &str) -> Script {
-    Script::new(&format!(
+fn grant_script(helpers: &str, body: &str) -> LuaScript {
+    LuaScript::new(&format!(
         "{}\n{helpers}\n{body}",
         include_str!("grant_common.lua")
     ))
 }
 
 /// A lock script, after the helpers that read and write the lock's record.
-fn lock_script(body: &str) -> Script {
+fn lock_script(body: &str) -> LuaScript {
     grant_script(include_str!("lock_record.lua"), body)
 }
 
 /// A semaphore script, after the helpers that read and write its hash.
-fn semaphore_script(body: &str) -> Script {
+fn semaphore_script(body: &str) -> LuaScript {
     grant_script(include_str!("semaphore_record.lua"), body)
 }
 
 /// A read-write lock script, after the helpers that read its hash.
-fn rw_script(body: &str) -> Script {
+fn rw_script(body: &str) -> LuaScript {
     grant_script(include_str!("rw_record.lua"), body)
 }
 
@@ -199,7 +199,7 @@ impl RedisStore {
     /// `owner`.
     fn end_grant(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &GrantKeys,
         owner: &str,
         fence_retention_ms: u64,
@@ -234,7 +234,7 @@ impl RedisStore {
     /// the grant's remaining TTL, `None` when it holds nothing.
     fn extend_grant(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &GrantKeys,
         owner: &str,
         ttl_ms: u64,
@@ -1088,10 +1088,11 @@ impl Store for RedisStore {
         let reply: Vec<String> = self
             .route
             .run(key, |conn| {
-                let mut call = self.scripts.counter_change.key(key);
-                if let Some((op_key, _)) = change.once {
-                    call.key(op_key);
-                }
+                let call = self.scripts.counter_change.key(key);
+                let call = match change.once {
+                    Some((op_key, _)) => call.key(op_key),
+                    None => call,
+                };
                 call.arg(change.delta)
                     .arg(bound(change.min))
                     .arg(bound(change.max))
