@@ -9,8 +9,11 @@
 //! per operation (from the private server's `INFO commandstats` and
 //! `INFO cpu`; commands a script runs count too), and client CPU µs per
 //! operation (`getrusage`, every thread of this process and its children).
-//! Each variant is measured in [`Options::rounds`] interleaved rounds and
-//! the median round is shown.
+//! Each variant is measured in [`Options::rounds`] interleaved rounds: a
+//! row shows each variant's median round, and as its ratio the median of
+//! the per-round ratios (each round's variant against the same round's
+//! floor, measured seconds apart), so that a slow spell of a shared machine
+//! weighs on both sides of a ratio alike.
 //!
 //! With [`Options::pin`] the benchmark and every server it starts run on
 //! CPU 0, so that wall µs per operation is client plus server CPU: the
@@ -53,12 +56,12 @@ pub struct Options {
 }
 
 impl Options {
-    /// The full run: 3 rounds, every row.
+    /// The full run: 5 rounds, every row.
     pub fn full() -> Options {
         Options {
             quick: false,
             pin: false,
-            rounds: 3,
+            rounds: 5,
             skip_topologies: false,
             skip_guest: false,
             worker_exe: None,
@@ -74,19 +77,23 @@ impl Options {
         }
     }
 
+    /// Operations per round for a row sized `full` for three rounds: more
+    /// rounds are each shorter, so a full run takes as long whatever the
+    /// rounds (and interleaves more finely).
     fn ops(&self, full: u64) -> u64 {
         if self.quick {
             (full / 50).max(20)
         } else {
-            full
+            (full * 3 / self.rounds.max(3) as u64).max(1)
         }
     }
 
+    /// How long a contention round lasts (2 s for three rounds).
     fn window(&self) -> Duration {
         if self.quick {
             Duration::from_millis(150)
         } else {
-            Duration::from_secs(2)
+            Duration::from_secs(6) / self.rounds.max(3) as u32
         }
     }
 }
@@ -112,7 +119,8 @@ pub struct Measured {
     pub variant: String,
     /// Operations per second (wall clock).
     pub per_sec: f64,
-    /// Against the row's floor (1.0 for the floor itself).
+    /// Against the row's floor: the median of the rounds' ratios (1.0 for
+    /// the floor itself).
     pub ratio: f64,
     /// Redis commands per operation, scripts' commands included.
     pub commands: Option<f64>,
@@ -326,18 +334,23 @@ fn row(
             rounds[i].push(run(meter)?);
         }
     }
+    let floor_rates: Vec<f64> = rounds[0].iter().map(rate).collect();
     let mut measured = Vec::new();
-    let mut floor = None;
     for ((name, _), mut samples) in variants.into_iter().zip(rounds) {
+        let mut ratios: Vec<f64> = samples
+            .iter()
+            .zip(&floor_rates)
+            .map(|(sample, floor)| rate(sample) / floor)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
         samples.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
         let s = &samples[samples.len() / 2];
         let per_sec = rate(s);
-        let floor_rate = *floor.get_or_insert(per_sec);
         let per_op = |x: f64| x / s.ops as f64;
         measured.push(Measured {
             variant: name,
             per_sec,
-            ratio: per_sec / floor_rate,
+            ratio: ratios[ratios.len() / 2],
             commands: s.commands.map(|c| per_op(c as f64)),
             server_us: s.server_cpu.map(|c| per_op(c) * 1e6),
             client_us: Some(per_op(s.client_cpu) * 1e6),
