@@ -706,7 +706,7 @@ pub fn run(options: &Options, peers: Vec<Peer>, out: &mut dyn Write) -> BenchRes
 
     // 7. Topologies: a lock cycle each, against one server.
     if !options.skip_topologies {
-        let r = topologies(options, &mut meter, &client, n.min(2_000))?;
+        let r = topologies(options, &mut meter, &client, options.ops(2_000))?;
         emit(r, out)?;
     }
     drop(server);

@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreContextMut, Trap, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut,
+    Trap, UpdateDeadline,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::WasiClocksView;
@@ -38,14 +38,9 @@ use crate::store::within_deadline;
 /// so no instance sees another's memory; when the pool runs out of free
 /// slots, the pending batch is given back at once.
 const DECOMMIT_BATCH: usize = 16;
-/// How much of a pooled linear memory's written pages is reset in place
-/// (and stays resident) when its instance ends, where the kernel can list
-/// the written pages (Linux 6.7 on); the rest is given back to the kernel.
-/// A small plugin writes a few pages per invocation, which the next
-/// instance in the slot then uses without a page fault.
-const MEMORY_KEPT_RESIDENT: usize = 256 << 10;
 /// How much of a pooled table is zeroed in place (and stays resident) when
-/// its instance ends; a table is seldom more than a few pages.
+/// its instance ends, sparing the next instance in the slot a page fault;
+/// a table is seldom more than a page.
 const TABLE_KEPT_RESIDENT: usize = 64 << 10;
 /// How often the deadline clock ticks: the resolution of plugin timeouts.
 const TICK: Duration = Duration::from_millis(10);
@@ -130,9 +125,9 @@ impl RuntimeBuilder {
     /// memory per core module), `run` fails with [`PluginError::Host`].
     /// Reserves address space (not memory) for `instances` 4 GiB memories.
     /// A finished instance's slot is reset before reuse, so every invocation
-    /// starts from fresh memory; on Linux 6.7 and later up to 256 KiB of the
-    /// pages it wrote are reset in place and stay resident (no page faults
-    /// for the next invocation), the rest go back to the kernel.
+    /// starts from fresh memory: its linear memory goes back to the kernel,
+    /// and up to 64 KiB of each of its tables is zeroed in place and stays
+    /// resident.
     /// Off by default: each instance is then allocated on demand, without
     /// limits but the policy's.
     pub fn pooled_instances(mut self, instances: u32) -> Self {
@@ -159,13 +154,13 @@ impl RuntimeBuilder {
                 .max_memory_size(1 << 32)
                 .decommit_batch_size(DECOMMIT_BATCH.min(instances as usize))
                 .table_keep_resident(TABLE_KEPT_RESIDENT);
-            // Without the kernel's list of written pages, keeping memory
-            // resident would zero its lowest addresses, which a Rust guest
-            // (its stack at the top of its first MiB) seldom writes.
-            if PoolingAllocationConfig::is_pagemap_scan_available() {
-                pool.pagemap_scan(Enabled::Yes)
-                    .linear_memory_keep_resident(MEMORY_KEPT_RESIDENT);
-            }
+            // Linear memory is not kept resident: without a list of the
+            // pages an instance wrote, that zeroes the lowest addresses,
+            // which a Rust guest (its stack at the top of its first MiB)
+            // seldom writes; and the list Linux's PAGEMAP_SCAN gives misses
+            // written pages that are swapped out or being migrated, which
+            // the next invocation in the slot would then read (wasmtime
+            // PR #14357).
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(host_error)?;
