@@ -17,8 +17,9 @@ pub(crate) struct LuaScript {
     script: redis::Script,
 }
 
-/// The most keys a script here takes: its calls' key lists start this big.
-const MOST_KEYS: usize = 4;
+/// The most keys a script here takes (a lock's release: the lock, its
+/// channel, its turns): a call's key list starts this big.
+const MOST_KEYS: usize = 3;
 
 /// Arguments, and their bytes, a call usually adds after its keys: the
 /// command's first capacity.
