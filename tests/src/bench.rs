@@ -5,10 +5,11 @@
 //! with what each costs the client and the server.
 //!
 //! For every variant of every row it prints operations per second, the
-//! ratio to the row's floor, Redis commands per operation and server CPU µs
-//! per operation (from the private server's `INFO commandstats` and
-//! `INFO cpu`; commands a script runs count too), and client CPU µs per
-//! operation (`getrusage`, every thread of this process and its children).
+//! ratio to the row's floor and its range over the rounds, Redis commands
+//! per operation and server CPU µs per operation (from the private server's
+//! `INFO commandstats` and `INFO cpu`; commands a script runs count too),
+//! and client CPU µs per operation (`getrusage`, every thread of this
+//! process and its children).
 //! Each variant is measured in [`Options::rounds`] interleaved rounds: a
 //! row shows each variant's median round, and as its ratio the median of
 //! the per-round ratios (each round's variant against the same round's
@@ -122,6 +123,9 @@ pub struct Measured {
     /// Against the row's floor: the median of the rounds' ratios (1.0 for
     /// the floor itself).
     pub ratio: f64,
+    /// The lowest and highest of the rounds' ratios: how far this machine
+    /// moved the figure within the run.
+    pub ratio_range: (f64, f64),
     /// Redis commands per operation, scripts' commands included.
     pub commands: Option<f64>,
     /// Server CPU µs per operation.
@@ -351,6 +355,7 @@ fn row(
             variant: name,
             per_sec,
             ratio: ratios[ratios.len() / 2],
+            ratio_range: (ratios[0], ratios[ratios.len() - 1]),
             commands: s.commands.map(|c| per_op(c as f64)),
             server_us: s.server_cpu.map(|c| per_op(c) * 1e6),
             client_us: Some(per_op(s.client_cpu) * 1e6),
@@ -1071,8 +1076,8 @@ fn topologies(options: &Options, meter: &mut Meter, single: &Client, n: u64) -> 
 fn print_header(out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<46} {:>10} {:>6} {:>8} {:>10} {:>10}",
-        "", "ops/s", "ratio", "cmds/op", "server µs", "client µs"
+        "{:<46} {:>10} {:>6} {:>10} {:>8} {:>10} {:>10}",
+        "", "ops/s", "ratio", "range", "cmds/op", "server µs", "client µs"
     )
 }
 
@@ -1082,13 +1087,19 @@ fn print_row(row: &Row, out: &mut dyn Write) -> std::io::Result<()> {
         Some(v) => format!("{v:.prec$}"),
         None => "-".to_owned(),
     };
-    for m in &row.variants {
+    for (i, m) in row.variants.iter().enumerate() {
+        let range = match (i, m.ratio_range) {
+            (0, _) => String::new(),
+            (_, (low, high)) if high >= 100.0 => format!("{low:.0}–{high:.0}"),
+            (_, (low, high)) => format!("{low:.2}–{high:.2}"),
+        };
         writeln!(
             out,
-            "  {:<44} {:>10.0} {:>6.2} {:>8} {:>10} {:>10}{}",
+            "  {:<44} {:>10.0} {:>6.2} {:>10} {:>8} {:>10} {:>10}{}",
             m.variant,
             m.per_sec,
             m.ratio,
+            range,
             opt(m.commands, 1),
             opt(m.server_us, 1),
             opt(m.client_us, 1),
