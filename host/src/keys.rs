@@ -30,6 +30,14 @@ pub(crate) struct LockKeys {
 }
 
 impl LockKeys {
+    /// The keys of the lock whose key is `lock`.
+    pub fn of(lock: String) -> Self {
+        LockKeys {
+            waiters: waiters_of(&lock),
+            lock,
+        }
+    }
+
     /// The in-process store's fencing counter (Redis keeps it in `lock`).
     pub fn fence(&self) -> String {
         [&self.lock, ":fence"].concat()
@@ -93,7 +101,7 @@ impl Keyspace {
         record.push_str(&tagged_key);
         record.push('}');
         ClaimKeys {
-            waiters: [&record, ":waiters"].concat(),
+            waiters: waiters_of(&record),
             record,
         }
     }
@@ -119,11 +127,7 @@ impl Keyspace {
     }
 
     pub fn lock(&self, name: &str) -> LockKeys {
-        let lock = self.tagged("lock", name);
-        LockKeys {
-            waiters: [&lock, ":waiters"].concat(),
-            lock,
-        }
+        LockKeys::of(self.tagged("lock", name))
     }
 
     /// The key of counter `name`: an integer as text, no TTL.
@@ -158,7 +162,7 @@ impl Keyspace {
     fn grant_keys(&self, kind: &str, name: &str) -> GrantKeys {
         let key = self.tagged(kind, name);
         GrantKeys {
-            waiters: [&key, ":waiters"].concat(),
+            waiters: waiters_of(&key),
             key,
         }
     }
@@ -185,6 +189,11 @@ impl Keyspace {
     fn tagged(&self, kind: &str, name: &str) -> String {
         [&self.prefix, kind, ":{", &tag(name), "}"].concat()
     }
+}
+
+/// The waiters key, and release channel, of the object whose key is `key`.
+pub(crate) fn waiters_of(key: &str) -> String {
+    [key, ":waiters"].concat()
 }
 
 /// `name` as the inside of a hash tag: `%` as `%25` and `}` as `%7D`.

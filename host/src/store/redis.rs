@@ -424,18 +424,19 @@ fn start_turn_passer(route: Route) -> SyncSender<(String, String)> {
     let script = lock_script(include_str!("lock_pass_turn.lua"));
     let passing = move || {
         for (key, fence) in turns {
-            let (waiters, turns) = (format!("{key}:waiters"), format!("{key}:turns"));
-            let passed = route.run(&key, |conn| {
+            let keys = LockKeys::of(key);
+            let turns = keys.turns();
+            let passed = route.run(&keys.lock, |conn| {
                 script
-                    .key(&key)
-                    .key(&waiters)
+                    .key(&keys.lock)
+                    .key(&keys.waiters)
                     .key(&turns)
-                    .arg(&key)
+                    .arg(&keys.lock)
                     .arg(&fence)
                     .invoke::<i64>(conn)
             });
             if let Err(error) = passed {
-                tracing::debug!(lock = %key, %error, "tollgate: could not pass on a turn");
+                tracing::debug!(lock = %keys.lock, %error, "tollgate: could not pass on a turn");
             }
         }
     };

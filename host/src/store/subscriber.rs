@@ -187,7 +187,7 @@ impl Subscriber {
     /// the node cannot be reached or refuses. Returns whether announcements
     /// are flowing.
     pub fn listen_for(&self, key: &str, until: Instant) -> bool {
-        let channel = format!("{key}:waiters");
+        let channel = crate::keys::waiters_of(key);
         let Some(listener) = self.listener_for(&channel) else {
             return false;
         };
