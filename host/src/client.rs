@@ -336,6 +336,10 @@ impl ClientBuilder {
     /// confirm stays stored on the primary and is reported the same way
     /// (storing is retried within `Idempotency::store_retry`). Renewals and
     /// releases are not waited for. Costs one `WAIT` round trip per grant.
+    /// A replica that has just finished its first sync confirms nothing
+    /// until its first periodic acknowledgement reaches the primary (up to
+    /// a second on Redis 7.0), so calls in that window fail with the
+    /// retryable [`Error::NotReplicated`].
     /// `timeout` must be shorter than the response timeout. The in-process
     /// store has no replicas and ignores it.
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {

@@ -1,29 +1,38 @@
 //! A primary with a replica that gets promoted (a failover), with and
 //! without synced grants (`ClientBuilder::wait_for_replicas`).
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::{Client, Error};
 use tollgate_tests::RedisServer;
 
-/// A primary and a replica of it, the link up.
+/// A primary and a replica of it that confirms the primary's writes.
+///
+/// "The link is up" on the replica is not enough: after a first sync,
+/// Redis 7.0 streams writes (and `WAIT`'s acknowledgement requests) to the
+/// replica only once the replica's periodic acknowledgement arrives, up to
+/// a second later, so a `WAIT` in that second counts no replica.
 fn primary_and_replica() -> (RedisServer, RedisServer) {
     let primary = RedisServer::start();
     let replica = RedisServer::builder()
         .args(["--replicaof", "127.0.0.1", &primary.port().to_string()])
         .start();
+    let mut conn = primary.conn();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica.conn())
+        redis::cmd("SET")
+            .arg("tollgate-test:replicated")
+            .arg(1)
+            .exec(&mut conn)
             .unwrap();
-        if info.contains("master_link_status:up") {
+        let confirmed: usize = redis::cmd("WAIT").arg(1).arg(100).query(&mut conn).unwrap();
+        if confirmed == 1 {
             return (primary, replica);
         }
-        assert!(Instant::now() < deadline, "the replica never synced");
-        thread::sleep(Duration::from_millis(20));
+        assert!(
+            Instant::now() < deadline,
+            "the replica never confirmed a write"
+        );
     }
 }
 
