@@ -2,7 +2,8 @@
 -- (Sent after lock_record.lua.)
 -- KEYS[1] lock   KEYS[2] turns
 -- ARGV[1] owner token   ARGV[2] ttl ms   ARGV[3] holder description
--- ARGV[4] fencing counter retention ms
+-- ARGV[4] how long the key lives, ms (the TTL plus the fencing counter's
+-- retention)
 -- ARGV[5] the caller's process id when it waits ('' when it does not)
 -- ARGV[6] '1' when another waiter of that process remains after a grant
 -- ARGV[7] how long a turn is kept, ms
@@ -15,7 +16,6 @@ if bad then
 end
 local now_us, now = server_time()
 local ttl = tonumber(ARGV[2])
-local kept = ttl + tonumber(ARGV[4])
 if expires and expires > now then
   if owner ~= ARGV[1] then
     if ARGV[5] ~= '' then
@@ -25,12 +25,12 @@ if expires and expires > now then
   end
   -- A resend: write again (the same TTL), so that a WAIT after it on this
   -- connection covers the grant.
-  redis.call('SET', KEYS[1], granted_value(fence, now + ttl, owner, holder), 'PX', kept)
+  redis.call('SET', KEYS[1], granted_value(fence, now + ttl, owner, holder), 'PX', ARGV[4])
   return {1, fence}
 end
 
 local token = next_token(fence, now_us)
-redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'PX', kept)
+redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'PX', ARGV[4])
 -- Served: a process with no other waiter leaves the queue. (One with more
 -- keeps its place; its release queues it again if it left.)
 if ARGV[5] ~= '' and ARGV[6] ~= '1' then

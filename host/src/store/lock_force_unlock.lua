@@ -3,7 +3,7 @@
 -- or hide the release). (Sent after lock_record.lua.)
 -- KEYS[1] lock   KEYS[2] wake-up channel   ARGV[1] message (the lock key)
 -- Returns 1 when a grant was ended, 0 when the lock was free.
-local fence, expires, _, _, bad = read_lock(KEYS[1])
+local _, expires, _, _, bad, fence_text = read_lock(KEYS[1])
 if bad then
   return wrong_type(bad)
 end
@@ -14,6 +14,6 @@ local _, now = server_time()
 if expires <= now then
   return 0
 end
-redis.call('SET', KEYS[1], string.format('%d', fence), 'KEEPTTL')
+redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 redis.pcall('SPUBLISH', KEYS[2], ARGV[1])
 return 1

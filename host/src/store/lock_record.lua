@@ -12,7 +12,9 @@
 
 -- Reads the lock at `key`: fence (nil when absent), expires, owner and
 -- holder (nil when released), then a reason when the key holds anything
--- tollgate did not write (nothing else is returned then).
+-- tollgate did not write (nothing else is returned then), then the fence as
+-- stored (text: writing it back needs no number formatting, which is slow
+-- in the server's Lua).
 local function read_lock(key)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' then
@@ -27,16 +29,17 @@ local function read_lock(key)
     if not fence then
       return nil, nil, nil, nil, 'a value tollgate did not write'
     end
-    return fence
+    return fence, nil, nil, nil, nil, value
   end
   local b = string.find(value, ' ', a + 1, true)
   local c = b and string.find(value, ' ', b + 1, true)
-  local fence = tonumber(string.sub(value, 1, a - 1))
+  local fence_text = string.sub(value, 1, a - 1)
+  local fence = tonumber(fence_text)
   local expires = b and tonumber(string.sub(value, a + 1, b - 1))
   if not (c and fence and expires) then
     return nil, nil, nil, nil, 'a value tollgate did not write'
   end
-  return fence, expires, string.sub(value, b + 1, c - 1), string.sub(value, c + 1)
+  return fence, expires, string.sub(value, b + 1, c - 1), string.sub(value, c + 1), nil, fence_text
 end
 
 local function wrong_type(reason)
@@ -48,11 +51,11 @@ local function granted_value(fence, expires, owner, holder)
 end
 
 -- Reads the grant at `key` if `owner` holds it now: fence, expires, holder,
--- the server time in ms, nothing, and the server time in µs; nothing when
--- it does not; an error reply as the fifth value when the key holds
--- anything tollgate did not write.
+-- the server time in ms, nothing, the server time in µs and the fence as
+-- stored; nothing when it does not; an error reply as the fifth value when
+-- the key holds anything tollgate did not write.
 local function read_grant_of(key, owner)
-  local fence, expires, found, holder, bad = read_lock(key)
+  local fence, expires, found, holder, bad, fence_text = read_lock(key)
   if bad then
     return nil, nil, nil, nil, wrong_type(bad)
   end
@@ -63,7 +66,7 @@ local function read_grant_of(key, owner)
   if expires <= now then
     return nil
   end
-  return fence, expires, holder, now, nil, now_us
+  return fence, expires, holder, now, nil, now_us, fence_text
 end
 
 -- Waiting processes take turns: `turns` (a sorted set beside the lock)

@@ -13,14 +13,13 @@
 -- Returns {1, turn} when released, where turn is 0 when no process waits,
 -- 1 when the caller's process has the turn, 2 when another has it;
 -- {0, 0} when the caller no longer held the lock.
-local fence, _, _, _, bad, now_us = read_grant_of(KEYS[1], ARGV[1])
+local fence, _, _, _, bad, now_us, fence_text = read_grant_of(KEYS[1], ARGV[1])
 if bad then
   return bad
 end
 if not fence then
   return {0, 0}
 end
-local fence_text = string.format('%d', fence)
 redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 local turn = next_turn(KEYS[3])
 if turn == ARGV[3] and ARGV[4] ~= '1' then

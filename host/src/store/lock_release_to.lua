@@ -9,7 +9,8 @@
 -- KEYS[1] lock   KEYS[2] wake-up channel   KEYS[3] turns
 -- ARGV[1] owner token   ARGV[2] message (the lock key)
 -- ARGV[3] next owner token   ARGV[4] next TTL ms   ARGV[5] next holder
--- ARGV[6] fencing counter retention ms   ARGV[7] '1' when this is a resend
+-- ARGV[6] how long the next grant's key lives, ms (its TTL plus the fencing
+-- counter's retention)   ARGV[7] '1' when this is a resend
 -- ARGV[8] the caller's process id   ARGV[9] '1' when another waiter of it
 -- remains after the next owner   ARGV[10] how long a turn is kept, ms
 -- ARGV[11] '1' when the caller may keep it past another process's turn
@@ -17,7 +18,7 @@
 -- another process's turn, {4, token} on a resend when the first send handed
 -- it over (either way), {1, 0} when freed and the turn given to another process, {0, 0}
 -- when the caller no longer held it.
-local fence, _, _, now, bad, now_us = read_grant_of(KEYS[1], ARGV[1])
+local fence, _, _, now, bad, now_us, fence_text = read_grant_of(KEYS[1], ARGV[1])
 if bad then
   return bad
 end
@@ -39,8 +40,7 @@ if not past or ARGV[11] == '1' then
     next_turn(KEYS[3])
   end
   local token = next_token(fence, now_us)
-  local ttl = tonumber(ARGV[4])
-  redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[3], ARGV[5]), 'PX', ttl + tonumber(ARGV[6]))
+  redis.call('SET', KEYS[1], granted_value(token, now + tonumber(ARGV[4]), ARGV[3], ARGV[5]), 'PX', ARGV[6])
   if turn == ARGV[8] and ARGV[9] == '1' and redis.pcall('EXISTS', KEYS[3]) == 1 then
     -- Other processes wait too: the rest of this one's waiters line up
     -- again behind them.
@@ -57,7 +57,6 @@ if not past or ARGV[11] == '1' then
 end
 -- Another process's turn: wake it; this process's waiters line up again.
 next_turn(KEYS[3])
-local fence_text = string.format('%d', fence)
 redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
 redis.pcall('SPUBLISH', KEYS[2], ARGV[2] .. '\n' .. turn .. ':' .. fence_text)
 take_a_turn(KEYS[3], ARGV[8], now_us, tonumber(ARGV[10]))

@@ -11,6 +11,7 @@
 mod cluster;
 mod connect;
 mod lua;
+mod lua_library;
 mod memory;
 mod pool;
 mod redis;

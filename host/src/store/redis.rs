@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use super::cluster::ClusterRouter;
 use super::connect::Connector;
 use super::lua::LuaScript;
+use super::lua_library::script_using;
 use super::pool::{Pool, PoolConfig};
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::wire::Connection;
@@ -97,13 +98,12 @@ impl Scripts {
     }
 }
 
-/// A script of a lock, semaphore or read-write lock: the shared helpers
-/// (clock, tokens, lifetimes), the object's own, then `body`.
+/// A script of a lock, semaphore or read-write lock: those of the shared
+/// helpers (clock, tokens, lifetimes) and the object's own that `body`
+/// uses, then `body`.
 fn grant_script(helpers: &str, body: &str) -> LuaScript {
-    LuaScript::new(&format!(
-        "{}\n{helpers}\n{body}",
-        include_str!("grant_common.lua")
-    ))
+    let library = [include_str!("grant_common.lua"), "\n", helpers].concat();
+    LuaScript::new(&script_using(&library, body))
 }
 
 /// A lock script, after the helpers that read and write the lock's record.
@@ -508,7 +508,7 @@ impl Store for RedisStore {
                     .arg(req.owner)
                     .arg(req.ttl_ms)
                     .arg(req.holder)
-                    .arg(req.fence_retention_ms)
+                    .arg(req.ttl_ms.saturating_add(req.fence_retention_ms))
                     .arg(process)
                     .arg(if more_here { "1" } else { "0" })
                     .arg(TURN_KEPT_MS)
@@ -605,7 +605,7 @@ impl Store for RedisStore {
                 .arg(next.owner)
                 .arg(next.ttl_ms)
                 .arg(next.holder)
-                .arg(next.fence_retention_ms)
+                .arg(next.ttl_ms.saturating_add(next.fence_retention_ms))
                 .arg(if resend { "1" } else { "0" })
                 .arg(board.process())
                 .arg(if next.after.more_here { "1" } else { "0" })

@@ -20,7 +20,11 @@ mod guest_native;
 mod idempotency;
 mod kit;
 mod lock;
+// The host's script assembly (not public API): tests name a script by the
+// digest the client sends.
 mod lock_wait;
+#[path = "../../../host/src/store/lua_library.rs"]
+mod lua_library;
 mod metrics;
 mod plugin;
 mod record;
@@ -248,14 +252,17 @@ impl PausedHolder {
     }
 }
 
-/// The SHA1 by which tollgate calls the lock script `body`: sent after the
-/// helpers every grant script shares and the lock's own.
+/// The SHA1 by which tollgate calls the lock script `body`: sent after
+/// those of the helpers every grant script shares and the lock's own that
+/// it uses (assembled by the host's own code, included here).
 fn lock_script_sha(body: &str) -> String {
-    let source = format!(
-        "{}\n{}\n{body}",
+    let library = [
         include_str!("../../../host/src/store/grant_common.lua"),
+        "\n",
         include_str!("../../../host/src/store/lock_record.lua"),
-    );
+    ]
+    .concat();
+    let source = lua_library::script_using(&library, body);
     redis::Script::new(&source).get_hash().to_owned()
 }
 
