@@ -28,7 +28,9 @@ pub enum Error {
     NotHeld,
     /// This plugin instance already holds this lock.
     WouldDeadlock,
-    /// The store could not be reached; nothing was done, so retrying is safe.
+    /// The store could not be reached in time, or granted a lease only after
+    /// it had run out (the grant was given back); nothing is held, so
+    /// retrying is safe.
     Unavailable(String),
     /// No reply came from the store: a write may or may not have taken
     /// effect. Resend only calls that are safe to repeat
@@ -104,7 +106,9 @@ impl fmt::Display for Error {
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::AccessDenied(why) => write!(f, "access denied: {why}"),
             Error::QuotaExceeded(why) => write!(f, "quota exceeded: {why}"),
-            Error::Timeout => f.write_str("the lock was not granted within the wait"),
+            Error::Timeout => f.write_str(
+                "the lock was not granted within the wait (held elsewhere; no wait asks once)",
+            ),
             Error::NotHeld => f.write_str("the lock or lease is no longer held"),
             Error::WouldDeadlock => f.write_str("this plugin already holds this lock"),
             Error::Unavailable(why) => write!(f, "store unavailable (nothing was done): {why}"),

@@ -52,8 +52,10 @@ pub enum Error {
         /// The lock's name.
         name: String,
     },
-    /// No connection to Redis could be had in time. Nothing was sent, so the
-    /// call may be retried.
+    /// No connection to Redis could be had in time (nothing was sent), or
+    /// Redis answered a grant only after its lease had run out (the grant
+    /// was given back, so that nothing runs without it). Nothing is held:
+    /// the call may be retried.
     #[error("Redis is unavailable: {reason}")]
     Unavailable {
         /// What went wrong while connecting.
@@ -288,6 +290,7 @@ impl Error {
                         | "TRYAGAIN"
                         | "CLUSTERDOWN"
                         | "READONLY"
+                        | "NOREPLICAS"
                 )
             }
             _ => false,

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::limits::{check_ttl, millis};
 use crate::lock::{check_request, resend_if_dropped};
-use crate::wait::{Attempt, Queue, retry_until};
+use crate::store::Store;
+use crate::wait::{Attempt, Queue, after_late_grant, lease_ran_out, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
 /// Which kind of object the grant is of.
@@ -48,13 +49,22 @@ impl HoldLease {
     }
 
     fn release(&self) -> Result<bool> {
-        let store = &self.client.inner().store;
-        match self.kind {
-            HoldKind::Permits => {
-                store.semaphore_release(&self.keys, &self.owner, self.retention_ms)
-            }
-            HoldKind::ReadWrite => store.rw_release(&self.keys, &self.owner, self.retention_ms),
-        }
+        let store = self.client.inner().store.as_ref();
+        end_grant(store, self.kind, &self.keys, &self.owner, self.retention_ms)
+    }
+}
+
+/// Ends `owner`'s grant of a `kind` object; whether it still held it.
+fn end_grant(
+    store: &dyn Store,
+    kind: HoldKind,
+    keys: &GrantKeys,
+    owner: &str,
+    retention_ms: u64,
+) -> Result<bool> {
+    match kind {
+        HoldKind::Permits => store.semaphore_release(keys, owner, retention_ms),
+        HoldKind::ReadWrite => store.rw_release(keys, owner, retention_ms),
     }
 }
 
@@ -167,11 +177,13 @@ pub(crate) fn acquire(
     };
     let store = inner.store.as_ref();
     let asked = Instant::now();
+    let deadline = asked + asking.wait;
+    let ttl = Duration::from_millis(ttl_ms); // what the server gets
     let queue = if in_order { Queue::Fifo } else { Queue::All };
     let granted = retry_until(
         store,
         &keys.key,
-        asked + asking.wait,
+        deadline,
         settings.poll_interval,
         queue,
         |waiting| {
@@ -179,6 +191,11 @@ pub(crate) fn acquire(
             let generation = store.server_generation();
             // Resending is safe: a grant to this owner token is answered again.
             Ok(match resend_if_dropped(|| ask(&request(waiting)))? {
+                Answer::Granted { .. } if lease_ran_out(sent, ttl) => {
+                    let retention_ms = millis(settings.fence_retention);
+                    let _ = end_grant(store, kind, &keys, &owner, retention_ms);
+                    return after_late_grant(name, ttl, sent, deadline);
+                }
                 Answer::Granted { fence, room_left } => {
                     Attempt::Done((fence, room_left, sent, generation))
                 }

@@ -55,7 +55,7 @@ use crate::keys::ClaimKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::lock::{MIN_WATCHDOG_TTL, resend_if_dropped};
 use crate::store::{ClaimRequest, ClaimState, Finish};
-use crate::wait::{Attempt, Queue, retry_until};
+use crate::wait::{Attempt, Queue, after_late_grant, lease_ran_out, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, Renewal};
 
 /// How long a result is kept when none is given: 24 hours.
@@ -467,6 +467,7 @@ impl IdempotentCall<'_> {
         check_name("idempotency namespace", &idem.namespace)?;
         check_name("idempotency key", &self.key)?;
         let lease_ms = check_ttl("lease", idem.lease, settings.max_ttl)?;
+        let lease = Duration::from_millis(lease_ms); // what the server gets
         if idem.lease < MIN_WATCHDOG_TTL {
             return Err(Error::invalid(
                 "lease",
@@ -503,6 +504,10 @@ impl IdempotentCall<'_> {
                 // Resending is safe: a claim by this owner token is answered again.
                 Ok(match resend_if_dropped(|| store.begin_claim(&request))? {
                     ClaimState::Running { remaining } => Attempt::Busy { remaining },
+                    ClaimState::Fresh if lease_ran_out(sent, lease) => {
+                        let _ = store.abandon_claim(&keys, &owner);
+                        return after_late_grant(&self.display_name(), lease, sent, deadline);
+                    }
                     state => Attempt::Done((state, sent, generation)),
                 })
             },
@@ -532,7 +537,6 @@ impl IdempotentCall<'_> {
         );
         Ok(match state {
             ClaimState::Fresh => {
-                let lease = Duration::from_millis(lease_ms);
                 let name = self.display_name();
                 let claim = Claim::start(idem, name, keys, owner, lease, sent, generation)?;
                 Begin::Fresh(claim)
@@ -660,7 +664,7 @@ impl Claim {
     /// the call returns [`Error::TooLarge`]. [`Error::NotHeld`] when the
     /// lease had run out and the key was taken over: the newer owner's
     /// outcome stands. While Redis does not answer or refuses writes for a
-    /// while (`OOM`, `BUSY`, `LOADING`), storing is retried (it is safe to
+    /// while (`OOM`, `BUSY`, `LOADING`, `NOREPLICAS`), storing is retried (it is safe to
     /// repeat: a resend that finds this claim's outcome stored succeeds) and
     /// the lease renewed, for up to [`Idempotency::store_retry`]; then the
     /// last error comes back, and the action must be taken as run with its

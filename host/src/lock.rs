@@ -49,7 +49,7 @@ use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::notify::HandedGrant;
 use crate::store::{Acquired, LockRequest};
 use crate::store::{NextOwner, Released, Waiting};
-use crate::wait::{Attempt, Fair, Queue, retry_until};
+use crate::wait::{Attempt, Fair, Queue, after_late_grant, lease_ran_out, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
 
 /// The TTL of a lock when none is given: 30 seconds.
@@ -550,6 +550,7 @@ fn acquire_traced(
     let fence_retention_ms = millis(settings.fence_retention);
     let asked = Instant::now();
     let deadline = asked + options.wait;
+    let ttl = Duration::from_millis(ttl_ms); // what the server gets
     let store = inner.store.as_ref();
     let handed = |grant: HandedGrant| Grant {
         fence: grant.fence,
@@ -586,6 +587,10 @@ fn acquire_traced(
             };
             // Resending is safe: a grant to this owner token is answered again.
             Ok(match resend_if_dropped(|| store.acquire_lock(&request))? {
+                Acquired::Granted { .. } if lease_ran_out(sent, ttl) => {
+                    let _ = store.release_lock(&keys, &owner);
+                    return after_late_grant(&name, ttl, sent, deadline);
+                }
                 Acquired::Granted { fence } => Attempt::Done(Grant {
                     fence,
                     sent,
@@ -615,7 +620,6 @@ fn acquire_traced(
     };
     tracing::debug!(lock = %name, fence = grant.fence, ttl_ms, "tollgate: lock granted");
     crate::metrics::lock_granted(grant.sent.saturating_duration_since(asked));
-    let ttl = Duration::from_millis(ttl_ms); // what the server got
     LockGuard::start(client, name, keys, owner, grant, &options, ttl).map(Some)
 }
 
@@ -754,7 +758,9 @@ impl Client {
 
     /// Held locks whose names match `pattern` (`*` any characters, `?` one,
     /// `[abc]` a class), at most `limit`, for operators. A snapshot taken key
-    /// by key, not one atomic step.
+    /// by key, not one atomic step. A key under the locks' prefix that holds
+    /// something tollgate did not write is left out (and logged as a
+    /// warning), not an error for the whole listing.
     pub fn locks(&self, pattern: &str, limit: usize) -> Result<Vec<LockInfo>> {
         let inner = self.inner();
         let keyspace = &inner.keyspace;

@@ -219,6 +219,13 @@ impl Inner {
             .collect()
     }
 
+    /// Notes that a master may keep a grant for `ttl` from now: a restart
+    /// delay that follows the longest TTL waits at least that long.
+    fn granted_for(&self, ttl: Duration) {
+        let mut longest = self.longest_ttl.lock();
+        *longest = (*longest).max(ttl);
+    }
+
     /// Whether `node` may vote: not seen restarted within the delay. A new
     /// restart seen now starts the delay.
     fn may_vote(&self, node: &Node) -> bool {
@@ -521,10 +528,7 @@ impl RedlockGuard {
         node_timeout: Duration,
     ) -> Result<RedlockGuard> {
         let inner = &redlock.inner;
-        {
-            let mut longest = inner.longest_ttl.lock();
-            *longest = (*longest).max(grant.ttl);
-        }
+        inner.granted_for(grant.ttl);
         let thread = thread::current().id();
         inner.held.insert(&name, thread);
         let first = inner.first().inner();
@@ -589,6 +593,9 @@ impl RedlockGuard {
         let ttl = Duration::from_millis(ttl_ms);
         let sent = Instant::now();
         let generation = first.store.server_generation();
+        // Before any master takes it: one that restarts after taking it
+        // must sit out at least this TTL.
+        self.redlock.inner.granted_for(ttl);
         if self.shared.extend_all(ttl)? {
             let drift = ttl / 100 + Duration::from_millis(2);
             self.lease

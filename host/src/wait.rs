@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::notify::{HandedGrant, Watch};
 use crate::store::Store;
 
@@ -146,6 +146,43 @@ pub(crate) fn retry_until<T>(
         }
         watch.wait(wake_at.min(deadline));
     }
+}
+
+/// Whether a grant asked for at `sent` (monotonic clock) with `lease` had
+/// run out by the time its reply arrived: the reply was slower than the
+/// lease, so another caller may hold the object by now.
+pub(crate) fn lease_ran_out(sent: Instant, lease: Duration) -> bool {
+    sent + lease <= Instant::now()
+}
+
+/// What an attempt comes to whose grant arrived after its lease had run
+/// out ([`lease_ran_out`]; the caller has given the grant back): another
+/// attempt while the caller's wait lasts, else [`Error::Unavailable`], so
+/// that nothing runs on a lease that is gone.
+pub(crate) fn after_late_grant<T>(
+    name: &str,
+    lease: Duration,
+    sent: Instant,
+    deadline: Instant,
+) -> Result<Attempt<T>> {
+    let took = sent.elapsed();
+    tracing::warn!(
+        name,
+        ?took,
+        ?lease,
+        "tollgate: a grant arrived after its lease had run out; given back"
+    );
+    if Instant::now() < deadline {
+        return Ok(Attempt::Busy {
+            remaining: Some(Duration::ZERO),
+        });
+    }
+    Err(Error::Unavailable {
+        reason: format!(
+            "Redis answered in {took:?}, after the {lease:?} lease it granted had run out \
+             (the grant was given back)"
+        ),
+    })
 }
 
 /// A fraction in [0.5, 1.0) of `interval`, so waiters do not poll in step.

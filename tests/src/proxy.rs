@@ -1,5 +1,5 @@
 //! A TCP proxy between a client and a `redis-server`, which a test tells to
-//! lose replies, hold them back, or cut every connection.
+//! lose replies, hold them back, delay them, or cut every connection.
 //!
 //! tollgate sends one request at a time on a connection and waits for its
 //! reply, so the first bytes the server sends after a request are that
@@ -25,6 +25,9 @@ pub enum ReplyFault {
     /// The request runs; its reply is never sent (the client times out),
     /// and the connection is cut once the client gives up.
     Hold,
+    /// The request runs; its reply is sent this much later (a slow network
+    /// or server), the connection kept.
+    Delay(Duration),
 }
 
 struct Rule {
@@ -83,7 +86,7 @@ impl FaultProxy {
         });
     }
 
-    /// How many replies were dropped or held back so far.
+    /// How many replies were dropped, held back or delayed so far.
     pub fn faults_applied(&self) -> usize {
         *self.shared.faults_applied.lock()
     }
@@ -188,6 +191,13 @@ fn forward_replies(mut from: TcpStream, mut to: TcpStream, shared: &Shared, arme
             Some(ReplyFault::Drop) => {
                 *shared.faults_applied.lock() += 1;
                 break;
+            }
+            Some(ReplyFault::Delay(delay)) => {
+                *shared.faults_applied.lock() += 1;
+                thread::sleep(delay);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
             }
             Some(ReplyFault::Hold) => {
                 *shared.faults_applied.lock() += 1;

@@ -596,3 +596,116 @@ fn a_release_resent_to_a_restarted_server_that_gave_the_lock_away_says_not_held(
         "the new holder's lock stays"
     );
 }
+
+/// A client through `proxy` whose replies may take up to 5 s.
+fn patient(proxy: &FaultProxy) -> Client {
+    Client::builder(proxy.url())
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// How much later than the lease or TTL (300 ms) a slow reply arrives, and
+/// when, meanwhile, a rival asks for the same object.
+const LEASE: Duration = Duration::from_millis(300);
+const LATE_REPLY: Duration = Duration::from_millis(1_300);
+const RIVAL_ASKS: Duration = Duration::from_millis(600);
+
+#[test]
+fn an_idempotent_action_whose_claim_arrives_after_its_lease_runs_once() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let slow = patient(&proxy);
+    // Connected and the script loaded: the late reply is the claim's.
+    slow.idempotency("pay")
+        .key("warm")
+        .run(|| Ok::<_, std::io::Error>(Vec::new()))
+        .unwrap();
+    proxy.fault_replies("{3:pay:k}", ReplyFault::Delay(LATE_REPLY), 1);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let slow_call = {
+        let runs = Arc::clone(&runs);
+        thread::spawn(move || {
+            slow.idempotency("pay")
+                .lease(LEASE)
+                .key("k")
+                .wait(Duration::from_secs(5))
+                .run(|| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::io::Error>(b"slow".to_vec())
+                })
+        })
+    };
+    // The slow caller's claim has run out on the server by now; its reply
+    // has not arrived yet.
+    thread::sleep(RIVAL_ASKS);
+    let rival = client(&server)
+        .idempotency("pay")
+        .lease(LEASE)
+        .key("k")
+        .run(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(b"rival".to_vec())
+        })
+        .unwrap();
+    assert!(!rival.replayed);
+    let slow_outcome = slow_call.join().unwrap().unwrap();
+    assert_eq!(proxy.faults_applied(), 1, "the claim's reply was late");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the action ran twice");
+    assert_eq!(
+        (slow_outcome.value.as_slice(), slow_outcome.replayed),
+        (&b"rival"[..], true),
+        "the slow caller, asking again, replays the rival's result"
+    );
+}
+
+#[test]
+fn a_lock_grant_that_arrives_after_its_ttl_is_given_back_not_used() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let slow = patient(&proxy);
+    slow.lock("warm").acquire().unwrap().release().unwrap();
+    proxy.fault_replies("{job}", ReplyFault::Delay(LATE_REPLY), 1);
+    let slow_call = thread::spawn(move || slow.lock("job").ttl(LEASE).try_acquire());
+    thread::sleep(RIVAL_ASKS);
+    let rival = client(&server)
+        .lock("job")
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .unwrap()
+        .expect("the slow caller's grant has expired on the server");
+    let err = slow_call
+        .join()
+        .unwrap()
+        .map(|guard| guard.is_some())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.is_retryable(),
+        "{err:?}"
+    );
+    assert_eq!(proxy.faults_applied(), 1, "the grant's reply was late");
+    assert!(
+        rival.is_held().unwrap(),
+        "giving back a late grant spared the rival's"
+    );
+}
+
+#[test]
+fn a_permit_granted_after_its_ttl_ran_out_is_given_back() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let slow = patient(&proxy);
+    drop(slow.semaphore("warm", 1).acquire().unwrap());
+    proxy.fault_replies("{pool}", ReplyFault::Delay(LATE_REPLY), 1);
+    let slow_call = thread::spawn(move || slow.semaphore("pool", 1).ttl(LEASE).try_acquire());
+    let err = slow_call
+        .join()
+        .unwrap()
+        .map(|permit| permit.is_some())
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // Given back: the only permit is free at once, not after a TTL.
+    let rival = client(&server).semaphore("pool", 1).try_acquire().unwrap();
+    assert!(rival.is_some(), "the late grant was not given back");
+}

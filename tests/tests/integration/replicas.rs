@@ -164,3 +164,19 @@ fn synced_mode_settings_are_checked() {
         Error::InvalidArgument { .. }
     ));
 }
+
+#[test]
+fn a_primary_short_of_the_replicas_it_requires_refuses_with_a_retryable_error() {
+    // min-replicas-to-write: the primary refuses writes while fewer replicas
+    // are connected, as around a failover; a retry may succeed.
+    let primary = RedisServer::builder()
+        .args(["--min-replicas-to-write", "1"])
+        .start();
+    let client = Client::open(&primary.url()).unwrap();
+    let err = client.lock("job").try_acquire().unwrap_err();
+    assert!(
+        matches!(err, Error::Refused { ref code, .. } if code == "NOREPLICAS"),
+        "{err:?}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
+}
