@@ -465,7 +465,11 @@ impl ClientBuilder {
         let tls = url.starts_with("rediss:");
         if tls {
             // rustls needs a process-wide crypto provider. This fails, harmlessly,
-            // when the embedding program installed its own first.
+            // when the embedding program installed its own first. rustls
+            // 0.23.48 deprecates its ring provider (no post-quantum key
+            // exchange); ring builds without the C toolchain and CMake that
+            // aws-lc needs, and a program that wants the latter installs it.
+            #[allow(deprecated)]
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = match (&self.tls_root_certificates, tls) {

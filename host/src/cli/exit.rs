@@ -31,7 +31,8 @@ Exit codes:
   0  ok
   1  the plugin failed, trapped or timed out (any instance, with --instances)
   2  usage or configuration error (bad arguments, no store for an operator command, unreadable file, unlock without --force)
-  3  the store is unavailable (cannot connect, or no reply in time)
+  3  the store is unavailable (cannot connect, or no reply in time); a plugin
+     gets the unavailable error itself and decides (failing: exit 1)
   4  the plugin cannot be loaded (not a tollgate:coord plugin component)
   5  no such object: unlock found no lock held (nothing was removed),
      counter found a name never set

@@ -63,6 +63,15 @@ pub fn main() -> ExitCode {
             .with_target(false)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .init();
+    } else {
+        // Warnings only (a key skipped, a release that failed, ...): what an
+        // operator should see without asking.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("tollgate=warn"))
+            .with_target(false)
+            .without_time()
+            .init();
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args, cli.json),
@@ -187,7 +196,8 @@ struct RunArgs {
     /// [default: the file name, e.g. order_numbers for order_numbers.wasm].
     #[arg(long, value_name = "NS")]
     namespace: Option<String>,
-    /// How long one invocation may run before it is stopped [default: 5s].
+    /// How long one invocation may run before it is stopped, at most 1h
+    /// [default: 5s].
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     timeout: Option<Duration>,
     /// Run N instances at once, each on its own thread, and print each

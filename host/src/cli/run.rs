@@ -9,7 +9,8 @@ use super::RunArgs;
 use super::exit::{Failure, PLUGIN_FAILED};
 use super::store::open_client;
 use crate::plugin::{
-    OutputStreamKind, Plugin, PluginError, Policy, RunReport, Runtime, default_cache_dir,
+    MAX_TIMEOUT, OutputStreamKind, Plugin, PluginError, Policy, RunReport, Runtime,
+    default_cache_dir,
 };
 
 pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
@@ -29,14 +30,19 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
         other => Failure::from(other),
     })?;
     if let Some(timeout) = args.timeout {
-        if timeout.is_zero() {
-            return Err(Failure::usage("--timeout must be above zero"));
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return Err(Failure::usage(
+                "--timeout must be above zero and at most an hour",
+            ));
         }
         policy = policy.timeout(timeout);
     }
     if let Some(bytes) = args.max_memory {
         let bytes = usize::try_from(bytes)
             .map_err(|_| Failure::usage("--max-memory is too large for this machine"))?;
+        if bytes == 0 {
+            return Err(Failure::usage("--max-memory must be above zero"));
+        }
         policy = policy.max_memory(bytes);
     }
     if let Some(max) = args.max_locks {

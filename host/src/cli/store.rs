@@ -44,7 +44,7 @@ impl fmt::Display for StoreKind {
 /// or `REDIS_URL`), else the embedded in-process store. Does not connect:
 /// the first call does.
 pub(crate) fn open_client(redis: Option<&str>) -> Result<(Client, StoreKind), Failure> {
-    match redis {
+    match given(redis) {
         Some(url) => {
             let client = Client::builder(url)
                 .client_name("tollgate-cli")
@@ -62,7 +62,7 @@ pub(crate) fn open_client(redis: Option<&str>) -> Result<(Client, StoreKind), Fa
 /// (`locks`, `unlock`, `counter`, `inspect`): an embedded store would only
 /// ever show this process's own, empty, state.
 pub(crate) fn open_shared(redis: Option<&str>, command: &str) -> Result<Client, Failure> {
-    match redis {
+    match given(redis) {
         Some(_) => Ok(open_client(redis)?.0),
         None => Err(Failure::usage(format!(
             "`tollgate {command}` needs the store other processes use: \
@@ -96,6 +96,12 @@ pub(crate) fn redact(url: &str) -> String {
     )
 }
 
+/// The Redis URL, unless empty: `REDIS_URL=` (set but empty) means no URL,
+/// as in most programs that read it.
+fn given(redis: Option<&str>) -> Option<&str> {
+    redis.filter(|url| !url.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +116,13 @@ mod tests {
         assert_eq!(redact("rediss://me:p@ss@host"), "rediss://me:***@host");
         assert_eq!(redact("redis://token@host/"), "redis://***@host/");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn an_empty_url_is_no_url() {
+        let err = open_shared(Some(""), "locks").unwrap_err();
+        assert_eq!(err.code, super::super::exit::USAGE);
+        assert!(matches!(open_client(Some("")), Ok((_, StoreKind::Memory))));
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod limits;
 mod output;
 mod runtime;
 
-pub use crate::sandbox::{MAX_GUEST_NAME_BYTES, PluginError, Policy, TrapCause};
+pub use crate::sandbox::{MAX_GUEST_NAME_BYTES, MAX_TIMEOUT, PluginError, Policy, TrapCause};
 pub use cache::default_cache_dir;
 pub use output::{OutputSink, OutputStreamKind};
 pub use runtime::{Plugin, RunOptions, RunReport, Runtime, RuntimeBuilder, RuntimeStats};

@@ -24,7 +24,7 @@ pub enum GuestError {
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
     /// A lock was not granted within the wait.
-    #[error("the lock was not granted within the wait")]
+    #[error("the lock was not granted within the wait (held elsewhere; no wait asks once)")]
     Timeout,
     /// The guard or claim no longer holds its lock or lease.
     #[error("the lock or lease is no longer held")]

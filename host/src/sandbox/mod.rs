@@ -37,7 +37,7 @@ mod policy;
 mod session;
 
 pub use error::{GuestError, PluginError, TrapCause};
-pub use policy::{MAX_GUEST_NAME_BYTES, Policy};
+pub use policy::{MAX_GUEST_NAME_BYTES, MAX_TIMEOUT, Policy};
 pub use session::{
     ClaimOutcome, ClaimRequest, CounterBounds, Grant, Held, HeldClaim, HeldLock, HeldPermit,
     HeldRw, LockRequest, PermitRequest, RwGrant, SequenceRequest, Session,

@@ -12,6 +12,9 @@ use crate::error::Error;
 /// The longest name a guest may use, in bytes (the namespace is added to it).
 pub const MAX_GUEST_NAME_BYTES: usize = 256;
 
+/// The longest [`Policy::timeout`] a plugin can be loaded with: one hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A plugin's namespace, quotas and limits. Every limit has a default.
 ///
 /// ```
@@ -94,12 +97,12 @@ impl Policy {
         self.timeout
     }
 
-    /// Refuses limits that cannot work: a timeout of zero or over an hour,
+    /// Refuses limits that cannot work: a timeout of zero or over
+    /// [`MAX_TIMEOUT`],
     /// no memory.
     #[cfg_attr(not(feature = "plugin"), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<(), PluginError> {
-        const HOUR: Duration = Duration::from_secs(3600);
-        let problem = if self.timeout.is_zero() || self.timeout > HOUR {
+        let problem = if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
             format!(
                 "timeout {:?} must be above zero and at most an hour",
                 self.timeout
@@ -206,6 +209,7 @@ impl Policy {
     /// How long one invocation may run, host calls included; the plugin is
     /// stopped (and everything it held released) when it passes. One call
     /// can be given less with the plugin host's `RunOptions::timeout`.
+    /// Above zero and at most [`MAX_TIMEOUT`], or loading fails.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

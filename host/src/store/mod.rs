@@ -453,3 +453,12 @@ pub(crate) trait Store: Send + Sync + 'static {
         now: Option<u64>,
     ) -> Result<Reserved>;
 }
+
+/// Notes a key under the locks' prefix that holds something tollgate did
+/// not write: a listing skips it rather than fail for every other lock.
+pub(crate) fn skipped_foreign(key: &str) {
+    tracing::warn!(
+        key,
+        "tollgate: not listed: the key holds a value tollgate did not write"
+    );
+}

@@ -372,8 +372,11 @@ impl RedisStore {
                     waiters: String::new(),
                 };
                 // A lock may be released between SCAN and here: skip it.
-                if let Some(record) = self.lock_record(&lock)? {
-                    found.push((key, record));
+                match self.lock_record(&lock) {
+                    Ok(Some(record)) => found.push((key, record)),
+                    Ok(None) => {}
+                    Err(Error::WrongType { .. }) => super::skipped_foreign(&key),
+                    Err(error) => return Err(error),
                 }
             }
             if next == 0 || found.len() >= limit {

@@ -94,6 +94,8 @@ fn argument_errors_exit_2_with_one_line_on_stderr() {
         &["run", p, "--timeout", "5"],
         &["run", p, "--timeout", "2 weeks"],
         &["run", p, "--timeout", "0s", "--redis", dead],
+        &["run", p, "--timeout", "2h", "--redis", dead],
+        &["run", p, "--max-memory", "0", "--redis", dead],
         &["run", p, "--instances", "0"],
         &["run", p, "--input", "a", "--input-file", "b"],
         &["run", p, "--namespace", "Not Valid", "--redis", dead],
@@ -417,6 +419,26 @@ fn locks_are_listed_by_name_and_the_limit_notice_means_more_are_held() {
         stderr(&fewer)
     );
     drop(guards);
+}
+
+#[test]
+fn locks_skips_a_key_tollgate_did_not_write_with_a_warning() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _held = client(&server).lock("orders:42").acquire().unwrap();
+    redis::cmd("SET")
+        .arg("tollgate:lock:{foreign}")
+        .arg("not a lock")
+        .exec(&mut server.conn())
+        .unwrap();
+    let output = tollgate(&["locks", "--redis", &url]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("orders:42"), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("WARN") && stderr(&output).contains("{foreign}"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
