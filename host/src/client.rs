@@ -23,7 +23,8 @@ pub const DEFAULT_KEY_PREFIX: &str = "tollgate:";
 /// process ([`Client::in_memory`]).
 ///
 /// Cheap to clone; clones share one connection pool, one notification
-/// connection and one watchdog thread. `Send + Sync`: share it between
+/// connection and one watchdog (a scheduling thread, and renewing threads
+/// as renewals need them). `Send + Sync`: share it between
 /// threads freely. Every call is blocking and bounded: it waits at most the
 /// connect timeout for a connection and the response timeout for each reply
 /// (plus, for lock acquisition, the wait the caller asked for).
@@ -320,7 +321,8 @@ impl ClientBuilder {
     /// Without this option, every new connection (the first contact with a
     /// server, and each reconnect) reads `INFO memory` and refuses any policy
     /// but `noeviction`; the ACL user needs the `INFO` command for that. A
-    /// policy changed on a running server is seen by the next new connection.
+    /// policy changed on a running server is seen within 5 s: every
+    /// connection pool reads it again that often.
     pub fn accept_eviction(mut self) -> Self {
         self.accept_eviction = true;
         self

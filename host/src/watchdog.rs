@@ -1,5 +1,6 @@
-//! One renewal thread per client that keeps watched locks and idempotency
-//! leases alive.
+//! The threads of a client that keep watched locks and idempotency leases
+//! alive: one schedules each renewal as it comes due, a few renew
+//! (so that a renewal stuck on a stalled server delays no other).
 //!
 //! Each watched lease is renewed at a third of its TTL with a token-checked
 //! step, so a renewal can never revive a lock that another owner holds now.
@@ -8,7 +9,7 @@
 //! monotonic clock), the lease is marked lost for good and the owner's
 //! callback runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,19 +128,35 @@ struct State {
     next_id: u64,
     started: bool,
     shutdown: bool,
-    /// When the thread, asleep, wakes by itself (`None`: awake, or asleep
-    /// with nothing to renew); a new entry due later need not wake it.
+    /// When the scheduling thread, asleep, wakes by itself (`None`: awake,
+    /// or asleep with nothing to renew); a new entry due later need not
+    /// wake it.
     sleeps_until: Option<Instant>,
+    /// Renewals due, earliest first, for the renewing threads.
+    queue: VecDeque<(u64, Arc<Renewal>, Duration)>,
+    /// Renewing threads started, and how many of them are not renewing
+    /// (waiting for work, or about to take it).
+    renewers: usize,
+    idle_renewers: usize,
 }
 
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the scheduling thread: an entry was added or is due sooner.
     changed: Condvar,
+    /// Wakes the renewing threads: renewals were queued.
+    work: Condvar,
 }
 
-/// The renewal thread of one client; it starts with the first watched lock
-/// and stops when the client is dropped.
+/// Most threads of one client renewing at once. A renewal stuck on a
+/// stalled server (up to its response timeout) holds one of them, while
+/// the others keep renewing leases on healthy servers.
+const MAX_RENEWERS: usize = 8;
+
+/// The renewal threads of one client: one schedules, up to
+/// [`MAX_RENEWERS`] renew. They start with the first watched lock and stop
+/// when the client is dropped.
 pub(crate) struct Watchdog {
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
@@ -162,7 +179,7 @@ impl Watchdog {
             let store = Arc::clone(&self.store);
             thread::Builder::new()
                 .name("tollgate-watchdog".into())
-                .spawn(move || run(&shared, store.as_ref()))
+                .spawn(move || schedule(&shared, &store))
                 .map_err(|e| Error::Unavailable {
                     reason: format!("cannot start the watchdog thread: {e}"),
                 })?;
@@ -228,6 +245,7 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.shared.state.lock().shutdown = true;
         self.shared.changed.notify_all();
+        self.shared.work.notify_all();
     }
 }
 
@@ -237,21 +255,28 @@ enum Outcome {
     Failed,
 }
 
-fn run(shared: &Shared, store: &dyn Store) {
+/// The scheduling thread: queues each lease as it comes due (earliest
+/// first) for the renewing threads, starting more of them while renewals
+/// wait and fewer than [`MAX_RENEWERS`] run. It never renews itself, so a
+/// renewal stuck on a stalled server delays no other.
+fn schedule(shared: &Arc<Shared>, store: &Arc<dyn Store>) {
     let mut state = shared.state.lock();
     while !state.shutdown {
         let now = Instant::now();
-        let due: Vec<(u64, Arc<Renewal>, Duration)> = state
+        let mut due: Vec<(Instant, u64)> = state
             .entries
-            .iter_mut()
+            .iter()
             .filter(|(_, entry)| !entry.in_flight && entry.due <= now)
-            .map(|(id, entry)| {
-                entry.in_flight = true;
-                (*id, Arc::clone(&entry.renewal), entry.ttl)
-            })
+            .map(|(id, entry)| (entry.due, *id))
             .collect();
         if due.is_empty() {
-            match state.entries.values().map(|entry| entry.due).min() {
+            let next = state
+                .entries
+                .values()
+                .filter(|entry| !entry.in_flight)
+                .map(|entry| entry.due)
+                .min();
+            match next {
                 Some(next) => {
                     state.sleeps_until = Some(next);
                     shared.changed.wait_until(&mut state, next);
@@ -261,51 +286,109 @@ fn run(shared: &Shared, store: &dyn Store) {
             state.sleeps_until = None;
             continue;
         }
-        let outcomes: Vec<(u64, Duration, Outcome)> = MutexGuard::unlocked(&mut state, || {
-            due.into_iter()
-                .map(|(id, renewal, ttl)| (id, ttl, renew(store, &renewal, ttl)))
-                .collect()
-        });
-        let mut lost = Vec::new();
-        for (id, sent_ttl, outcome) in outcomes {
-            let Some(entry) = state.entries.get_mut(&id) else {
-                continue; // unwatched while renewing
-            };
-            entry.in_flight = false;
-            let ttl = entry.ttl;
-            match outcome {
-                Outcome::Renewed { sent, generation } => {
-                    // The server now has the TTL this renewal sent.
-                    entry.renewal.lease.renewed(sent, sent_ttl, generation);
-                    entry.due = if sent_ttl == ttl {
-                        sent + ttl / 3
-                    } else {
-                        // extend() changed the TTL while this renewal was under
-                        // way and this renewal overwrote it: renew again now.
-                        Instant::now()
-                    };
+        due.sort_unstable();
+        for (_, id) in due {
+            if let Some(entry) = state.entries.get_mut(&id) {
+                entry.in_flight = true;
+                let job = (id, Arc::clone(&entry.renewal), entry.ttl);
+                state.queue.push_back(job);
+            }
+        }
+        while state.idle_renewers < state.queue.len() && state.renewers < MAX_RENEWERS {
+            let (shared, store) = (Arc::clone(shared), Arc::clone(store));
+            let started = thread::Builder::new()
+                .name("tollgate-renewal".into())
+                .spawn(move || renew_queued(&shared, store.as_ref()));
+            match started {
+                Ok(_) => {
+                    // Idle from its start: it takes a queued renewal as
+                    // soon as it runs.
+                    state.renewers += 1;
+                    state.idle_renewers += 1;
                 }
-                Outcome::Failed if Instant::now() < entry.renewal.lease.deadline() => {
-                    // Try again soon, while the lock is still surely ours.
-                    entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
-                }
-                Outcome::Failed if matches!(entry.renewal.target, LeaseTarget::Claim { .. }) => {
-                    // Past its deadline the claim may be lost (the owner sees
-                    // it in `is_lost`), but its action still runs: renewing
-                    // is token-checked, so keep trying rather than invite a
-                    // second run once Redis answers again.
-                    entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
-                }
-                Outcome::Lost | Outcome::Failed => {
-                    if let Some(entry) = state.entries.remove(&id) {
-                        lost.push(entry.renewal);
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, "tollgate: cannot start a renewal thread");
+                    break;
                 }
             }
         }
-        if !lost.is_empty() {
-            MutexGuard::unlocked(&mut state, || lost.iter().for_each(|r| report_lost(r)));
+        if state.renewers == 0 {
+            // Not one renewing thread: renew here, as best we can.
+            while let Some(job) = state.queue.pop_front() {
+                renew_and_settle(shared, store.as_ref(), &mut state, job);
+            }
         }
+        shared.work.notify_all();
+    }
+}
+
+/// A renewing thread: takes queued renewals until the client is dropped.
+/// It counts as idle (`State::idle_renewers`) except while it renews.
+fn renew_queued(shared: &Shared, store: &dyn Store) {
+    let mut state = shared.state.lock();
+    while !state.shutdown {
+        match state.queue.pop_front() {
+            Some(job) => {
+                state.idle_renewers -= 1;
+                renew_and_settle(shared, store, &mut state, job);
+                state.idle_renewers += 1;
+            }
+            None => shared.work.wait(&mut state),
+        }
+    }
+}
+
+/// Renews one queued lease (with the state unlocked), then records the
+/// outcome: when it is next due, or that it is lost (reported, again
+/// unlocked). Wakes the scheduling thread if the lease is due before it
+/// would wake.
+fn renew_and_settle(
+    shared: &Shared,
+    store: &dyn Store,
+    state: &mut MutexGuard<'_, State>,
+    (id, renewal, sent_ttl): (u64, Arc<Renewal>, Duration),
+) {
+    let outcome = MutexGuard::unlocked(state, || renew(store, &renewal, sent_ttl));
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return; // unwatched while renewing
+    };
+    entry.in_flight = false;
+    let ttl = entry.ttl;
+    match outcome {
+        Outcome::Renewed { sent, generation } => {
+            // The server now has the TTL this renewal sent.
+            entry.renewal.lease.renewed(sent, sent_ttl, generation);
+            entry.due = if sent_ttl == ttl {
+                sent + ttl / 3
+            } else {
+                // extend() changed the TTL while this renewal was under way
+                // and this renewal overwrote it: renew again now.
+                Instant::now()
+            };
+        }
+        Outcome::Failed if Instant::now() < entry.renewal.lease.deadline() => {
+            // Try again soon, while the lock is still surely ours.
+            entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
+        }
+        Outcome::Failed if matches!(entry.renewal.target, LeaseTarget::Claim { .. }) => {
+            // Past its deadline the claim may be lost (the owner sees it in
+            // `is_lost`), but its action still runs: renewing is
+            // token-checked, so keep trying rather than invite a second run
+            // once Redis answers again.
+            entry.due = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
+        }
+        Outcome::Lost | Outcome::Failed => {
+            if let Some(entry) = state.entries.remove(&id) {
+                MutexGuard::unlocked(state, || report_lost(&entry.renewal));
+            }
+            return;
+        }
+    }
+    // Unless the scheduling thread wakes before then by itself (asleep
+    // without a deadline counts as never).
+    let due = entry.due;
+    if state.sleeps_until.is_none_or(|wakes| due < wakes) {
+        shared.changed.notify_all();
     }
 }
 

@@ -14,8 +14,8 @@
 //!   client's watchdog checks them all at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
@@ -26,6 +26,11 @@ use crate::error::{Error, Result};
 
 /// The only `maxmemory-policy` under which Redis never drops a key by itself.
 const SAFE_POLICY: &str = "noeviction";
+
+/// How often the connections of a pool read the server's eviction policy
+/// and run id again (besides at every new connection), so that a policy
+/// switched to evicting on a running server is refused within this long.
+pub(crate) const SERVER_RECHECK: Duration = Duration::from_secs(5);
 
 /// Called when a connection finds a server other than the one seen before.
 pub(crate) type ServerChanged = Box<dyn Fn() + Send + Sync>;
@@ -45,6 +50,12 @@ pub(crate) struct Connector {
     response_timeout: Duration,
     accept_eviction: bool,
     seen: Mutex<Seen>,
+    /// When the server was last checked, in ms after `created`.
+    created: Instant,
+    checked_ms: AtomicU64,
+    /// The last check found a policy that may evict (and it is not
+    /// accepted): every call checks again until one finds it safe.
+    refusing: AtomicBool,
     /// Bumped each time a connection meets a server with a new run id
     /// (shared by the connectors of one cluster's nodes).
     generation: Arc<AtomicU64>,
@@ -103,6 +114,9 @@ impl Connector {
             response_timeout,
             accept_eviction,
             seen: Mutex::default(),
+            created: Instant::now(),
+            checked_ms: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
             generation: Arc::new(AtomicU64::new(0)),
             on_server_changed: Arc::default(),
         })
@@ -139,6 +153,9 @@ impl Connector {
             response_timeout: self.response_timeout,
             accept_eviction: self.accept_eviction,
             seen: Mutex::default(),
+            created: Instant::now(),
+            checked_ms: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
             generation: Arc::clone(&self.generation),
             on_server_changed: Arc::clone(&self.on_server_changed),
         })
@@ -230,6 +247,41 @@ impl Connector {
         if purpose == Purpose::Notifications {
             return Ok(());
         }
+        self.check_server(conn)
+    }
+
+    /// Whether the server is due for another check ([`SERVER_RECHECK`]);
+    /// `true` to one caller only, which must then run [`Self::recheck`]
+    /// (to every caller while the last check refused the policy).
+    pub fn claim_recheck(&self) -> bool {
+        if self.refusing.load(Ordering::Relaxed) {
+            return true;
+        }
+        let now = self.since_created_ms();
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= SERVER_RECHECK.as_millis() as u64
+            && self
+                .checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Reads the server's eviction policy and run id again on an open
+    /// connection: [`Error::EvictionPolicy`] if it may evict now (and that
+    /// is not accepted); a restart or replacement is noted as at connect.
+    pub fn recheck(&self, conn: &mut dyn ConnectionLike) -> Result<()> {
+        self.check_server(conn)
+    }
+
+    fn since_created_ms(&self) -> u64 {
+        self.created.elapsed().as_millis() as u64
+    }
+
+    /// The checks a connection for commands passes: the eviction policy,
+    /// and the run id (a restart or failover marks leases lost).
+    fn check_server(&self, conn: &mut dyn ConnectionLike) -> Result<()> {
+        self.checked_ms
+            .fetch_max(self.since_created_ms(), Ordering::Relaxed);
         let info: String = match redis::cmd("INFO").arg("server").arg("memory").query(conn) {
             Ok(info) => info,
             // Eviction accepted: the policy need not be read, but without
@@ -244,7 +296,9 @@ impl Connector {
             }
             Err(e) => return Err(self.handshake_error(&e)),
         };
-        self.check_policy(info_field(&info, "maxmemory_policy"))?;
+        let policy = self.check_policy(info_field(&info, "maxmemory_policy"));
+        self.refusing.store(policy.is_err(), Ordering::Relaxed);
+        policy?;
         if let Some(run_id) = info_field(&info, "run_id") {
             self.saw_server(run_id);
         }

@@ -164,7 +164,19 @@ impl Pool {
             if let Some(mut conn) = slots.idle.pop() {
                 drop(slots);
                 if self.is_healthy(&mut conn, left_now) {
-                    return Ok(conn);
+                    if !self.connector.claim_recheck() {
+                        return Ok(conn);
+                    }
+                    // The server's policy may have changed since it was
+                    // last read (a new connection reads it anyway).
+                    match self.connector.recheck(&mut conn.inner) {
+                        Ok(()) => return Ok(conn),
+                        Err(error @ Error::EvictionPolicy { .. }) => {
+                            self.checkin(Some(conn));
+                            return Err(error);
+                        }
+                        Err(_) => {}
+                    }
                 }
                 self.checkin(None);
                 slots = self.slots.lock();

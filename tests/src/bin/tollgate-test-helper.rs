@@ -160,7 +160,9 @@ fn main() {
                     .acquire()
                     .expect("granted after release")
             });
-            std::thread::sleep(Duration::from_millis(300));
+            // Past the first renewal (at a third of the TTL), which starts
+            // the watchdog's renewing thread.
+            std::thread::sleep(Duration::from_millis(700));
             println!("running {}", tollgate_threads());
             drop(holder);
             drop(waiter.join().expect("waiter thread"));

@@ -78,17 +78,29 @@ fn an_evicting_server_is_used_only_when_accepted_knowingly() {
     assert!(guard.is_held().unwrap());
 }
 
-#[test]
-fn a_policy_changed_to_evicting_is_refused_on_the_next_connection() {
-    let server = RedisServer::start();
-    let client = client(&server);
-    assert_eq!(client.counter("c").incr(1).unwrap(), 1);
+/// Switches `server` to an evicting policy while it runs.
+fn switch_to_evicting(server: &RedisServer) {
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory-policy")
         .arg("allkeys-lfu")
         .exec(&mut server.conn())
         .unwrap();
+}
+
+fn assert_refused_as_evicting(err: Error) {
+    assert!(
+        matches!(err, Error::EvictionPolicy { ref policy } if policy == "allkeys-lfu"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_policy_changed_to_evicting_is_refused_on_the_next_connection() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    assert_eq!(client.counter("c").incr(1).unwrap(), 1);
+    switch_to_evicting(&server);
     redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -98,10 +110,32 @@ fn a_policy_changed_to_evicting_is_refused_on_the_next_connection() {
         .exec(&mut server.conn())
         .unwrap();
     thread::sleep(Duration::from_millis(150)); // past the health-check idle time
-    let err = client.counter("c").incr(1).unwrap_err();
+    assert_refused_as_evicting(client.counter("c").incr(1).unwrap_err());
+}
+
+#[test]
+fn a_policy_changed_to_evicting_is_refused_within_seconds_on_busy_connections() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    assert_eq!(client.counter("c").incr(1).unwrap(), 1);
+    switch_to_evicting(&server);
+    // The connection stays open and busy (never idle long enough for a
+    // health check): the periodic re-read must catch the change.
+    let switched = Instant::now();
+    let err = loop {
+        match client.counter("c").incr(1) {
+            Ok(_) => assert!(
+                switched.elapsed() < Duration::from_secs(7),
+                "still used 7 s after the switch"
+            ),
+            Err(err) => break err,
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_refused_as_evicting(err);
     assert!(
-        matches!(err, Error::EvictionPolicy { ref policy } if policy == "allkeys-lfu"),
-        "{err:?}"
+        client.lock("job").try_acquire().is_err(),
+        "refused for every call"
     );
 }
 

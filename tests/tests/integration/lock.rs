@@ -554,9 +554,12 @@ fn a_dropped_client_leaves_no_threads_behind() {
 }
 
 #[test]
-fn an_in_memory_client_runs_only_the_watchdog_thread() {
+fn an_in_memory_client_runs_only_the_watchdog_threads() {
     let (running, left) = threads_while_running_and_after_drop("memory");
-    assert_eq!(running, 1, "expected the watchdog's thread only");
+    assert_eq!(
+        running, 2,
+        "expected the watchdog's scheduling and renewing threads only"
+    );
     assert_eq!(
         left, 0,
         "threads still running after the client was dropped"

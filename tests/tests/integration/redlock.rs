@@ -332,3 +332,30 @@ fn the_watchdog_renews_a_redlock_on_a_majority() {
             .is_some()
     );
 }
+
+#[test]
+fn a_stalled_master_does_not_cost_the_leases_the_others_keep_alive() {
+    // Each renewal of a Redlock waits for the stalled master until its
+    // round ends (a tenth of the TTL): renewed one after another, twelve of
+    // them outlast the 1.5 s leases.
+    let servers = masters(3);
+    let redlock = redlock_on(&servers);
+    let guards: Vec<_> = (0..12)
+        .map(|i| {
+            redlock
+                .lock(format!("job-{i}"))
+                .ttl(Duration::from_millis(1500))
+                .watchdog()
+                .acquire()
+                .unwrap()
+        })
+        .collect();
+    servers[0].pause();
+    thread::sleep(Duration::from_secs(4));
+    let lost = guards.iter().filter(|guard| guard.is_lost()).count();
+    servers[0].resume();
+    assert_eq!(lost, 0, "leases lost while a majority answered");
+    for guard in guards {
+        guard.release().unwrap();
+    }
+}
