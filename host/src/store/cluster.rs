@@ -29,8 +29,10 @@ use super::subscriber::ConnectFn;
 use super::wire::Connection;
 use crate::error::{Error, Result};
 
-/// Most redirects or `TRYAGAIN`s followed for one request.
-const MAX_ATTEMPTS: usize = 16;
+/// Most redirects (`MOVED`, `ASK`) followed for one request. `TRYAGAIN`
+/// is retried instead for as long as the response timeout: a migration in
+/// progress ends, a redirect loop does not.
+const MAX_REDIRECTS: usize = 16;
 /// Slot maps are read at most this often, unless a redirect asks for it.
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 
@@ -91,7 +93,9 @@ impl ClusterRouter {
         let mut target = self.master_of(slot)?;
         let mut asking = false;
         let mut pause = Duration::from_millis(5);
-        for _ in 0..MAX_ATTEMPTS {
+        let started = Instant::now();
+        let mut redirects = 0;
+        while redirects < MAX_REDIRECTS {
             let answer = target.run(key, |conn| {
                 if asking {
                     redis::cmd("ASKING").exec(conn)?;
@@ -101,15 +105,22 @@ impl ClusterRouter {
             asking = false;
             match answer {
                 Err(Error::Refused { code, message }) if code == "MOVED" => {
+                    redirects += 1;
                     self.refresh(true);
                     target = self.pool_at(redirect_address(&message)?)?;
                 }
                 Err(Error::Refused { code, message }) if code == "ASK" => {
+                    redirects += 1;
                     target = self.pool_at(redirect_address(&message)?)?;
                     asking = true;
                 }
-                Err(Error::Refused { code, .. }) if code == "TRYAGAIN" => {
+                Err(Error::Refused { code, message }) if code == "TRYAGAIN" => {
                     // A multi-key step met a slot half migrated: nothing ran.
+                    // (The pool also stops once the caller's own deadline
+                    // passes.)
+                    if started.elapsed() + pause >= self.config.response_timeout {
+                        return Err(Error::Refused { code, message });
+                    }
                     thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                     target = self.master_of(slot)?;
@@ -126,7 +137,7 @@ impl ClusterRouter {
             }
         }
         Err(Error::Unavailable {
-            reason: format!("slot {slot} kept moving: more than {MAX_ATTEMPTS} redirects"),
+            reason: format!("slot {slot} kept moving: more than {MAX_REDIRECTS} redirects"),
         })
     }
 

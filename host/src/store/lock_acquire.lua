@@ -1,15 +1,20 @@
 -- Grant a lock if it is free, in one step, and issue its fencing token.
 -- (Sent after lock_record.lua.)
--- KEYS[1] lock   KEYS[2] turns
+-- KEYS[1] lock
 -- ARGV[1] owner token   ARGV[2] ttl ms   ARGV[3] holder description
 -- ARGV[4] how long the key lives, ms (the TTL plus the fencing counter's
 -- retention)
 -- ARGV[5] the caller's process id when it waits ('' when it does not)
 -- ARGV[6] '1' when another waiter of that process remains after a grant
--- ARGV[7] how long a turn is kept, ms
+-- ARGV[7] how long a turn is kept, ms   ARGV[8] the turn queue
+-- Only the lock is declared as a key: its wake-up channel and turn queue
+-- (same hash tag, same slot) are named in ARGV, so that during a cluster
+-- slot migration the call is not refused (TRYAGAIN) for naming keys that do
+-- not exist; every step on them is a pcall.
 -- Returns {1, token} when granted (also when this owner holds it already: a
 -- request resent after a lost reply), {0, ms left to the current holder}
 -- when not.
+local turns = ARGV[8]
 local fence, expires, owner, holder, bad = read_lock(KEYS[1])
 if bad then
   return wrong_type(bad)
@@ -19,7 +24,7 @@ local ttl = tonumber(ARGV[2])
 if expires and expires > now then
   if owner ~= ARGV[1] then
     if ARGV[5] ~= '' then
-      take_a_turn(KEYS[2], ARGV[5], now_us, tonumber(ARGV[7]))
+      take_a_turn(turns, ARGV[5], now_us, tonumber(ARGV[7]))
     end
     return {0, expires - now}
   end
@@ -34,6 +39,6 @@ redis.call('SET', KEYS[1], granted_value(token, now + ttl, ARGV[1], ARGV[3]), 'P
 -- Served: a process with no other waiter leaves the queue. (One with more
 -- keeps its place; its release queues it again if it left.)
 if ARGV[5] ~= '' and ARGV[6] ~= '1' then
-  leave_turns(KEYS[2], ARGV[5])
+  leave_turns(turns, ARGV[5])
 end
 return {1, token}

@@ -17,9 +17,9 @@ pub(crate) struct LuaScript {
     script: redis::Script,
 }
 
-/// The most keys a script here takes (a lock's release: the lock, its
-/// channel, its turns): a call's key list starts this big.
-const MOST_KEYS: usize = 3;
+/// The most keys a script here takes (an idempotency claim: its record
+/// and waiters marker): a call's key list starts this big.
+const MOST_KEYS: usize = 2;
 
 /// Arguments, and their bytes, a call usually adds after its keys: the
 /// command's first capacity.

@@ -165,13 +165,13 @@ impl RedisStore {
             self.scripts
                 .release
                 .key(&keys.lock)
-                .key(&keys.waiters)
-                .key(&turns)
                 .arg(owner)
                 .arg(&keys.lock)
                 .arg(self.subscriber.board().process())
                 .arg(if has_waiters { "1" } else { "0" })
                 .arg(TURN_KEPT_MS)
+                .arg(&keys.waiters)
+                .arg(&turns)
                 .invoke(conn)
         })
     }
@@ -208,10 +208,10 @@ impl RedisStore {
             self.route.run(&keys.key, |conn| {
                 script
                     .key(&keys.key)
-                    .key(&keys.waiters)
                     .arg(owner)
                     .arg(&keys.key)
                     .arg(fence_retention_ms)
+                    .arg(&keys.waiters)
                     .invoke(conn)
             })
         })
@@ -432,10 +432,10 @@ fn start_turn_passer(route: Route) -> SyncSender<(String, String)> {
             let passed = route.run(&keys.lock, |conn| {
                 script
                     .key(&keys.lock)
-                    .key(&keys.waiters)
-                    .key(&turns)
                     .arg(&keys.lock)
                     .arg(&fence)
+                    .arg(&keys.waiters)
+                    .arg(&turns)
                     .invoke::<i64>(conn)
             });
             if let Err(error) = passed {
@@ -507,7 +507,6 @@ impl Store for RedisStore {
                 self.scripts
                     .acquire
                     .key(&keys.lock)
-                    .key(&turns)
                     .arg(req.owner)
                     .arg(req.ttl_ms)
                     .arg(req.holder)
@@ -515,6 +514,7 @@ impl Store for RedisStore {
                     .arg(process)
                     .arg(if more_here { "1" } else { "0" })
                     .arg(TURN_KEPT_MS)
+                    .arg(&turns)
                     .invoke(conn)
             },
             |reply: &(i64, i64)| reply.0 == 1,
@@ -601,8 +601,6 @@ impl Store for RedisStore {
             self.scripts
                 .release_to
                 .key(&keys.lock)
-                .key(&keys.waiters)
-                .key(&turns)
                 .arg(owner)
                 .arg(&keys.lock)
                 .arg(next.owner)
@@ -614,6 +612,8 @@ impl Store for RedisStore {
                 .arg(if next.after.more_here { "1" } else { "0" })
                 .arg(TURN_KEPT_MS)
                 .arg(if next.keep_past_others { "1" } else { "0" })
+                .arg(&keys.waiters)
+                .arg(&turns)
                 .invoke(conn)
         });
         let released = match reply {
@@ -690,8 +690,8 @@ impl Store for RedisStore {
             self.scripts
                 .force_unlock
                 .key(&keys.lock)
-                .key(&keys.waiters)
                 .arg(&keys.lock)
+                .arg(&keys.waiters)
                 .invoke(conn)
         })
     }
@@ -985,10 +985,10 @@ impl Store for RedisStore {
                 self.scripts
                     .rw_release
                     .key(&keys.key)
-                    .key(&keys.waiters)
                     .arg(owner)
                     .arg(&keys.key)
                     .arg(fence_retention_ms)
+                    .arg(&keys.waiters)
                     .invoke::<i64>(conn)
             })?;
             Ok(outcome != 0)

@@ -1,7 +1,9 @@
 -- End a read or write hold if the caller still has it, and withdraw the
 -- caller's wish to write; wake the waiters. (Sent after rw_record.lua.)
--- KEYS[1] read-write lock   KEYS[2] wake-up channel
+-- KEYS[1] read-write lock
 -- ARGV[1] owner token   ARGV[2] message (the lock key)   ARGV[3] retention ms
+-- ARGV[4] wake-up channel (not declared as a key, as for locks: see
+-- lock_acquire.lua)
 -- Returns 1 when a hold was ended, 2 when only a wish to write was
 -- withdrawn (readers may go in now: both announce it), 0 when the caller
 -- had neither.
@@ -32,5 +34,5 @@ for other, expires in pairs(state.wants) do
   end
 end
 keep(KEYS[1], latest, now, tonumber(ARGV[3]))
-redis.pcall('SPUBLISH', KEYS[2], ARGV[2])
+redis.pcall('SPUBLISH', ARGV[4], ARGV[2])
 return held and 1 or 2

@@ -1,8 +1,9 @@
 -- End a grant if the caller still holds it and wake the waiters.
 -- (Sent after semaphore_record.lua.) The wake-up is a pcall, as for locks.
--- KEYS[1] semaphore   KEYS[2] wake-up channel
+-- KEYS[1] semaphore
 -- ARGV[1] owner token   ARGV[2] message (the semaphore key)
--- ARGV[3] retention ms
+-- ARGV[3] retention ms   ARGV[4] wake-up channel (not declared as a key,
+-- as for locks: see lock_acquire.lua)
 -- Returns 1 when released, 0 when the caller held no live grant.
 local _, now = server_time()
 local grants, _, _, _, bad = read_grants(KEYS[1], now)
@@ -20,5 +21,5 @@ for owner, grant in pairs(grants) do
   end
 end
 keep(KEYS[1], latest, now, tonumber(ARGV[3]))
-redis.pcall('SPUBLISH', KEYS[2], ARGV[2])
+redis.pcall('SPUBLISH', ARGV[4], ARGV[2])
 return 1

@@ -422,3 +422,39 @@ fn wake_ups_use_the_sharded_channel_on_the_objects_node_only() {
         "woken {latency:?} after the release"
     );
 }
+
+#[test]
+fn a_lock_is_released_and_taken_again_while_its_slot_is_migrating() {
+    // A migration under way whose keys have not moved yet (a slow
+    // reshard): lock scripts declare only the lock as a key, so the source
+    // serves them; naming the channel and turn queue, which do not exist,
+    // made every call TRYAGAIN for the whole window.
+    let cluster = RedisCluster::with_shape(3, 0);
+    let client = Client::builder(cluster.url())
+        .response_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let guard = client.lock("job").acquire().unwrap();
+    let slot = cluster.slot_of("tollgate:lock:{job}");
+    let from = cluster.owner_of(slot);
+    let to = cluster
+        .nodes()
+        .iter()
+        .take(cluster.masters())
+        .find(|node| node.port() != from.port())
+        .unwrap();
+    for (node, state, peer) in [(to, "IMPORTING", from), (from, "MIGRATING", to)] {
+        redis::cmd("CLUSTER")
+            .arg(["SETSLOT", &slot.to_string(), state, &node_id(peer)].as_slice())
+            .exec(&mut node.conn())
+            .unwrap();
+    }
+    guard.release().expect("released during the migration");
+    let again = client
+        .lock("job")
+        .try_acquire()
+        .unwrap()
+        .expect("free again after the release");
+    assert!(again.is_held().unwrap());
+    again.release().unwrap();
+}
