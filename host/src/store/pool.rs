@@ -163,7 +163,20 @@ impl Pool {
         loop {
             if let Some(mut conn) = slots.idle.pop() {
                 drop(slots);
-                if self.is_healthy(&mut conn, left_now) {
+                let health = self.check_health(&mut conn, left_now);
+                if health == Health::Stalled {
+                    // The whole response timeout is spent: a new
+                    // connection's handshake would wait as long again.
+                    self.checkin(None);
+                    return Err(Error::Unavailable {
+                        reason: format!(
+                            "no reply to a health check within {:?}: Redis is stalled or \
+                             unreachable",
+                            self.config.response_timeout
+                        ),
+                    });
+                }
+                if health == Health::Fine {
                     if !self.connector.claim_recheck() {
                         return Ok(conn);
                     }
@@ -226,23 +239,23 @@ impl Pool {
     /// A connection idle for a while is pinged first, so that a Redis restart
     /// while the client was idle costs a reconnect, not a failed call.
     /// `left`: the caller's time left, asked only when a check is due.
-    fn is_healthy(
+    fn check_health(
         &self,
         conn: &mut PooledConnection,
         left: impl FnOnce() -> Option<Duration>,
-    ) -> bool {
+    ) -> Health {
         if !conn.inner.is_open() {
-            return false;
+            return Health::Broken;
         }
         if conn.last_used.elapsed() < self.config.health_check_after {
-            return true;
+            return Health::Fine;
         }
         let failed_recently = self
             .failed_check
             .lock()
             .is_some_and(|at| at.elapsed() < self.config.response_timeout);
         if failed_recently {
-            return false;
+            return Health::Broken;
         }
         let bounded = left().filter(|left| *left < self.config.response_timeout);
         if let Some(left) = bounded {
@@ -254,18 +267,32 @@ impl Pool {
                     bound_request(&conn.inner, self.config.response_timeout);
                 }
                 conn.last_used = Instant::now();
-                true
+                Health::Fine
             }
-            Err(_) => {
+            Err(error) => {
                 // Only a check that had the whole response timeout says the
                 // server is stalled.
                 if bounded.is_none() {
                     *self.failed_check.lock() = Some(Instant::now());
+                    if error.is_timeout() {
+                        return Health::Stalled;
+                    }
                 }
-                false
+                Health::Broken
             }
         }
     }
+}
+
+/// What a connection's check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// Usable.
+    Fine,
+    /// Closed or failed: drop it and use another.
+    Broken,
+    /// No reply to its `PING` within the whole response timeout.
+    Stalled,
 }
 
 /// The time left before the caller's `deadline`, if it set one;

@@ -139,6 +139,27 @@ fn a_policy_changed_to_evicting_is_refused_within_seconds_on_busy_connections() 
     );
 }
 
+#[test]
+fn a_stalled_server_fails_a_call_after_one_response_timeout_not_two() {
+    let server = RedisServer::start();
+    let client = client(&server); // 1 s response timeout
+    client.counter("c").incr(1).unwrap();
+    thread::sleep(Duration::from_millis(150)); // past the health-check idle time
+    server.pause();
+    let started = Instant::now();
+    let err = client.counter("c").get().unwrap_err();
+    let took = started.elapsed();
+    server.resume();
+    assert!(err.is_retryable(), "{err:?}");
+    // The health check's PING waits the response timeout; a new
+    // connection's handshake used to wait it again.
+    assert!(
+        took < Duration::from_millis(1_600),
+        "{took:?} for a 1 s response timeout: {err:?}"
+    );
+    assert_eq!(client.counter("c").get().unwrap(), 1, "served once resumed");
+}
+
 /// A lock "job" with `ttl`, held through a proxy that loses the reply to
 /// the next release; the proxy is returned to keep it alive.
 fn held_with_release_reply_lost(server: &RedisServer, ttl: Duration) -> (FaultProxy, LockGuard) {
