@@ -664,9 +664,9 @@ impl Claim {
     /// the call returns [`Error::TooLarge`]. [`Error::NotHeld`] when the
     /// lease had run out and the key was taken over: the newer owner's
     /// outcome stands. While Redis does not answer or refuses writes for a
-    /// while (`OOM`, `BUSY`, `LOADING`, `NOREPLICAS`), storing is retried (it is safe to
-    /// repeat: a resend that finds this claim's outcome stored succeeds) and
-    /// the lease renewed, for up to [`Idempotency::store_retry`]; then the
+    /// while (`OOM`, `BUSY`, `LOADING`, `NOREPLICAS`), storing is retried
+    /// (it is safe to repeat: a resend that finds this claim's outcome
+    /// stored succeeds) and the lease renewed, for up to [`Idempotency::store_retry`]; then the
     /// last error comes back, and the action must be taken as run with its
     /// result not stored.
     pub fn complete(mut self, result: &[u8]) -> Result<()> {

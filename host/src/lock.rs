@@ -127,10 +127,11 @@ impl LockOptions {
         self
     }
 
-    /// Turns the watchdog on and calls `on_lost(name)` once, on the watchdog
-    /// thread, if it finds the lock lost (the guard's
+    /// Turns the watchdog on and calls `on_lost(name)` once, on one of the
+    /// watchdog's threads, if it finds the lock lost (the guard's
     /// [`is_lost`](LockGuard::is_lost) turns `true` just before). The
-    /// callback must return quickly; a panic in it is caught and logged.
+    /// callback must return quickly (it holds up the watchdog's other
+    /// renewals on that thread); a panic in it is caught and logged.
     pub fn on_lost(mut self, on_lost: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.watchdog = true;
         self.on_lost = Some(Arc::new(on_lost));

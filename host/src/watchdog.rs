@@ -23,8 +23,8 @@ use crate::keys::{ClaimKeys, LockKeys};
 use crate::limits::millis;
 use crate::store::Store;
 
-/// Called once, on the watchdog thread, with the lock's name when the
-/// watchdog finds the lock lost. It must return quickly.
+/// Called once, on one of the watchdog's threads, with the lock's name
+/// when the watchdog finds the lock lost. It must return quickly.
 pub(crate) type LostCallback = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a guard knows about its lock without asking Redis; shared by the
