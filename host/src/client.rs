@@ -198,6 +198,19 @@ enum Backend {
     Memory(Arc<MemoryStore>),
 }
 
+/// This program's file name, for holder texts: `tollgate` when it cannot
+/// be read; control characters become `?`.
+fn program_name() -> String {
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "tollgate".to_owned());
+    name.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 impl ClientBuilder {
     /// Starts building a client on a new, empty store inside this process
     /// (see [`Client::in_memory`]). Every client built from this builder or
@@ -230,7 +243,7 @@ impl ClientBuilder {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             health_check_after: Duration::from_millis(100),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            client_name: "tollgate".to_owned(),
+            client_name: program_name(),
             max_ttl: Duration::from_secs(24 * 3600),
             max_wait: Duration::from_secs(3600),
             fence_retention: Duration::from_secs(3600),
@@ -278,7 +291,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Name shown to operators as part of a lock's holder (default `tollgate`).
+    /// Name shown to operators as part of a lock's holder (default: this
+    /// program's file name, e.g. `billing-worker`; `tollgate` when it
+    /// cannot be read).
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = name.into();
         self

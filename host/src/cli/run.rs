@@ -138,7 +138,10 @@ fn run_lines(plugin: &Plugin, path: &Path, max_input: u64) -> Result<(), Failure
     if failed > 0 {
         return Err(Failure::new(
             PLUGIN_FAILED,
-            format!("{failed} invocations failed"),
+            match failed {
+                1 => "1 invocation failed".to_owned(),
+                _ => format!("{failed} invocations failed"),
+            },
         ));
     }
     Ok(())

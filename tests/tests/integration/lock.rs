@@ -337,6 +337,12 @@ fn lock_info_shows_holder_token_and_ttl_but_not_the_owner_token(backend: &Backen
     assert_eq!(info.name, "inv");
     assert_eq!(info.fencing_token, guard.fencing_token());
     assert!(info.holder.starts_with("billing pid "), "{}", info.holder);
+    // Without a client name, the holder is named after the program (this
+    // test binary, `integration-<hash>`).
+    let unnamed = backend.client();
+    let _other = unnamed.lock("inv-2").acquire().unwrap();
+    let holder = unnamed.lock_info("inv-2").unwrap().expect("held").holder;
+    assert!(holder.starts_with("integration"), "{holder}");
     let ttl = info.remaining_ttl.expect("has a TTL");
     assert!(ttl > Duration::from_secs(19) && ttl <= Duration::from_secs(20));
     assert!(client.force_unlock("inv").unwrap());
