@@ -7,10 +7,10 @@
 -- ARGV[5] the caller's process id when it waits ('' when it does not)
 -- ARGV[6] '1' when another waiter of that process remains after a grant
 -- ARGV[7] how long a turn is kept, ms   ARGV[8] the turn queue
--- Only the lock is declared as a key: its wake-up channel and turn queue
--- (same hash tag, same slot) are named in ARGV, so that during a cluster
--- slot migration the call is not refused (TRYAGAIN) for naming keys that do
--- not exist; every step on them is a pcall.
+-- Only the lock is declared as a key: its turn queue (same hash tag, same
+-- slot) is named in ARGV, so that during a cluster slot migration the call
+-- is not refused (TRYAGAIN) for naming a key that does not exist; every
+-- step on it is a pcall.
 -- Returns {1, token} when granted (also when this owner holds it already: a
 -- request resent after a lost reply), {0, ms left to the current holder}
 -- when not.
