@@ -199,16 +199,20 @@ enum Backend {
 }
 
 /// This program's file name, for holder texts: `tollgate` when it cannot
-/// be read; control characters become `?`.
+/// be read; control characters become `?`. Read once per process.
 fn program_name() -> String {
-    let name = std::env::current_exe()
-        .ok()
-        .and_then(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "tollgate".to_owned());
-    name.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "tollgate".to_owned());
+        name.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    })
+    .clone()
 }
 
 impl ClientBuilder {
