@@ -652,13 +652,24 @@ fn a_release_resent_to_a_restarted_server_that_gave_the_lock_away_says_not_held(
     );
 }
 
-/// A client through `proxy` whose replies may take up to 5 s.
-fn patient(proxy: &FaultProxy) -> Client {
-    Client::builder(proxy.url())
+/// A client through a proxy, whose replies may take up to 5 s, and that
+/// proxy, set to delay by [`LATE_REPLY`] the reply to the next request
+/// naming `pattern`. `warm` runs first (connecting, loading the scripts),
+/// so that the late reply is the grant's.
+fn late_reply_to(
+    server: &RedisServer,
+    pattern: &str,
+    warm: impl FnOnce(&Client),
+) -> (FaultProxy, Client) {
+    let proxy = FaultProxy::start(server.port());
+    let slow = Client::builder(proxy.url())
         .connect_timeout(Duration::from_secs(1))
         .response_timeout(Duration::from_secs(5))
         .build()
-        .unwrap()
+        .unwrap();
+    warm(&slow);
+    proxy.fault_replies(pattern, ReplyFault::Delay(LATE_REPLY), 1);
+    (proxy, slow)
 }
 
 /// How much later than the lease or TTL (300 ms) a slow reply arrives, and
@@ -670,14 +681,12 @@ const RIVAL_ASKS: Duration = Duration::from_millis(600);
 #[test]
 fn an_idempotent_action_whose_claim_arrives_after_its_lease_runs_once() {
     let server = RedisServer::start();
-    let proxy = FaultProxy::start(server.port());
-    let slow = patient(&proxy);
-    // Connected and the script loaded: the late reply is the claim's.
-    slow.idempotency("pay")
-        .key("warm")
-        .run(|| Ok::<_, std::io::Error>(Vec::new()))
-        .unwrap();
-    proxy.fault_replies("{3:pay:k}", ReplyFault::Delay(LATE_REPLY), 1);
+    let (proxy, slow) = late_reply_to(&server, "{3:pay:k}", |slow| {
+        slow.idempotency("pay")
+            .key("warm")
+            .run(|| Ok::<_, std::io::Error>(Vec::new()))
+            .unwrap();
+    });
     let runs = Arc::new(AtomicUsize::new(0));
     let slow_call = {
         let runs = Arc::clone(&runs);
@@ -718,10 +727,9 @@ fn an_idempotent_action_whose_claim_arrives_after_its_lease_runs_once() {
 #[test]
 fn a_lock_grant_that_arrives_after_its_ttl_is_given_back_not_used() {
     let server = RedisServer::start();
-    let proxy = FaultProxy::start(server.port());
-    let slow = patient(&proxy);
-    slow.lock("warm").acquire().unwrap().release().unwrap();
-    proxy.fault_replies("{job}", ReplyFault::Delay(LATE_REPLY), 1);
+    let (proxy, slow) = late_reply_to(&server, "{job}", |slow| {
+        slow.lock("warm").acquire().unwrap().release().unwrap();
+    });
     let slow_call = thread::spawn(move || slow.lock("job").ttl(LEASE).try_acquire());
     thread::sleep(RIVAL_ASKS);
     let rival = client(&server)
@@ -749,10 +757,9 @@ fn a_lock_grant_that_arrives_after_its_ttl_is_given_back_not_used() {
 #[test]
 fn a_permit_granted_after_its_ttl_ran_out_is_given_back() {
     let server = RedisServer::start();
-    let proxy = FaultProxy::start(server.port());
-    let slow = patient(&proxy);
-    drop(slow.semaphore("warm", 1).acquire().unwrap());
-    proxy.fault_replies("{pool}", ReplyFault::Delay(LATE_REPLY), 1);
+    let (proxy, slow) = late_reply_to(&server, "{pool}", |slow| {
+        drop(slow.semaphore("warm", 1).acquire().unwrap());
+    });
     let slow_call = thread::spawn(move || slow.semaphore("pool", 1).ttl(LEASE).try_acquire());
     let err = slow_call
         .join()
@@ -760,6 +767,7 @@ fn a_permit_granted_after_its_ttl_ran_out_is_given_back() {
         .map(|permit| permit.is_some())
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert_eq!(proxy.faults_applied(), 1, "the grant's reply was late");
     // Given back: the only permit is free at once, not after a TTL.
     let rival = client(&server).semaphore("pool", 1).try_acquire().unwrap();
     assert!(rival.is_some(), "the late grant was not given back");
