@@ -1,5 +1,6 @@
 //! A TCP proxy between a client and a `redis-server`, which a test tells to
-//! lose replies, hold them back, delay them, or cut every connection.
+//! lose replies, hold them back, delay them, cut every connection, or stop
+//! passing anything on without closing (a network partition).
 //!
 //! tollgate sends one request at a time on a connection and waits for its
 //! reply, so the first bytes the server sends after a request are that
@@ -11,7 +12,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ struct Shared {
     sockets: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
     faults_applied: Mutex<usize>,
+    /// Bytes in either direction are read and thrown away.
+    partitioned: AtomicBool,
+    /// Proxied connections neither side has closed yet.
+    open: AtomicUsize,
 }
 
 /// A proxy on a free loopback port in front of `127.0.0.1:upstream`; it
@@ -91,6 +96,23 @@ impl FaultProxy {
         *self.shared.faults_applied.lock()
     }
 
+    /// Stops passing bytes on, in both directions and on every connection,
+    /// new ones included, without closing any (a network partition, or a
+    /// host that vanished): what is sent meanwhile is lost.
+    pub fn partition(&self) {
+        self.shared.partitioned.store(true, Ordering::Release);
+    }
+
+    /// Passes bytes on again after [`partition`](Self::partition).
+    pub fn heal(&self) {
+        self.shared.partitioned.store(false, Ordering::Release);
+    }
+
+    /// Proxied connections that neither side has closed.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
     /// Cuts every open connection (as `CLIENT KILL` or a network blip
     /// would); new connections are accepted as before.
     pub fn cut_all(&self) {
@@ -136,6 +158,7 @@ fn pipe_pair(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) -> io::
         sockets.push(server.try_clone()?);
     }
     let armed: Armed = Arc::default();
+    shared.open.fetch_add(1, Ordering::AcqRel);
     let (client_in, server_out) = (client.try_clone()?, server.try_clone()?);
     let (requests_shared, requests_armed) = (Arc::clone(shared), Arc::clone(&armed));
     thread::spawn(move || {
@@ -154,6 +177,9 @@ fn forward_requests(mut from: TcpStream, mut to: TcpStream, shared: &Shared, arm
             Ok(n) => n,
         };
         let chunk = &buf[..n];
+        if shared.partitioned.load(Ordering::Acquire) {
+            continue;
+        }
         let fault = {
             let mut rules = shared.rules.lock();
             let hit = rules
@@ -173,6 +199,7 @@ fn forward_requests(mut from: TcpStream, mut to: TcpStream, shared: &Shared, arm
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+    shared.open.fetch_sub(1, Ordering::AcqRel);
 }
 
 fn forward_replies(mut from: TcpStream, mut to: TcpStream, shared: &Shared, armed: &Armed) {
@@ -182,6 +209,9 @@ fn forward_replies(mut from: TcpStream, mut to: TcpStream, shared: &Shared, arme
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if shared.partitioned.load(Ordering::Acquire) {
+            continue;
+        }
         match armed.lock().take() {
             None => {
                 if to.write_all(&buf[..n]).is_err() {

@@ -100,7 +100,9 @@ impl Connector {
         let bare = redis::RedisConnectionInfo::default()
             .set_protocol(redis::ProtocolVersion::RESP2)
             .set_skip_set_lib_name();
-        let bare = info.set_redis_settings(bare);
+        let bare = info
+            .set_redis_settings(bare)
+            .set_tcp_settings(tls_tcp_settings());
         let client = redis::Client::open(bare.clone())
             .map_err(|e| Error::invalid("redis url", e.to_string()))?;
         Ok(Connector {
@@ -189,18 +191,20 @@ impl Connector {
         )
     }
 
-    /// Opens a connection that will only listen for notifications: the
-    /// `redis` crate's, for its pub/sub support.
-    pub fn connect_listener(&self) -> Result<redis::Connection> {
+    /// Opens a connection that will only listen for notifications, with the
+    /// same reader, handshake and timeouts as a command connection.
+    pub fn connect_listener(&self) -> Result<Connection> {
         self.establish(
             Purpose::Notifications,
             None,
-            |timeout| self.client.get_connection_with_timeout(timeout),
-            |conn, timeout| {
-                conn.set_read_timeout(Some(timeout))?;
-                conn.set_write_timeout(Some(timeout))
-            },
+            |timeout| Connection::open(&self.bare, &self.client, timeout),
+            Connection::set_timeouts,
         )
+    }
+
+    /// The longest wait for a reply.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     fn establish<C: ConnectionLike>(
@@ -410,6 +414,20 @@ impl Connector {
 fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(str::trim))
+}
+
+/// TCP settings for the connections the `redis` crate opens (TLS): no
+/// Nagle delay, and keepalive probes, because a TLS listening connection
+/// waits on its socket without a read timeout (see
+/// [`Connection::set_quiet_timeout`]): a peer that vanished without closing
+/// is noticed within about half a minute.
+fn tls_tcp_settings() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(2));
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
 }
 
 #[cfg(test)]

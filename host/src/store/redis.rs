@@ -269,6 +269,7 @@ impl RedisStore {
             Box::new(move |_node, channel| poke(&poking, channel)),
             turn_passer(route.clone()),
             prefix.to_owned(),
+            connector.response_timeout(),
         );
         Ok(Self::assemble(connector, route, subscriber, synced))
     }
@@ -294,6 +295,7 @@ impl RedisStore {
             }),
             turn_passer(Route::Cluster(Arc::clone(&router))),
             prefix.to_owned(),
+            connector.response_timeout(),
         );
         Ok(Self::assemble(
             connector,

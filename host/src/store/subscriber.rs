@@ -9,12 +9,17 @@
 //! holding the channels somebody waits on. Channels nobody waits on any
 //! more are dropped every few seconds.
 //!
-//! A listener blocks on its socket without a timeout (a read timeout would
-//! make the `redis` crate skip the next reply); to take a new channel it is
-//! woken by a `PUBLISH` on its own control channel, to which it subscribes
-//! first. A connection that breaks is opened again with backoff, its
-//! channels subscribed again, and every waiter woken (messages sent
-//! meanwhile are lost). A channel that its node drops (`sunsubscribe`: its
+//! A listener waits on its socket; to take a new channel it is woken by a
+//! `PUBLISH` on its own control channel, to which it subscribes first.
+//! After a second without a message it sends a `PING`, and a node that does
+//! not answer within the response timeout counts as lost: a node that
+//! vanished without closing the connection (a partition, a crashed host, a
+//! stalled server) is noticed, and the thread of a dropped client ends even
+//! when its node cannot be reached. (Over TLS, read by the `redis` crate,
+//! the listener waits without a timeout and TCP keepalive notices a
+//! vanished peer instead.) A connection that breaks is opened again with
+//! backoff, its channels subscribed again, and every waiter woken (messages
+//! sent meanwhile are lost). A channel that its node drops (`sunsubscribe`: its
 //! slot moved to another node) or refuses wakes its waiters, which poll; the
 //! next wait subscribes again, on the node that serves the slot then.
 
@@ -27,17 +32,20 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
 
+use super::wire::Connection;
 use crate::error::Error;
 use crate::notify::{TurnPasser, WakeBoard};
 
 /// Channels nobody waits on are dropped at most this often (when the
 /// listener next wakes).
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// A listener quiet this long asks its node whether it is still there.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Opens a connection to one node.
-pub(crate) type ConnectFn = Box<dyn Fn() -> Result<redis::Connection, Error> + Send + Sync>;
+pub(crate) type ConnectFn = Box<dyn Fn() -> Result<Connection, Error> + Send + Sync>;
 
 /// The node that serves a channel: a name for it, and how to connect to it.
 pub(crate) type NodeOf = Box<dyn Fn(&str) -> Result<(String, ConnectFn), Error> + Send + Sync>;
@@ -80,6 +88,8 @@ struct Shared {
     poke: PokeFn,
     /// The client's key prefix, which control channels start with too.
     prefix: String,
+    /// How long a node may take to answer a heartbeat.
+    response_timeout: Duration,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
     status: Mutex<Status>,
     /// Set when the client goes; read without any other lock held or taken.
@@ -124,8 +134,15 @@ struct Channels {
 
 impl Subscriber {
     /// `pass_turn` passes on the turns of locks nobody here can take (see
-    /// [`WakeBoard::pass_turns_with`]).
-    pub fn new(node_of: NodeOf, poke: PokeFn, pass_turn: TurnPasser, prefix: String) -> Self {
+    /// [`WakeBoard::pass_turns_with`]); a node that does not answer a
+    /// heartbeat within `response_timeout` counts as lost.
+    pub fn new(
+        node_of: NodeOf,
+        poke: PokeFn,
+        pass_turn: TurnPasser,
+        prefix: String,
+        response_timeout: Duration,
+    ) -> Self {
         let board = WakeBoard::default();
         board.pass_turns_with(pass_turn);
         Subscriber {
@@ -134,6 +151,7 @@ impl Subscriber {
                 node_of,
                 poke,
                 prefix,
+                response_timeout,
                 listeners: Mutex::default(),
                 status: Mutex::default(),
                 shutdown: AtomicBool::new(false),
@@ -338,40 +356,77 @@ fn listen_error(error: redis::RedisError) -> Error {
 
 fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<(), Error> {
     let mut conn = (listener.connect)()?;
-    // No read timeout: see the module docs. The control channel wakes it.
-    conn.set_read_timeout(None).map_err(listen_error)?;
-    redis::cmd("SUBSCRIBE")
-        .arg(&listener.control)
-        .query::<Value>(&mut conn)
+    let heartbeats = conn
+        .set_quiet_timeout(HEARTBEAT.min(shared.response_timeout))
         .map_err(listen_error)?;
-    {
-        let mut state = listener.state.lock();
-        state.connected = true;
-        state.failing = false;
-    }
-    *connected = true;
-    shared.listening();
-    listener.changed.notify_all();
+    conn.send_only(redis::cmd("SUBSCRIBE").arg(&listener.control))
+        .map_err(listen_error)?;
+    // The first reply answers SUBSCRIBE (a refusal is an error reply).
+    let mut confirmed = false;
     let mut last_sweep = Instant::now();
+    // When the unanswered heartbeat was sent.
+    let mut ping_sent: Option<Instant> = None;
     loop {
         if shared.is_shutdown() {
             return Ok(());
         }
-        let (subscribe, unsubscribe) = next_requests(shared, listener, &mut last_sweep);
-        for channel in &subscribe {
-            send(&mut conn, redis::cmd("SSUBSCRIBE").arg(channel))?;
+        if confirmed {
+            let (subscribe, unsubscribe) = next_requests(shared, listener, &mut last_sweep);
+            for channel in &subscribe {
+                send(&mut conn, redis::cmd("SSUBSCRIBE").arg(channel))?;
+            }
+            for channel in &unsubscribe {
+                send(&mut conn, redis::cmd("SUNSUBSCRIBE").arg(channel))?;
+            }
         }
-        for channel in &unsubscribe {
-            send(&mut conn, redis::cmd("SUNSUBSCRIBE").arg(channel))?;
-        }
-        match conn.recv_response() {
-            Ok(value) => handle(shared, listener, value),
+        let message = match conn.next_message() {
+            Ok(Some(Value::ServerError(error))) if !confirmed => {
+                return Err(listen_error(error.into()));
+            }
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                // Quiet for a heartbeat: ask, or give up on an unanswered ask.
+                match ping_sent {
+                    Some(sent) if sent.elapsed() >= shared.response_timeout => {
+                        return Err(Error::Unavailable {
+                            reason: format!(
+                                "the notification connection got no answer to PING within {:?}",
+                                shared.response_timeout
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None if heartbeats => {
+                        send(&mut conn, &redis::cmd("PING"))?;
+                        ping_sent = Some(Instant::now());
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            Err(error) if !confirmed => return Err(listen_error(error)),
             Err(error) if !error.is_io_error() && error.code().is_some() => {
                 // A refused subscription, answered in order.
                 refused(shared, listener, listen_error(error));
+                continue;
             }
             Err(error) => return Err(listen_error(error)),
+        };
+        // Anything the node sends shows it is there.
+        ping_sent = None;
+        if !confirmed {
+            confirmed = true;
+            {
+                let mut state = listener.state.lock();
+                state.connected = true;
+                state.failing = false;
+            }
+            *connected = true;
+            shared.listening();
+            listener.changed.notify_all();
+            continue;
         }
+        handle(shared, listener, message);
     }
 }
 
@@ -404,9 +459,8 @@ fn next_requests(
     (subscribe, unsubscribe)
 }
 
-fn send(conn: &mut redis::Connection, cmd: &redis::Cmd) -> Result<(), Error> {
-    conn.send_packed_command(&cmd.get_packed_command())
-        .map_err(listen_error)
+fn send(conn: &mut Connection, cmd: &redis::Cmd) -> Result<(), Error> {
+    conn.send_only(cmd).map_err(listen_error)
 }
 
 /// Acts on one message or reply of the listening connection.
@@ -447,7 +501,7 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
                 shared.board.wake_every(&key);
             }
         }
-        _ => {} // "message" on the control channel: it only wakes us
+        _ => {} // "message" on the control channel only wakes us; "pong"
     }
 }
 

@@ -11,7 +11,9 @@
 //!
 //! A connection that failed a read or a write, or received a reply it could
 //! not parse, reports itself closed: a late reply may still be on its way,
-//! so the pool never reuses it.
+//! so the pool never reuses it. A listening connection (pub/sub) reads with
+//! [`Connection::next_message`] instead, where a quiet spell is not a
+//! failure.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -68,6 +70,42 @@ impl Connection {
             }
         }
     }
+
+    /// Makes [`next_message`](Self::next_message) give up after `quiet`
+    /// without a byte, and returns `true`; or, on a connection that cannot
+    /// (TLS, read by the `redis` crate, which loses its place in the stream
+    /// on a read timeout), makes it wait without limit and returns `false`.
+    pub fn set_quiet_timeout(&self, quiet: Duration) -> RedisResult<bool> {
+        match self {
+            Connection::Direct(direct) => {
+                direct.stream.set_read_timeout(quiet)?;
+                Ok(true)
+            }
+            Connection::Library(conn) => {
+                conn.set_read_timeout(None)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Sends a command without reading its reply: on a listening
+    /// connection, replies come in order among the messages.
+    pub fn send_only(&mut self, cmd: &redis::Cmd) -> RedisResult<()> {
+        match self {
+            Connection::Direct(direct) => direct.packed(cmd, Direct::send),
+            Connection::Library(conn) => conn.send_packed_command(&cmd.get_packed_command()),
+        }
+    }
+
+    /// The next message or reply on a listening connection, or `None` when
+    /// nothing arrived within the quiet timeout (the connection stays
+    /// usable: a message cut off by it is completed by the next call).
+    pub fn next_message(&mut self) -> RedisResult<Option<Value>> {
+        match self {
+            Connection::Direct(direct) => direct.next_message(),
+            Connection::Library(conn) => conn.recv_response().map(Some),
+        }
+    }
 }
 
 impl ConnectionLike for Connection {
@@ -92,17 +130,7 @@ impl ConnectionLike for Connection {
 
     fn req_command(&mut self, cmd: &redis::Cmd) -> RedisResult<Value> {
         match self {
-            Connection::Direct(direct) => {
-                let mut packed = std::mem::take(&mut direct.outgoing);
-                packed.clear();
-                cmd.write_packed_command(&mut packed);
-                let reply = direct.request(&packed);
-                if packed.capacity() <= BUFFER {
-                    // Kept for the next command; a large one's is let go.
-                    direct.outgoing = packed;
-                }
-                reply
-            }
+            Connection::Direct(direct) => direct.packed(cmd, Direct::request),
             Connection::Library(conn) => conn.req_command(cmd),
         }
     }
@@ -134,6 +162,14 @@ enum Stream {
 }
 
 impl Stream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
     fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => {
@@ -209,6 +245,19 @@ impl Direct {
             .into())
     }
 
+    /// Packs `cmd` into the buffer kept for it and passes it to `then`.
+    fn packed<T>(&mut self, cmd: &redis::Cmd, then: impl FnOnce(&mut Direct, &[u8]) -> T) -> T {
+        let mut packed = std::mem::take(&mut self.outgoing);
+        packed.clear();
+        cmd.write_packed_command(&mut packed);
+        let result = then(self, &packed);
+        if packed.capacity() <= BUFFER {
+            // Kept for the next command; a large one's is let go.
+            self.outgoing = packed;
+        }
+        result
+    }
+
     fn request(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.send(cmd)?;
         self.read_reply()
@@ -251,31 +300,54 @@ impl Direct {
     /// Reads one whole reply.
     fn read_reply(&mut self) -> RedisResult<Value> {
         loop {
-            match parse(&self.incoming[self.start..self.end], 0) {
-                Ok(Some((value, used))) => {
-                    self.start += used;
-                    if self.start == self.end {
-                        self.start = 0;
-                        self.end = 0;
-                        if self.incoming.len() > BUFFER {
-                            // A large reply grew the buffer: give it back.
-                            self.incoming.truncate(BUFFER);
-                            self.incoming.shrink_to_fit();
-                        }
-                    }
-                    return Ok(value);
-                }
-                Ok(None) => self.fill()?,
-                Err(error) => {
-                    self.open = false;
-                    return Err(error);
-                }
+            if let Some(value) = self.parsed()? {
+                return Ok(value);
+            }
+            self.fill(false)?;
+        }
+    }
+
+    /// Reads one whole message, or `None` when the read timeout passed
+    /// without a byte (bytes of a message begun stay buffered).
+    fn next_message(&mut self) -> RedisResult<Option<Value>> {
+        loop {
+            if let Some(value) = self.parsed()? {
+                return Ok(Some(value));
+            }
+            if !self.fill(true)? {
+                return Ok(None);
             }
         }
     }
 
-    /// Reads more bytes, making room first when the buffer is full.
-    fn fill(&mut self) -> RedisResult<()> {
+    /// The next reply, when the buffer holds all of it.
+    fn parsed(&mut self) -> RedisResult<Option<Value>> {
+        match parse(&self.incoming[self.start..self.end], 0) {
+            Ok(Some((value, used))) => {
+                self.start += used;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                    if self.incoming.len() > BUFFER {
+                        // A large reply grew the buffer: give it back.
+                        self.incoming.truncate(BUFFER);
+                        self.incoming.shrink_to_fit();
+                    }
+                }
+                Ok(Some(value))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => {
+                self.open = false;
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads more bytes, making room first when the buffer is full. Returns
+    /// `false` when `quiet_is_fine` and the read timed out: nothing was
+    /// read and the connection stays open.
+    fn fill(&mut self, quiet_is_fine: bool) -> RedisResult<bool> {
         if self.end == self.incoming.len() {
             if self.start > 0 {
                 self.incoming.copy_within(self.start..self.end, 0);
@@ -297,9 +369,18 @@ impl Direct {
             }
             Ok(read) => {
                 self.end += read;
-                Ok(())
+                Ok(true)
             }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(error)
+                if quiet_is_fine
+                    && matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                Ok(false)
+            }
             Err(error) => {
                 self.open = false;
                 Err(error.into())
@@ -468,5 +549,23 @@ mod tests {
         );
         // A huge announced length reserves nothing it cannot fill.
         assert!(parse(b"*4000000000\r\n:1\r\n", 0).unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_message_cut_by_a_quiet_timeout_is_completed_by_the_next_read() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut conn = Connection::Direct(Direct::new(Stream::Unix(ours)));
+        assert!(conn.set_quiet_timeout(Duration::from_millis(20)).unwrap());
+        let message = b"*3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$3\r\nkey\r\n";
+        assert_eq!(conn.next_message().unwrap(), None, "nothing sent yet");
+        theirs.write_all(&message[..20]).unwrap();
+        assert_eq!(conn.next_message().unwrap(), None, "half a message");
+        assert!(conn.is_open(), "a quiet spell does not close it");
+        theirs.write_all(&message[20..]).unwrap();
+        assert_eq!(conn.next_message().unwrap(), Some(whole(message)));
+        drop(theirs);
+        assert!(conn.next_message().is_err(), "a closed peer is an error");
+        assert!(!conn.is_open());
     }
 }

@@ -772,3 +772,95 @@ fn a_permit_granted_after_its_ttl_ran_out_is_given_back() {
     let rival = client(&server).semaphore("pool", 1).try_acquire().unwrap();
     assert!(rival.is_some(), "the late grant was not given back");
 }
+
+/// Waits up to `limit` for `condition`, failing with `what` otherwise.
+fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server, a client of it, a proxy in front of it, and a client through
+/// the proxy whose notification listener is up: it waited briefly for a
+/// lock the first client held. It polls only every 10 s, so a quick grant
+/// after a release comes from a notification.
+fn listening_through_a_proxy() -> (RedisServer, Client, FaultProxy, Client) {
+    let server = RedisServer::start();
+    let holder = client(&server);
+    let proxy = FaultProxy::start(server.port());
+    let waiter = Client::builder(proxy.url())
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .poll_interval(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let held = holder.lock("partitioned").acquire().unwrap();
+    let busy = waiter
+        .lock("partitioned")
+        .wait(Duration::from_millis(200))
+        .acquire();
+    assert!(busy.is_err(), "the lock is held");
+    assert_eq!(waiter.notifications(), Notifications::Listening);
+    held.release().unwrap();
+    (server, holder, proxy, waiter)
+}
+
+#[test]
+fn a_notification_connection_cut_off_silently_is_noticed_and_resumes_when_the_network_heals() {
+    let (_server, holder, proxy, waiter) = listening_through_a_proxy();
+
+    proxy.partition();
+    // Half a second of quiet, then a PING unanswered for half a second.
+    wait_for(
+        Duration::from_secs(5),
+        "the listener notices that its node stopped answering",
+        || !matches!(waiter.notifications(), Notifications::Listening),
+    );
+    proxy.heal();
+    wait_for(
+        Duration::from_secs(10),
+        "the listener reconnects once the network heals",
+        || waiter.notifications() == Notifications::Listening,
+    );
+
+    // Release notices flow again: a waiter is granted at once, not at its
+    // next poll.
+    let held = holder.lock("partitioned").acquire().unwrap();
+    let waiting = {
+        let waiter = waiter.clone();
+        thread::spawn(move || {
+            let started = Instant::now();
+            let guard = waiter
+                .lock("partitioned")
+                .wait(Duration::from_secs(8))
+                .acquire();
+            (guard.map(|guard| guard.fencing_token()), started.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    held.release().unwrap();
+    let (granted, waited) = waiting.join().unwrap();
+    assert!(granted.is_ok(), "{granted:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the release notice, not by a poll 10 s on: waited {waited:?}"
+    );
+}
+
+#[test]
+fn the_notification_thread_of_a_dropped_client_ends_while_its_node_is_unreachable() {
+    let (_server, _holder, proxy, waiter) = listening_through_a_proxy();
+    assert!(proxy.open_connections() > 0);
+
+    proxy.partition();
+    drop(waiter);
+    // The pool's connections close with the client; the listener's closes
+    // when its thread ends, though the node never answers again.
+    wait_for(
+        Duration::from_secs(5),
+        "every connection of the dropped client is closed",
+        || proxy.open_connections() == 0,
+    );
+}
