@@ -72,6 +72,10 @@ impl QuorumLease for HoldLease {
     fn extend(&self, ttl: Duration) -> Result<bool> {
         Ok(self.extend_ms(millis(ttl))?.is_some())
     }
+
+    fn valid_for(&self, ttl: Duration) -> Duration {
+        ttl // one store, whose clock the TTL runs on
+    }
 }
 
 /// How a semaphore's permits or a read-write lock's hold are asked for.

@@ -352,7 +352,7 @@ impl RedlockBuilder<'_> {
             .node_timeout
             .unwrap_or((ttl / 10).min(DEFAULT_NODE_TIMEOUT))
             .max(Duration::from_millis(1));
-        let drift = ttl / 100 + Duration::from_millis(2);
+        let drift = clock_drift(ttl);
         let owner = Uuid::new_v4().simple().to_string();
         let holder = format!("redlock {}", inner.first().inner().holder_description());
         let deadline = Instant::now() + self.wait;
@@ -494,7 +494,7 @@ impl Held {
         });
         let extended = answers.iter().filter(|a| matches!(a, Ok(true))).count();
         let lost = answers.iter().filter(|a| matches!(a, Ok(false))).count();
-        let drift = ttl / 100 + Duration::from_millis(2);
+        let drift = clock_drift(ttl);
         let in_time = started.elapsed() + drift < ttl;
         if extended >= inner.quorum && in_time {
             return Ok(true);
@@ -516,6 +516,16 @@ impl QuorumLease for Held {
     fn extend(&self, ttl: Duration) -> Result<bool> {
         self.extend_all(ttl)
     }
+
+    fn valid_for(&self, ttl: Duration) -> Duration {
+        ttl.saturating_sub(clock_drift(ttl))
+    }
+}
+
+/// How far the masters' clocks may run ahead of ours over `ttl`: a grant or
+/// extension to `ttl` is trusted for `ttl` less this and the time it took.
+fn clock_drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
 }
 
 impl RedlockGuard {
@@ -597,7 +607,7 @@ impl RedlockGuard {
         // must sit out at least this TTL.
         self.redlock.inner.granted_for(ttl);
         if self.shared.extend_all(ttl)? {
-            let drift = ttl / 100 + Duration::from_millis(2);
+            let drift = clock_drift(ttl);
             self.lease
                 .renewed(sent, ttl.saturating_sub(drift), generation);
             if let Some(id) = self.renewal {

@@ -95,15 +95,19 @@ pub(crate) enum LeaseTarget {
     },
     /// The in-progress lease of an idempotent action.
     Claim { keys: ClaimKeys },
-    /// A lease kept by several stores at once (a Redlock), extended by its
-    /// own rule.
+    /// A lease extended by its own rule: kept by several stores at once (a
+    /// Redlock), or a semaphore's permits or a read-write lock's hold.
     Quorum(Arc<dyn QuorumLease>),
 }
 
-/// A lease on several stores that extends itself: `Ok(true)` when it is
-/// still held (by a quorum) with the new TTL, `Ok(false)` when it is lost.
+/// A lease that extends itself: `Ok(true)` when it is still held (by a
+/// quorum, for a Redlock) with the new TTL, `Ok(false)` when it is lost.
 pub(crate) trait QuorumLease: Send + Sync {
     fn extend(&self, ttl: Duration) -> Result<bool>;
+
+    /// How long after an extension to `ttl` was sent the lease is surely
+    /// still held (less than `ttl` where the stores' clocks may drift).
+    fn valid_for(&self, ttl: Duration) -> Duration;
 }
 
 /// A lock or claim to keep alive.
@@ -357,7 +361,11 @@ fn renew_and_settle(
     match outcome {
         Outcome::Renewed { sent, generation } => {
             // The server now has the TTL this renewal sent.
-            entry.renewal.lease.renewed(sent, sent_ttl, generation);
+            let valid = match &entry.renewal.target {
+                LeaseTarget::Quorum(lease) => lease.valid_for(sent_ttl),
+                LeaseTarget::Lock { .. } | LeaseTarget::Claim { .. } => sent_ttl,
+            };
+            entry.renewal.lease.renewed(sent, valid, generation);
             entry.due = if sent_ttl == ttl {
                 sent + ttl / 3
             } else {
@@ -432,5 +440,67 @@ fn report_lost(renewal: &Renewal) {
         if catch_unwind(AssertUnwindSafe(|| callback(name))).is_err() {
             tracing::error!(name = %renewal.name, "tollgate: on_lost callback panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A quorum lease that is always extended, valid for half its TTL, and
+    /// remembers when it was last asked.
+    struct HalfValid {
+        last_extended: Mutex<Option<Instant>>,
+    }
+
+    impl QuorumLease for HalfValid {
+        fn extend(&self, _ttl: Duration) -> Result<bool> {
+            *self.last_extended.lock() = Some(Instant::now());
+            Ok(true)
+        }
+
+        fn valid_for(&self, ttl: Duration) -> Duration {
+            ttl / 2
+        }
+    }
+
+    #[test]
+    fn a_renewed_quorum_lease_is_trusted_only_for_its_own_validity() {
+        let watchdog = Watchdog::new(Arc::new(MemoryStore::new()));
+        let quorum = Arc::new(HalfValid {
+            last_extended: Mutex::new(None),
+        });
+        let ttl = Duration::from_millis(600);
+        let granted = Instant::now();
+        let lease = Arc::new(Lease::new(granted + ttl / 2, 0));
+        let renewal = Renewal {
+            name: "report".into(),
+            target: LeaseTarget::Quorum(Arc::clone(&quorum) as Arc<dyn QuorumLease>),
+            owner: "owner".into(),
+            lease: Arc::clone(&lease),
+            on_lost: None,
+        };
+        let id = watchdog.watch(renewal, ttl, granted).unwrap();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let extended = loop {
+            if let Some(at) = *quorum.last_extended.lock() {
+                break at;
+            }
+            assert!(Instant::now() < give_up, "the watchdog renews the lease");
+            thread::sleep(Duration::from_millis(5));
+        };
+        // The deadline is recorded after the extension returns.
+        while lease.deadline() <= granted + ttl / 2 {
+            assert!(Instant::now() < give_up, "the renewal is recorded");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            lease.deadline() <= extended + ttl / 2,
+            "trusted for {:?} past the extension, its validity is {:?}",
+            lease.deadline() - extended,
+            ttl / 2
+        );
+        watchdog.unwatch(id);
     }
 }
