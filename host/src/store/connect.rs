@@ -246,7 +246,16 @@ impl Connector {
             redis::cmd("SELECT")
                 .arg(self.db)
                 .exec(conn)
-                .map_err(|e| self.handshake_error(&e))?;
+                .map_err(|e| match e.detail() {
+                    // The URL names a database the server does not have.
+                    Some(detail) if e.code() == Some("ERR") && detail.contains("out of range") => {
+                        Error::invalid(
+                            "redis url",
+                            format!("{} has no database {}: {detail}", self.address, self.db),
+                        )
+                    }
+                    _ => self.handshake_error(&e),
+                })?;
         }
         if purpose == Purpose::Notifications {
             return Ok(());
@@ -402,6 +411,13 @@ impl Connector {
             Some(code) if !error.is_io_error() => Error::Refused {
                 code: code.to_owned(),
                 message: detail.to_owned(),
+            },
+            _ if error.kind() == ErrorKind::Parse => Error::Unavailable {
+                reason: format!(
+                    "{} does not answer in the Redis protocol (is it a Redis server?): {}",
+                    self.address,
+                    error.detail().unwrap_or_default()
+                ),
             },
             _ => Error::Unavailable {
                 reason: format!("{} did not complete the handshake: {error}", self.address),

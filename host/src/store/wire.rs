@@ -443,7 +443,7 @@ fn parse(input: &[u8], depth: usize) -> RedisResult<Option<(Value, usize)>> {
             }
             Value::Array(items)
         }
-        _ => return Err(garbage("a reply type RESP2 does not have")),
+        _ => return Err(garbage_at("a reply type RESP2 does not have", line)),
     };
     Ok(Some((value, used)))
 }
@@ -456,7 +456,7 @@ fn line(input: &[u8]) -> RedisResult<Option<(&[u8], usize)>> {
     };
     match input[..end].strip_suffix(b"\r") {
         Some(line) => Ok(Some((line, end + 1))),
-        None => Err(garbage("a line ending without CR")),
+        None => Err(garbage_at("a line ending without CR", &input[..end])),
     }
 }
 
@@ -465,6 +465,13 @@ fn integer(digits: &[u8]) -> RedisResult<i64> {
         .ok()
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| garbage("an integer that is not a number"))
+}
+
+/// A parse error that shows the start of the offending line: a server
+/// that is not Redis (HTTP, say) is recognised by it.
+fn garbage_at(what: &str, line: &[u8]) -> RedisError {
+    let shown = String::from_utf8_lossy(&line[..line.len().min(40)]);
+    garbage(&format!("{what}: {:?}", shown.trim_end()))
 }
 
 fn garbage(what: &str) -> RedisError {

@@ -318,7 +318,8 @@ fn wallet_deposits_at_once_all_count_and_the_balance_is_a_fenced_record() {
     assert_exit(&output, 0);
     let out = stdout(&output);
     for n in 1..=4 {
-        let line = format!("balance {} ({n} movements)", 1200 * n);
+        let plural = if n == 1 { "" } else { "s" };
+        let line = format!("balance {} ({n} movement{plural})", 1200 * n);
         assert_eq!(out.matches(&line).count(), 1, "{line}: {out}");
     }
     let output = tollgate(&["inspect", "wallet/balance/acct-7", "--redis", &url]);

@@ -386,6 +386,51 @@ fn a_refused_connection_is_unavailable_at_once() {
     );
 }
 
+#[test]
+fn a_server_that_is_not_redis_is_named_as_such() {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut request = [0u8; 512];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let client = Client::builder(format!("redis://127.0.0.1:{port}/"))
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = client.counter("c").incr(1).unwrap_err();
+    match &err {
+        Error::Unavailable { reason } => assert!(
+            reason.contains("does not answer in the Redis protocol")
+                && reason.contains("HTTP/1.1 400 Bad Request"),
+            "{reason}"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_url_naming_a_database_the_server_lacks_is_a_configuration_error() {
+    let server = RedisServer::start();
+    let client = Client::builder(format!("{}99", server.url()))
+        .build()
+        .unwrap();
+    let err = client.counter("c").incr(1).unwrap_err();
+    match &err {
+        Error::InvalidArgument { what, reason } => {
+            assert_eq!(*what, "redis url");
+            assert!(reason.contains("no database 99"), "{reason}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+}
+
 /// A server with an ACL user `limited` (password `pw`) that may run every
 /// command on every key but use no pub/sub channel.
 fn server_without_channel_access() -> (RedisServer, String) {

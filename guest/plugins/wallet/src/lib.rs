@@ -40,10 +40,7 @@ impl Plugin for Wallet {
             ["withdraw", account, amount] => change(account, -parse_amount(amount)?)?,
             ["balance", account] => {
                 let account = read(account)?;
-                format!(
-                    "balance {} ({} movements)",
-                    account.balance, account.movements
-                )
+                account.describe()
             }
             _ => {
                 return Err(
@@ -63,6 +60,17 @@ tollgate_guest::export_plugin!(Wallet);
 struct Account {
     balance: i64,
     movements: u64,
+}
+
+impl Account {
+    /// `balance 1200 (3 movements)`, or `(1 movement)`.
+    fn describe(&self) -> String {
+        let plural = if self.movements == 1 { "" } else { "s" };
+        format!(
+            "balance {} ({} movement{plural})",
+            self.balance, self.movements
+        )
+    }
 }
 
 fn parse_amount(text: &str) -> Result<i64, Failure> {
@@ -117,10 +125,7 @@ fn change(account: &str, delta: i64) -> Result<String, Failure> {
         Err(e) => return Err(e.into()),
     }
     guard.release()?;
-    Ok(format!(
-        "balance {} ({} movements)",
-        after.balance, after.movements
-    ))
+    Ok(after.describe())
 }
 
 /// Run natively with `cargo test`: the SDK serves the calls in-process with
