@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::keys::Keyspace;
-use crate::store::{MemoryStore, Notifications, PoolConfig, RedisStore, Store};
+use crate::store::{MemoryStore, Notifications, PoolConfig, RedisStore, Sentinels, Store};
 use crate::watchdog::Watchdog;
 
 /// Default for [`ClientBuilder::connect_timeout`].
@@ -89,8 +89,14 @@ impl Client {
     /// `rediss://…` for TLS (with the `tls` feature), or
     /// `redis+unix:///path/to/socket`; for a Redis Cluster,
     /// `redis+cluster://[user:password@]host:port,host:port,…/` (or
-    /// `rediss+cluster://`) with any of its nodes as seeds. Connects lazily:
-    /// the first call connects.
+    /// `rediss+cluster://`) with any of its nodes as seeds; for a primary
+    /// whose failovers Redis Sentinel runs,
+    /// `redis+sentinel://[user:password@]host:port,host:port,…/MASTER[/db]`
+    /// (or `rediss+sentinel://`) with its sentinels (port 26379 by default)
+    /// and the master's name in their configuration: every new connection
+    /// goes to the master they name then, with the URL's credentials (also
+    /// sent to sentinels that require a password). Connects lazily: the
+    /// first call connects.
     ///
     /// ```no_run
     /// let client = tollgate::Client::open("redis://127.0.0.1:6379/0")?;
@@ -444,15 +450,24 @@ impl ClientBuilder {
                     accept_eviction: self.accept_eviction,
                     synced: self.synced,
                 };
-                Arc::new(match cluster_seeds(url).transpose()? {
-                    Some((first, seeds)) => RedisStore::cluster(
-                        &self.redis_client(&first)?,
-                        seeds,
-                        config,
-                        &self.key_prefix,
-                    )?,
-                    None => RedisStore::new(&self.redis_client(url)?, config, &self.key_prefix)?,
-                })
+                let prefix = &self.key_prefix;
+                Arc::new(
+                    match (
+                        cluster_seeds(url).transpose()?,
+                        sentinel_target(url).transpose()?,
+                    ) {
+                        (Some((first, seeds)), _) => {
+                            RedisStore::cluster(&self.redis_client(&first)?, seeds, config, prefix)?
+                        }
+                        (None, Some((first, nodes, master))) => RedisStore::with_sentinels(
+                            &self.redis_client(&first)?,
+                            Sentinels::new(nodes, master),
+                            config,
+                            prefix,
+                        )?,
+                        (None, None) => RedisStore::new(&self.redis_client(url)?, config, prefix)?,
+                    },
+                )
             }
         };
         Ok(self.assemble(store))
@@ -530,7 +545,7 @@ fn url_error(url: &str, error: &redis::RedisError) -> Error {
         String::new()
     } else {
         format!(
-            "; a Redis URL starts with a scheme: redis://{url}/ (or rediss://, redis+unix://, redis+cluster://)"
+            "; a Redis URL starts with a scheme: redis://{url}/ (or rediss://, redis+unix://, redis+cluster://, redis+sentinel://)"
         )
     };
     Error::invalid(
@@ -551,48 +566,103 @@ type ClusterSeeds = (String, Vec<(String, u16)>);
 /// (without `+cluster`), credentials and path, and every seed as (host,
 /// port). `None` for any other URL.
 fn cluster_seeds(url: &str) -> Option<Result<ClusterSeeds>> {
-    let (scheme, rest) = if let Some(rest) = url.strip_prefix("redis+cluster://") {
+    Some(hosts_of(url, "cluster", 6379)?.map(|hosts| (hosts.first_url(&hosts.path), hosts.hosts)))
+}
+
+/// What a sentinel URL names: the URL of its first sentinel with the
+/// master's credentials and database, every sentinel's (host, port), and
+/// the master's name.
+type SentinelTarget = (String, Vec<(String, u16)>, String);
+
+/// For a sentinel URL (`redis+sentinel://[auth@]host:port,…/MASTER[/DB]`,
+/// or `rediss+sentinel://`; port 26379 by default). `None` for any other
+/// URL.
+fn sentinel_target(url: &str) -> Option<Result<SentinelTarget>> {
+    let hosts = match hosts_of(url, "sentinel", 26379)? {
+        Ok(hosts) => hosts,
+        Err(error) => return Some(Err(error)),
+    };
+    let (master, db) = hosts.path.split_once('/').unwrap_or((&hosts.path, ""));
+    if master.is_empty() {
+        return Some(Err(Error::invalid(
+            "redis url",
+            "a sentinel URL names the master after the sentinels: redis+sentinel://host:26379,host:26380/mymaster",
+        )));
+    }
+    Some(Ok((
+        hosts.first_url(db),
+        hosts.hosts.clone(),
+        master.to_owned(),
+    )))
+}
+
+/// A URL with several hosts: `SCHEME+KIND://[auth@]host:port,…[/path]`.
+struct Hosts {
+    scheme: &'static str,
+    auth: Option<String>,
+    hosts: Vec<(String, u16)>,
+    path: String,
+}
+
+impl Hosts {
+    /// A plain URL of the first host, with the credentials and `path`.
+    fn first_url(&self, path: &str) -> String {
+        let (host, port) = &self.hosts[0];
+        let auth = self
+            .auth
+            .as_ref()
+            .map(|auth| format!("{auth}@"))
+            .unwrap_or_default();
+        format!("{}://{auth}{host}:{port}/{path}", self.scheme)
+    }
+}
+
+/// The hosts of a `redis+KIND://` or `rediss+KIND://` URL, at least one;
+/// `None` for a URL of another scheme.
+fn hosts_of(url: &str, kind: &str, default_port: u16) -> Option<Result<Hosts>> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix(&format!("redis+{kind}://")) {
         ("redis", rest)
     } else {
-        ("rediss", url.strip_prefix("rediss+cluster://")?)
+        ("rediss", url.strip_prefix(&format!("rediss+{kind}://"))?)
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (auth, hosts) = match authority.rsplit_once('@') {
-        Some((auth, hosts)) => (Some(auth), hosts),
+    let (auth, list) = match authority.rsplit_once('@') {
+        Some((auth, list)) => (Some(auth.to_owned()), list),
         None => (None, authority),
     };
-    let mut seeds = Vec::new();
-    for seed in hosts.split(',').filter(|seed| !seed.is_empty()) {
-        let (host, port) = match seed.rsplit_once(':') {
-            Some((host, port)) => match port.parse() {
-                Ok(port) => (host, port),
+    let mut hosts = Vec::new();
+    for host in list.split(',').filter(|host| !host.is_empty()) {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) => match port.parse() {
+                Ok(port) => (name, port),
                 Err(_) => {
                     return Some(Err(Error::invalid(
                         "redis url",
-                        format!("cluster seed {seed:?} has no valid port"),
+                        format!("{kind} address {host:?} has no valid port"),
                     )));
                 }
             },
-            None => (seed, 6379),
+            None => (host, default_port),
         };
-        seeds.push((host.to_owned(), port));
+        hosts.push((name.to_owned(), port));
     }
-    let Some((host, port)) = seeds.first() else {
+    if hosts.is_empty() {
         return Some(Err(Error::invalid(
             "redis url",
-            "a cluster URL needs at least one seed: redis+cluster://host:port,host:port/",
+            format!("a {kind} URL needs at least one address: redis+{kind}://host:port,host:port/"),
         )));
-    };
-    let auth = auth.map(|auth| format!("{auth}@")).unwrap_or_default();
-    Some(Ok((
-        format!("{scheme}://{auth}{host}:{port}/{path}"),
-        seeds,
-    )))
+    }
+    Some(Ok(Hosts {
+        scheme,
+        auth,
+        hosts,
+        path: path.to_owned(),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cluster_seeds;
+    use super::{cluster_seeds, sentinel_target};
 
     #[test]
     fn cluster_urls_give_the_first_seed_and_every_seed() {
@@ -606,5 +676,27 @@ mod tests {
         assert!(cluster_seeds("redis://h1:7000/").is_none());
         assert!(cluster_seeds("redis+cluster:///").unwrap().is_err());
         assert!(cluster_seeds("redis+cluster://h1:x/").unwrap().is_err());
+    }
+
+    #[test]
+    fn sentinel_urls_give_the_first_sentinel_every_sentinel_and_the_master() {
+        let (first, nodes, master) =
+            sentinel_target("redis+sentinel://u:p@s1:26379,s2:26380/mymaster/2")
+                .unwrap()
+                .unwrap();
+        assert_eq!(first, "redis://u:p@s1:26379/2");
+        assert_eq!(nodes, [("s1".to_owned(), 26379), ("s2".to_owned(), 26380)]);
+        assert_eq!(master, "mymaster");
+        let (first, nodes, master) = sentinel_target("rediss+sentinel://s1/m").unwrap().unwrap();
+        assert_eq!(first, "rediss://s1:26379/");
+        assert_eq!(nodes, [("s1".to_owned(), 26379)]);
+        assert_eq!(master, "m");
+        assert!(sentinel_target("redis+cluster://h1:7000/").is_none());
+        assert!(
+            sentinel_target("redis+sentinel://s1:26379/")
+                .unwrap()
+                .is_err()
+        );
+        assert!(sentinel_target("redis+sentinel:///m").unwrap().is_err());
     }
 }

@@ -11,11 +11,13 @@ pub mod fenced;
 pub mod guest;
 pub mod proxy;
 mod redis_server;
+mod sentinel;
 mod tls;
 
 pub use cluster::RedisCluster;
 pub use proxy::{FaultProxy, ReplyFault};
 pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
+pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use tls::TestCertificates;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

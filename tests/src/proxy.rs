@@ -12,7 +12,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ struct Shared {
     partitioned: AtomicBool,
     /// Proxied connections neither side has closed yet.
     open: AtomicUsize,
+    /// The loopback port new connections are proxied to.
+    upstream: AtomicU16,
 }
 
 /// A proxy on a free loopback port in front of `127.0.0.1:upstream`; it
@@ -62,11 +64,14 @@ impl FaultProxy {
     pub fn start(upstream: u16) -> FaultProxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("proxy binds a free port");
         let port = listener.local_addr().expect("bound address").port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            upstream: AtomicU16::new(upstream),
+            ..Shared::default()
+        });
         let accepting = Arc::clone(&shared);
         thread::Builder::new()
             .name("fault-proxy".into())
-            .spawn(move || accept(&listener, upstream, &accepting))
+            .spawn(move || accept(&listener, &accepting))
             .expect("proxy thread starts");
         FaultProxy { port, shared }
     }
@@ -108,6 +113,13 @@ impl FaultProxy {
         self.shared.partitioned.store(false, Ordering::Release);
     }
 
+    /// Sends new connections to the server on `upstream` from now on, the
+    /// open ones staying where they are (a DNS name or virtual IP moved to
+    /// another server).
+    pub fn retarget(&self, upstream: u16) {
+        self.shared.upstream.store(upstream, Ordering::Release);
+    }
+
     /// Proxied connections that neither side has closed.
     pub fn open_connections(&self) -> usize {
         self.shared.open.load(Ordering::Acquire)
@@ -131,12 +143,13 @@ impl Drop for FaultProxy {
     }
 }
 
-fn accept(listener: &TcpListener, upstream: u16, shared: &Arc<Shared>) {
+fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         if shared.stopped.load(Ordering::Acquire) {
             return;
         }
         let Ok(client) = client else { continue };
+        let upstream = shared.upstream.load(Ordering::Acquire);
         let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
             continue; // the client sees its connection close
         };

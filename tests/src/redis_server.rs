@@ -149,6 +149,7 @@ pub struct RedisServerBuilder {
     binary: Option<PathBuf>,
     args: Vec<OsString>,
     password: Option<String>,
+    config: Option<String>,
 }
 
 impl RedisServerBuilder {
@@ -161,6 +162,13 @@ impl RedisServerBuilder {
     /// Appends several extra `redis-server` arguments.
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts the server with a configuration file of this text (written to
+    /// its directory, where the server may rewrite it, as Sentinel does).
+    pub fn config_file(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
         self
     }
 
@@ -207,6 +215,7 @@ impl RedisServerBuilder {
                 binary: binary.clone(),
                 args: self.args.clone(),
                 password: self.password.clone(),
+                config: self.config.is_some(),
                 port,
                 dir,
                 pid: 0,
@@ -216,6 +225,12 @@ impl RedisServerBuilder {
             let _ = fs::remove_dir_all(&server.dir);
             fs::create_dir_all(&server.dir)
                 .map_err(io_err(format!("creating {}", server.dir.display())))?;
+            if let Some(text) = &self.config {
+                fs::write(server.config_path(), text).map_err(io_err(format!(
+                    "writing {}",
+                    server.config_path().display()
+                )))?;
+            }
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
                 Err(e) if e.port_busy && attempt < PORT_ATTEMPTS => continue,
@@ -236,6 +251,8 @@ pub struct RedisServer {
     binary: PathBuf,
     args: Vec<OsString>,
     password: Option<String>,
+    /// Started with the configuration file in its directory.
+    config: bool,
     port: u16,
     dir: PathBuf,
     pid: u32,
@@ -406,6 +423,10 @@ impl RedisServer {
         }
     }
 
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("redis.conf")
+    }
+
     fn spawn_and_wait(&mut self) -> Result<(), SpawnError> {
         let port = self.port;
         let fail = move |reason: String, log: String, port_busy| SpawnError {
@@ -423,7 +444,12 @@ impl RedisServer {
             .append(true)
             .open(self.dir.join("stderr.log"))
             .map_err(|e| io_fail("creating stderr.log", e))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if self.config {
+            // The file must come first.
+            command.arg(self.config_path());
+        }
+        let child = command
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

@@ -170,7 +170,10 @@ enum Command {
 /// Where the store is.
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// The Redis server, e.g. redis://127.0.0.1:6379/ (rediss:// for TLS).
+    /// The Redis server, e.g. redis://127.0.0.1:6379/ (rediss:// for TLS;
+    /// redis+cluster://host:port,host:port/ for a cluster;
+    /// redis+sentinel://host:26379,host:26380/MASTER for the master that
+    /// Redis Sentinel names).
     #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
 }

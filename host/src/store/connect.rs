@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
+use redis::{ConnectionLike, ErrorKind, RedisError};
 
 use super::pool::PoolConfig;
+use super::sentinel::{Credentials, Sentinels};
 use super::wire::Connection;
 use crate::error::{Error, Result};
 
@@ -35,17 +36,56 @@ pub(crate) const SERVER_RECHECK: Duration = Duration::from_secs(5);
 /// Called when a connection finds a server other than the one seen before.
 pub(crate) type ServerChanged = Box<dyn Fn() + Send + Sync>;
 
-/// Opens connections to one Redis server and runs tollgate's handshake.
+/// Where a connector's connections go: one server.
+pub(crate) struct Target {
+    /// `host:port`, for messages.
+    pub address: String,
+    /// The server's address and TLS settings, without credentials or
+    /// database: tollgate sends `AUTH` and `SELECT` itself to tell their
+    /// failures apart.
+    pub bare: redis::ConnectionInfo,
+    /// Opens `bare`'s TLS connections.
+    pub client: redis::Client,
+}
+
+impl Target {
+    /// The server at `host:port`, with the scheme and TLS settings of `like`.
+    pub fn at(like: &redis::ConnectionInfo, host: &str, port: u16) -> Result<Target> {
+        let addr = match like.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let bare = like.clone().set_addr(addr);
+        let client = redis::Client::open(bare.clone())
+            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        Ok(Target {
+            address: format!("{host}:{port}"),
+            bare,
+            client,
+        })
+    }
+}
+
+/// Opens connections to one Redis server (or to the master its sentinels
+/// name) and runs tollgate's handshake.
 pub(crate) struct Connector {
-    /// The server's address, without credentials or database: tollgate
-    /// sends `AUTH` and `SELECT` itself to tell their failures apart.
-    client: redis::Client,
-    /// `client`'s connection info, to make connectors for other nodes.
-    bare: redis::ConnectionInfo,
+    /// The server connections go to; with sentinels, the master they named
+    /// last.
+    target: Mutex<Arc<Target>>,
+    /// Asked before each new connection where the master is, when set.
+    sentinels: Option<Sentinels>,
     username: Option<String>,
     password: Option<String>,
     db: i64,
-    address: String,
     connect_timeout: Duration,
     response_timeout: Duration,
     accept_eviction: bool,
@@ -106,12 +146,15 @@ impl Connector {
         let client = redis::Client::open(bare.clone())
             .map_err(|e| Error::invalid("redis url", e.to_string()))?;
         Ok(Connector {
-            client,
-            bare,
+            target: Mutex::new(Arc::new(Target {
+                address,
+                bare,
+                client,
+            })),
+            sentinels: None,
             username,
             password,
             db,
-            address,
             connect_timeout,
             response_timeout,
             accept_eviction,
@@ -128,29 +171,13 @@ impl Connector {
     /// node), at `host:port`: same credentials, database, TLS settings and
     /// timeouts, and the same server generation and callback.
     pub fn for_node(&self, host: &str, port: u16) -> Result<Connector> {
-        let addr = match self.bare.addr() {
-            redis::ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => redis::ConnectionAddr::TcpTls {
-                host: host.to_owned(),
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
-        };
-        let bare = self.bare.clone().set_addr(addr);
-        let client = redis::Client::open(bare.clone())
-            .map_err(|e| Error::invalid("redis url", e.to_string()))?;
+        let target = Target::at(&self.target().bare, host, port)?;
         Ok(Connector {
-            client,
-            bare,
+            target: Mutex::new(Arc::new(target)),
+            sentinels: None,
             username: self.username.clone(),
             password: self.password.clone(),
             db: self.db,
-            address: format!("{host}:{port}"),
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
             accept_eviction: self.accept_eviction,
@@ -161,6 +188,53 @@ impl Connector {
             generation: Arc::clone(&self.generation),
             on_server_changed: Arc::clone(&self.on_server_changed),
         })
+    }
+
+    /// Makes every new connection go to the master that `sentinels` name
+    /// then (the address this connector was made with is a sentinel's).
+    pub fn follow_sentinels(mut self, sentinels: Sentinels) -> Self {
+        self.sentinels = Some(sentinels);
+        self
+    }
+
+    /// The server connections go to now.
+    fn target(&self) -> Arc<Target> {
+        Arc::clone(&self.target.lock())
+    }
+
+    /// The address of the server connections go to now, for messages.
+    fn address(&self) -> String {
+        self.target.lock().address.clone()
+    }
+
+    /// The server a new connection goes to: with sentinels, the master they
+    /// name now.
+    fn locate(&self, connect_timeout: Duration) -> Result<Arc<Target>> {
+        let Some(sentinels) = &self.sentinels else {
+            return Ok(self.target());
+        };
+        let current = self.target();
+        let credentials = Credentials {
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+        };
+        let (host, port) = sentinels.locate(
+            &current.bare,
+            &credentials,
+            connect_timeout,
+            self.response_timeout,
+        )?;
+        if current.address == format!("{host}:{port}") {
+            return Ok(current);
+        }
+        let located = Arc::new(Target::at(&current.bare, &host, port)?);
+        tracing::info!(
+            master = sentinels.master_name(),
+            address = %located.address,
+            "tollgate: sentinel names a new master"
+        );
+        *self.target.lock() = Arc::clone(&located);
+        Ok(located)
     }
 
     /// The longest wait for a connection to open.
@@ -183,23 +257,13 @@ impl Connector {
     /// checks) has run; all of it within `budget` too, when one is given (a
     /// caller's deadline).
     pub fn connect(&self, budget: Option<Duration>) -> Result<Connection> {
-        self.establish(
-            Purpose::Commands,
-            budget,
-            |timeout| Connection::open(&self.bare, &self.client, timeout),
-            Connection::set_timeouts,
-        )
+        self.establish(Purpose::Commands, budget)
     }
 
     /// Opens a connection that will only listen for notifications, with the
     /// same reader, handshake and timeouts as a command connection.
     pub fn connect_listener(&self) -> Result<Connection> {
-        self.establish(
-            Purpose::Notifications,
-            None,
-            |timeout| Connection::open(&self.bare, &self.client, timeout),
-            Connection::set_timeouts,
-        )
+        self.establish(Purpose::Notifications, None)
     }
 
     /// The longest wait for a reply.
@@ -207,16 +271,12 @@ impl Connector {
         self.response_timeout
     }
 
-    fn establish<C: ConnectionLike>(
-        &self,
-        purpose: Purpose,
-        budget: Option<Duration>,
-        open: impl FnOnce(Duration) -> RedisResult<C>,
-        set_timeouts: impl Fn(&C, Duration) -> RedisResult<()>,
-    ) -> Result<C> {
+    fn establish(&self, purpose: Purpose, budget: Option<Duration>) -> Result<Connection> {
         let connect_timeout = budget.map_or(self.connect_timeout, |b| b.min(self.connect_timeout));
         let started = std::time::Instant::now();
-        let mut conn = open(connect_timeout).map_err(|e| self.connect_error(&e))?;
+        let target = self.locate(connect_timeout)?;
+        let mut conn = Connection::open(&target.bare, &target.client, connect_timeout)
+            .map_err(|e| self.connect_error(&e))?;
         let handshake_timeout = match budget {
             Some(budget) => budget
                 .saturating_sub(started.elapsed())
@@ -224,10 +284,12 @@ impl Connector {
                 .max(Duration::from_millis(1)),
             None => self.response_timeout,
         };
-        set_timeouts(&conn, handshake_timeout).map_err(|e| self.connect_error(&e))?;
+        conn.set_timeouts(handshake_timeout)
+            .map_err(|e| self.connect_error(&e))?;
         self.handshake(&mut conn, purpose)?;
         if handshake_timeout != self.response_timeout {
-            set_timeouts(&conn, self.response_timeout).map_err(|e| self.connect_error(&e))?;
+            conn.set_timeouts(self.response_timeout)
+                .map_err(|e| self.connect_error(&e))?;
         }
         Ok(conn)
     }
@@ -251,7 +313,7 @@ impl Connector {
                     Some(detail) if e.code() == Some("ERR") && detail.contains("out of range") => {
                         Error::invalid(
                             "redis url",
-                            format!("{} has no database {}: {detail}", self.address, self.db),
+                            format!("{} has no database {}: {detail}", self.address(), self.db),
                         )
                     }
                     _ => self.handshake_error(&e),
@@ -291,11 +353,17 @@ impl Connector {
     }
 
     /// The checks a connection for commands passes: the eviction policy,
-    /// and the run id (a restart or failover marks leases lost).
+    /// the run id (a restart or failover marks leases lost) and, with
+    /// sentinels, that the server is a master.
     fn check_server(&self, conn: &mut dyn ConnectionLike) -> Result<()> {
         self.checked_ms
             .fetch_max(self.since_created_ms(), Ordering::Relaxed);
-        let info: String = match redis::cmd("INFO").arg("server").arg("memory").query(conn) {
+        let mut ask = redis::cmd("INFO");
+        ask.arg("server").arg("memory");
+        if self.sentinels.is_some() {
+            ask.arg("replication");
+        }
+        let info: String = match ask.query(conn) {
             Ok(info) => info,
             // Eviction accepted: the policy need not be read, but without
             // the run id a restart goes unnoticed (said once).
@@ -303,12 +371,25 @@ impl Connector {
                 let mut seen = self.seen.lock();
                 if !seen.warned_no_info {
                     seen.warned_no_info = true;
-                    tracing::warn!(server = %self.address, "tollgate: INFO is not permitted: restarts and failovers of this server will not mark guards lost (grant +info to the user)");
+                    tracing::warn!(server = %self.address(), "tollgate: INFO is not permitted: restarts and failovers of this server will not mark guards lost (grant +info to the user)");
                 }
                 return Ok(());
             }
             Err(e) => return Err(self.handshake_error(&e)),
         };
+        if let Some(sentinels) = &self.sentinels {
+            let role = info_field(&info, "role").unwrap_or("unknown");
+            if role != "master" {
+                // Named master a moment ago: a failover is under way.
+                return Err(Error::Unavailable {
+                    reason: format!(
+                        "{}, named master of {:?} by its sentinels, is not a master (role:{role}; a failover may be under way)",
+                        self.address(),
+                        sentinels.master_name()
+                    ),
+                });
+            }
+        }
         let policy = self.check_policy(info_field(&info, "maxmemory_policy"));
         self.refusing.store(policy.is_err(), Ordering::Relaxed);
         policy?;
@@ -332,7 +413,7 @@ impl Connector {
         if seen.warned_policy.as_deref() != Some(policy) {
             seen.warned_policy = Some(policy.to_owned());
             tracing::warn!(
-                server = %self.address,
+                server = %self.address(),
                 policy,
                 "tollgate: the Redis server may evict keys (maxmemory-policy is not noeviction); \
                  accepted by ClientBuilder::accept_eviction: locks, results and counters can vanish under memory pressure"
@@ -352,7 +433,7 @@ impl Connector {
         };
         if changed {
             tracing::warn!(
-                server = %self.address,
+                server = %self.address(),
                 "tollgate: the Redis server restarted or was replaced (new run id); leases granted before may be gone"
             );
             self.server_changed();
@@ -376,14 +457,15 @@ impl Connector {
             };
         }
         let reason = if error.is_connection_refusal() {
-            format!("{} refused the connection", self.address)
+            format!("{} refused the connection", self.address())
         } else if error.is_timeout() {
             format!(
                 "no connection to {} within {:?}",
-                self.address, self.connect_timeout
+                self.address(),
+                self.connect_timeout
             )
         } else {
-            format!("cannot connect to {}: {error}", self.address)
+            format!("cannot connect to {}: {error}", self.address())
         };
         Error::Unavailable { reason }
     }
@@ -394,7 +476,7 @@ impl Connector {
         if detail.contains("max number of clients") {
             // `maxclients` reached: the server takes no new connection now.
             return Error::Unavailable {
-                reason: format!("{} refused the connection: {detail}", self.address),
+                reason: format!("{} refused the connection: {detail}", self.address()),
             };
         }
         match error.code() {
@@ -415,12 +497,12 @@ impl Connector {
             _ if error.kind() == ErrorKind::Parse => Error::Unavailable {
                 reason: format!(
                     "{} does not answer in the Redis protocol (is it a Redis server?): {}",
-                    self.address,
+                    self.address(),
                     error.detail().unwrap_or_default()
                 ),
             },
             _ => Error::Unavailable {
-                reason: format!("{} did not complete the handshake: {error}", self.address),
+                reason: format!("{} did not complete the handshake: {error}", self.address()),
             },
         }
     }

@@ -15,6 +15,7 @@ mod lua_library;
 mod memory;
 mod pool;
 mod redis;
+mod sentinel;
 mod slot;
 mod subscriber;
 mod wire;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::pool::{PoolConfig, current_deadline, within_deadline};
 pub(crate) use self::redis::RedisStore;
+pub(crate) use self::sentinel::Sentinels;
 #[cfg(test)]
 pub(crate) use self::slot::hash_tag;
 pub use self::subscriber::Notifications;

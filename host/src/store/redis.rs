@@ -14,6 +14,7 @@ use super::connect::Connector;
 use super::lua::LuaScript;
 use super::lua_library::script_using;
 use super::pool::{Pool, PoolConfig};
+use super::sentinel::Sentinels;
 use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::wire::Connection;
 use super::{
@@ -254,7 +255,25 @@ impl RedisStore {
     /// Builds the store on one server without connecting; `prefix` is the
     /// client's key prefix (notification control channels use it too).
     pub fn new(client: &redis::Client, config: PoolConfig, prefix: &str) -> Result<Self> {
-        let connector = Arc::new(Connector::new(client, &config)?);
+        let connector = Connector::new(client, &config)?;
+        Ok(Self::single(connector, config, prefix))
+    }
+
+    /// Builds the store on the master that `sentinels` name (asked again
+    /// before each new connection), whose first sentinel is `client`'s
+    /// address; credentials and database are the master's.
+    pub fn with_sentinels(
+        client: &redis::Client,
+        sentinels: Sentinels,
+        config: PoolConfig,
+        prefix: &str,
+    ) -> Result<Self> {
+        let connector = Connector::new(client, &config)?.follow_sentinels(sentinels);
+        Ok(Self::single(connector, config, prefix))
+    }
+
+    fn single(connector: Connector, config: PoolConfig, prefix: &str) -> Self {
+        let connector = Arc::new(connector);
         let synced = config.synced;
         let pool = Arc::new(Pool::new(Arc::clone(&connector), config));
         let listening = Arc::clone(&connector);
@@ -270,8 +289,9 @@ impl RedisStore {
             turn_passer(route.clone()),
             prefix.to_owned(),
             connector.response_timeout(),
+            Arc::clone(connector.server_generation()),
         );
-        Ok(Self::assemble(connector, route, subscriber, synced))
+        Self::assemble(connector, route, subscriber, synced)
     }
 
     /// Builds the store on the Redis Cluster whose first seed is `client`
@@ -296,6 +316,7 @@ impl RedisStore {
             turn_passer(Route::Cluster(Arc::clone(&router))),
             prefix.to_owned(),
             connector.response_timeout(),
+            Arc::clone(connector.server_generation()),
         );
         Ok(Self::assemble(
             connector,

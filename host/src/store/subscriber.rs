@@ -19,13 +19,15 @@
 //! the listener waits without a timeout and TCP keepalive notices a
 //! vanished peer instead.) A connection that breaks is opened again with
 //! backoff, its channels subscribed again, and every waiter woken (messages
-//! sent meanwhile are lost). A channel that its node drops (`sunsubscribe`: its
+//! sent meanwhile are lost). So is a connection opened before the client's
+//! command connections met another server (a failover): the node it
+//! listens on may be a replica now, and releases are published elsewhere. A channel that its node drops (`sunsubscribe`: its
 //! slot moved to another node) or refuses wakes its waiters, which poll; the
 //! next wait subscribes again, on the node that serves the slot then.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,8 @@ struct Shared {
     prefix: String,
     /// How long a node may take to answer a heartbeat.
     response_timeout: Duration,
+    /// Bumped when the client's connections meet another server.
+    server_generation: Arc<AtomicU64>,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
     status: Mutex<Status>,
     /// Set when the client goes; read without any other lock held or taken.
@@ -135,13 +139,15 @@ struct Channels {
 impl Subscriber {
     /// `pass_turn` passes on the turns of locks nobody here can take (see
     /// [`WakeBoard::pass_turns_with`]); a node that does not answer a
-    /// heartbeat within `response_timeout` counts as lost.
+    /// heartbeat within `response_timeout` counts as lost, and a connection
+    /// opened before `server_generation` last moved is opened again.
     pub fn new(
         node_of: NodeOf,
         poke: PokeFn,
         pass_turn: TurnPasser,
         prefix: String,
         response_timeout: Duration,
+        server_generation: Arc<AtomicU64>,
     ) -> Self {
         let board = WakeBoard::default();
         board.pass_turns_with(pass_turn);
@@ -152,6 +158,7 @@ impl Subscriber {
                 poke,
                 prefix,
                 response_timeout,
+                server_generation,
                 listeners: Mutex::default(),
                 status: Mutex::default(),
                 shutdown: AtomicBool::new(false),
@@ -355,6 +362,7 @@ fn listen_error(error: redis::RedisError) -> Error {
 }
 
 fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<(), Error> {
+    let generation = shared.server_generation.load(Ordering::Acquire);
     let mut conn = (listener.connect)()?;
     let heartbeats = conn
         .set_quiet_timeout(HEARTBEAT.min(shared.response_timeout))
@@ -369,6 +377,11 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
     loop {
         if shared.is_shutdown() {
             return Ok(());
+        }
+        if shared.server_generation.load(Ordering::Acquire) != generation {
+            return Err(Error::Unavailable {
+                reason: "the client met another server (a failover?): listening again".into(),
+            });
         }
         if confirmed {
             let (subscribe, unsubscribe) = next_requests(shared, listener, &mut last_sweep);

@@ -841,14 +841,8 @@ fn listening_through_a_proxy() -> (RedisServer, Client, FaultProxy, Client) {
         .poll_interval(Duration::from_secs(10))
         .build()
         .unwrap();
-    let held = holder.lock("partitioned").acquire().unwrap();
-    let busy = waiter
-        .lock("partitioned")
-        .wait(Duration::from_millis(200))
-        .acquire();
-    assert!(busy.is_err(), "the lock is held");
+    crate::start_listening(&waiter, &holder, "partitioned");
     assert_eq!(waiter.notifications(), Notifications::Listening);
-    held.release().unwrap();
     (server, holder, proxy, waiter)
 }
 
@@ -873,25 +867,7 @@ fn a_notification_connection_cut_off_silently_is_noticed_and_resumes_when_the_ne
     // Release notices flow again: a waiter is granted at once, not at its
     // next poll.
     let held = holder.lock("partitioned").acquire().unwrap();
-    let waiting = {
-        let waiter = waiter.clone();
-        thread::spawn(move || {
-            let started = Instant::now();
-            let guard = waiter
-                .lock("partitioned")
-                .wait(Duration::from_secs(8))
-                .acquire();
-            (guard.map(|guard| guard.fencing_token()), started.elapsed())
-        })
-    };
-    thread::sleep(Duration::from_millis(300));
-    held.release().unwrap();
-    let (granted, waited) = waiting.join().unwrap();
-    assert!(granted.is_ok(), "{granted:?}");
-    assert!(
-        waited < Duration::from_secs(5),
-        "woken by the release notice, not by a poll 10 s on: waited {waited:?}"
-    );
+    crate::assert_woken_by_release(&waiter, "partitioned", held, Duration::from_millis(300));
 }
 
 #[test]

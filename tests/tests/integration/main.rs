@@ -32,6 +32,7 @@ mod redlock;
 mod replicas;
 mod rwlock;
 mod semaphore;
+mod sentinel;
 mod sequence;
 mod setup;
 
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tollgate::{Client, ClientBuilder};
+use tollgate::{Client, ClientBuilder, LockGuard};
 use tollgate_tests::{RedisCluster, RedisServer};
 
 /// Runs test bodies against both stores: for each `fn name(backend:
@@ -295,4 +296,44 @@ fn reset_stats(server: &RedisServer) {
         .arg("RESETSTAT")
         .exec(&mut server.conn())
         .expect("CONFIG RESETSTAT");
+}
+
+/// Starts `waiter`'s notification listener: it waits briefly for lock
+/// `name` while `holder` holds it.
+pub(crate) fn start_listening(waiter: &Client, holder: &Client, name: &str) {
+    let held = holder.lock(name).acquire().unwrap();
+    let busy = waiter.lock(name).wait(Duration::from_millis(200)).acquire();
+    assert!(busy.is_err(), "the lock is held");
+    held.release().unwrap();
+}
+
+/// Releases `held` (a guard on lock `name`) `after` a waiter of `waiter`
+/// started waiting for it, and checks that the waiter was granted at once:
+/// `waiter` must poll only every 10 s or more, so a grant within 5 s came
+/// from the release notice.
+pub(crate) fn assert_woken_by_release(
+    waiter: &Client,
+    name: &str,
+    held: LockGuard,
+    after: Duration,
+) {
+    let waiting = {
+        let (waiter, name) = (waiter.clone(), name.to_owned());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let granted = waiter.lock(name).wait(Duration::from_secs(8)).acquire();
+            (
+                granted.map(|guard| guard.fencing_token()),
+                started.elapsed(),
+            )
+        })
+    };
+    std::thread::sleep(after);
+    held.release().unwrap();
+    let (granted, waited) = waiting.join().unwrap();
+    assert!(granted.is_ok(), "{granted:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the release notice, not by a poll 10 s on: waited {waited:?}"
+    );
 }

@@ -1,10 +1,11 @@
 //! A primary with a replica that gets promoted (a failover), with and
 //! without synced grants (`ClientBuilder::wait_for_replicas`).
 
+use std::thread;
 use std::time::{Duration, Instant};
 
 use tollgate::{Client, Error};
-use tollgate_tests::RedisServer;
+use tollgate_tests::{FaultProxy, RedisServer};
 
 /// A primary and a replica of it that confirms the primary's writes.
 ///
@@ -12,7 +13,7 @@ use tollgate_tests::RedisServer;
 /// Redis 7.0 streams writes (and `WAIT`'s acknowledgement requests) to the
 /// replica only once the replica's periodic acknowledgement arrives, up to
 /// a second later, so a `WAIT` in that second counts no replica.
-fn primary_and_replica() -> (RedisServer, RedisServer) {
+pub(crate) fn primary_and_replica() -> (RedisServer, RedisServer) {
     let primary = RedisServer::start();
     let replica = RedisServer::builder()
         .args(["--replicaof", "127.0.0.1", &primary.port().to_string()])
@@ -33,6 +34,19 @@ fn primary_and_replica() -> (RedisServer, RedisServer) {
             Instant::now() < deadline,
             "the replica never confirmed a write"
         );
+    }
+}
+
+/// Retries `step` while it fails retryably, for up to 15 s.
+pub(crate) fn once_served<T>(mut step: impl FnMut() -> tollgate::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match step() {
+            Ok(value) => return value,
+            Err(error) => assert!(error.is_retryable(), "{error:?}"),
+        }
+        assert!(Instant::now() < deadline, "never served");
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -179,4 +193,39 @@ fn a_primary_short_of_the_replicas_it_requires_refuses_with_a_retryable_error() 
         "{err:?}"
     );
     assert!(err.is_retryable(), "{err:?}");
+}
+
+#[test]
+fn after_a_failover_behind_one_address_release_notices_come_from_the_new_primary() {
+    let (primary, replica) = primary_and_replica();
+    // One address for the primary (a DNS name or virtual IP).
+    let address = FaultProxy::start(primary.port());
+    let connect = || {
+        Client::builder(address.url())
+            .response_timeout(Duration::from_secs(1))
+            .poll_interval(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (client, holder) = (connect(), connect());
+    // A waiter of `client` has started its notification listener.
+    crate::start_listening(&client, &holder, "job");
+
+    // The platform promotes the replica, moves the address to it and cuts
+    // the old primary's clients; the old primary itself lives on, and so
+    // does the listening connection to it (pub/sub clients were not cut).
+    promote(&replica);
+    address.retarget(replica.port());
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .exec(&mut primary.conn())
+        .unwrap();
+    once_served(|| client.counter("calls").incr(1));
+
+    // A release on the new primary wakes the waiter at once: the listener
+    // followed its client to the new server.
+    let held = once_served(|| holder.lock("job").acquire());
+    crate::assert_woken_by_release(&client, "job", held, Duration::from_millis(1500));
 }

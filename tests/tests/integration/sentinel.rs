@@ -1,0 +1,167 @@
+//! A primary with a replica and a Redis Sentinel that fails it over: a
+//! `redis+sentinel://` client follows the master the sentinels name.
+
+use std::time::{Duration, Instant};
+
+use tollgate::{Client, Error};
+use tollgate_tests::{RedisSentinel, RedisServer};
+
+use crate::replicas::{once_served, primary_and_replica};
+
+/// A client that polls for a lock only every 10 s: a quick grant after a
+/// release comes from a notification.
+fn client_of(url: &str) -> Client {
+    Client::builder(url)
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
+        .poll_interval(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The counter `views` as stored on `server`.
+fn views_on(server: &RedisServer) -> Option<i64> {
+    redis::cmd("GET")
+        .arg("tollgate:counter:{views}")
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+#[test]
+fn a_sentinel_url_follows_its_master_through_a_failover() {
+    let (primary, replica) = primary_and_replica();
+    let sentinel = RedisSentinel::watching(&primary);
+    let client = client_of(&sentinel.url());
+    let views = client.counter("views");
+    for _ in 0..5 {
+        views.incr(1).unwrap();
+    }
+    assert_eq!(views_on(&primary), Some(5), "written to the master");
+    let guard = client.lock("report").acquire().unwrap();
+    // A waiter of `client` has started its notification listener.
+    let holder = client_of(&sentinel.url());
+    crate::start_listening(&client, &holder, "job");
+    let confirmed: usize = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query(&mut primary.conn())
+        .unwrap();
+    assert_eq!(confirmed, 1, "the replica has the counter and the lock");
+
+    sentinel.fail_over_to(&replica);
+
+    // Calls fail retryably while the old master steps down, then land on
+    // the promoted replica, which had the counter at 5.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let value = loop {
+        let value = once_served(|| views.incr(1));
+        if views_on(&replica) == Some(value) {
+            break value;
+        }
+        // The old master took it, before it stepped down.
+        assert!(
+            Instant::now() < deadline,
+            "the client stayed on the old master"
+        );
+    };
+    assert!(value >= 6, "the promoted replica had 5: {value}");
+    assert!(
+        guard.is_lost(),
+        "a guard may be lost once the client met another server"
+    );
+    let token = guard.fencing_token();
+    guard
+        .release()
+        .expect("the promoted replica had the lock, and releases it");
+    let next = client.lock("report").acquire().unwrap();
+    assert!(
+        next.fencing_token() > token,
+        "the fencing counter moved over"
+    );
+
+    // Release notices come from the new master: the listener moved too.
+    let held = once_served(|| holder.lock("job").acquire());
+    crate::assert_woken_by_release(&client, "job", held, Duration::from_millis(300));
+}
+
+#[test]
+fn a_server_a_sentinel_names_master_that_is_not_one_is_not_used() {
+    let (_primary, replica) = primary_and_replica();
+    // A sentinel told to monitor the replica names it master until it
+    // notices; the client checks the role itself.
+    let sentinel = RedisSentinel::watching(&replica);
+    let err = client_of(&sentinel.url())
+        .counter("views")
+        .get()
+        .unwrap_err();
+    match &err {
+        Error::Unavailable { reason } => {
+            assert!(reason.contains("is not a master (role:slave"), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+}
+
+#[test]
+fn a_master_name_no_sentinel_monitors_is_a_configuration_error() {
+    let master = RedisServer::start();
+    let sentinel = RedisSentinel::watching(&master);
+    let url = format!("redis+sentinel://127.0.0.1:{}/elsewhere", sentinel.port());
+    let err = client_of(&url).counter("views").incr(1).unwrap_err();
+    match &err {
+        Error::InvalidArgument { what, reason } => {
+            assert_eq!(*what, "redis url");
+            assert!(reason.contains("\"elsewhere\""), "{reason}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn sentinels_that_cannot_be_reached_are_unavailable_naming_each() {
+    let (first, second) = (RedisServer::start(), RedisServer::start());
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/mymaster",
+        first.port(),
+        second.port()
+    );
+    drop((first, second));
+    let err = client_of(&url).counter("views").incr(1).unwrap_err();
+    match &err {
+        Error::Unavailable { reason } => {
+            assert!(reason.contains("no sentinel said where master"), "{reason}");
+            assert_eq!(
+                reason.matches("refused the connection").count(),
+                2,
+                "{reason}"
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+}
+
+#[test]
+fn the_urls_password_reaches_the_master_and_the_sentinels_that_ask_for_one() {
+    let master = RedisServer::builder().requirepass("s3cret").start();
+    for asks_too in [false, true] {
+        let sentinel = RedisSentinel::watching_protected(&master, "s3cret", asks_too);
+        let url = format!(
+            "redis+sentinel://:s3cret@127.0.0.1:{}/mymaster",
+            sentinel.port()
+        );
+        let client = client_of(&url);
+        assert_eq!(
+            client.counter("views").incr(1).unwrap(),
+            if asks_too { 2 } else { 1 }
+        );
+        let wrong = format!(
+            "redis+sentinel://:wrong@127.0.0.1:{}/mymaster",
+            sentinel.port()
+        );
+        let err = client_of(&wrong).counter("views").incr(1).unwrap_err();
+        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+}
