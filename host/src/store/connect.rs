@@ -518,14 +518,20 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
 /// Nagle delay, and keepalive probes, because a TLS listening connection
 /// waits on its socket without a read timeout (see
 /// [`Connection::set_quiet_timeout`]): a peer that vanished without closing
-/// is noticed within about half a minute.
+/// is noticed within about half a minute (on Linux also while a request
+/// is unacknowledged).
 fn tls_tcp_settings() -> redis::io::tcp::TcpSettings {
     let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(5))
         .with_interval(Duration::from_secs(2));
-    redis::io::tcp::TcpSettings::default()
+    let settings = redis::io::tcp::TcpSettings::default()
         .set_nodelay(true)
-        .set_keepalive(keepalive)
+        .set_keepalive(keepalive);
+    // Keepalive probes wait while sent data is unacknowledged (a request
+    // sent into a partition): this bounds that wait too.
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(Duration::from_secs(20));
+    settings
 }
 
 #[cfg(test)]

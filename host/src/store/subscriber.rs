@@ -11,8 +11,9 @@
 //!
 //! A listener waits on its socket; to take a new channel it is woken by a
 //! `PUBLISH` on its own control channel, to which it subscribes first.
-//! After a second without a message it sends a `PING`, and a node that does
-//! not answer within the response timeout counts as lost: a node that
+//! After a second without a message it sends a `PING` (a node may refuse
+//! it, while a script runs, say: an answer all the same), and a node that
+//! does not answer within the response timeout counts as lost: a node that
 //! vanished without closing the connection (a partition, a crashed host, a
 //! stalled server) is noticed, and the thread of a dropped client ends even
 //! when its node cannot be reached. (Over TLS, read by the `redis` crate,
@@ -21,9 +22,10 @@
 //! backoff, its channels subscribed again, and every waiter woken (messages
 //! sent meanwhile are lost). So is a connection opened before the client's
 //! command connections met another server (a failover): the node it
-//! listens on may be a replica now, and releases are published elsewhere. A channel that its node drops (`sunsubscribe`: its
-//! slot moved to another node) or refuses wakes its waiters, which poll; the
-//! next wait subscribes again, on the node that serves the slot then.
+//! listens on may be a replica now, and releases are published elsewhere.
+//! A channel that its node drops (`sunsubscribe`: its slot moved to another
+//! node) or refuses wakes its waiters, which poll; the next wait subscribes
+//! again, on the node that serves the slot then.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -106,6 +108,8 @@ struct Status {
     last_error: Option<Error>,
     /// The refusal already logged as a warning (logged once, not per retry).
     warned: Option<Error>,
+    /// That the node refuses heartbeats was logged.
+    warned_ping: bool,
 }
 
 /// One node's listening connection.
@@ -116,6 +120,9 @@ struct Listener {
     connect: ConnectFn,
     state: Mutex<Channels>,
     changed: Condvar,
+    /// Its connection reads with a quiet timeout, so it sees a shutdown
+    /// within a heartbeat without being poked.
+    wakes_itself: AtomicBool,
 }
 
 #[derive(Default)]
@@ -124,8 +131,6 @@ struct Channels {
     wanted: HashMap<String, String>,
     /// Wanted, not yet asked for on the current connection.
     pending: Vec<String>,
-    /// Asked for, in order, awaiting the server's answer.
-    in_flight: VecDeque<String>,
     /// Subscribed on the current connection.
     confirmed: HashSet<String>,
     connected: bool,
@@ -260,6 +265,7 @@ impl Subscriber {
             connect,
             state: Mutex::default(),
             changed: Condvar::new(),
+            wakes_itself: AtomicBool::new(false),
         });
         let (shared, running) = (Arc::clone(&self.shared), Arc::clone(&listener));
         let spawned = thread::Builder::new()
@@ -277,10 +283,14 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        for listener in self.shared.listeners.lock().values() {
+        let listeners: Vec<Arc<Listener>> =
+            self.shared.listeners.lock().values().cloned().collect();
+        for listener in listeners {
             listener.changed.notify_all();
-            // Wakes it from its socket, so that its thread ends.
-            if listener.state.lock().connected {
+            // Wakes one that waits on its socket without a timeout (TLS),
+            // so that its thread ends.
+            let waits_for_ever = !listener.wakes_itself.load(Ordering::Acquire);
+            if waits_for_ever && listener.state.lock().connected {
                 (self.shared.poke)(&listener.node, &listener.control);
             }
         }
@@ -326,7 +336,6 @@ fn run(shared: &Shared, listener: &Listener) {
             let mut state = listener.state.lock();
             state.connected = false;
             state.confirmed.clear();
-            state.in_flight.clear();
             state.failing = !connected;
             // Everything wanted is asked for again on the next connection.
             state.pending = state.wanted.keys().cloned().collect();
@@ -361,17 +370,27 @@ fn listen_error(error: redis::RedisError) -> Error {
     }
 }
 
+/// A request on the listening connection that awaits its reply; replies,
+/// errors included, come in the order the requests were sent.
+enum Asked {
+    Subscribe(String),
+    Unsubscribe(String),
+    Ping,
+}
+
 fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<(), Error> {
     let generation = shared.server_generation.load(Ordering::Acquire);
     let mut conn = (listener.connect)()?;
     let heartbeats = conn
         .set_quiet_timeout(HEARTBEAT.min(shared.response_timeout))
         .map_err(listen_error)?;
-    conn.send_only(redis::cmd("SUBSCRIBE").arg(&listener.control))
-        .map_err(listen_error)?;
+    listener.wakes_itself.store(heartbeats, Ordering::Release);
+    send(&mut conn, redis::cmd("SUBSCRIBE").arg(&listener.control))?;
     // The first reply answers SUBSCRIBE (a refusal is an error reply).
     let mut confirmed = false;
+    let mut asked = VecDeque::new();
     let mut last_sweep = Instant::now();
+    let mut last_heard = Instant::now();
     // When the unanswered heartbeat was sent.
     let mut ping_sent: Option<Instant> = None;
     loop {
@@ -385,20 +404,20 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
         }
         if confirmed {
             let (subscribe, unsubscribe) = next_requests(shared, listener, &mut last_sweep);
-            for channel in &subscribe {
-                send(&mut conn, redis::cmd("SSUBSCRIBE").arg(channel))?;
+            for channel in subscribe {
+                send(&mut conn, redis::cmd("SSUBSCRIBE").arg(&channel))?;
+                asked.push_back(Asked::Subscribe(channel));
             }
-            for channel in &unsubscribe {
-                send(&mut conn, redis::cmd("SUNSUBSCRIBE").arg(channel))?;
+            for channel in unsubscribe {
+                send(&mut conn, redis::cmd("SUNSUBSCRIBE").arg(&channel))?;
+                asked.push_back(Asked::Unsubscribe(channel));
             }
         }
         let message = match conn.next_message() {
-            Ok(Some(Value::ServerError(error))) if !confirmed => {
-                return Err(listen_error(error.into()));
-            }
             Ok(Some(message)) => message,
             Ok(None) => {
-                // Quiet for a heartbeat: ask, or give up on an unanswered ask.
+                // Quiet: after a heartbeat's time ask whether the node is
+                // there, and give up on an ask unanswered for too long.
                 match ping_sent {
                     Some(sent) if sent.elapsed() >= shared.response_timeout => {
                         return Err(Error::Unavailable {
@@ -408,26 +427,23 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
                             ),
                         });
                     }
-                    Some(_) => {}
-                    None if heartbeats => {
+                    None if heartbeats && last_heard.elapsed() >= HEARTBEAT => {
                         send(&mut conn, &redis::cmd("PING"))?;
+                        asked.push_back(Asked::Ping);
                         ping_sent = Some(Instant::now());
                     }
-                    None => {}
+                    _ => {}
                 }
-                continue;
-            }
-            Err(error) if !confirmed => return Err(listen_error(error)),
-            Err(error) if !error.is_io_error() && error.code().is_some() => {
-                // A refused subscription, answered in order.
-                refused(shared, listener, listen_error(error));
                 continue;
             }
             Err(error) => return Err(listen_error(error)),
         };
         // Anything the node sends shows it is there.
-        ping_sent = None;
+        (last_heard, ping_sent) = (Instant::now(), None);
         if !confirmed {
+            if let Value::ServerError(error) = message {
+                return Err(listen_error(error.into()));
+            }
             confirmed = true;
             {
                 let mut state = listener.state.lock();
@@ -439,7 +455,36 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
             listener.changed.notify_all();
             continue;
         }
-        handle(shared, listener, message);
+        match message {
+            Value::ServerError(error) => {
+                answered_with_error(shared, listener, asked.pop_front(), error.into());
+            }
+            message => handle(shared, listener, message, &mut asked),
+        }
+    }
+}
+
+/// A request was refused. A refused subscription (an ACL without the
+/// channel, or a node that no longer serves its slot) leaves its waiters
+/// to poll; a refused heartbeat (`BUSY` while a script runs, or a user
+/// without `PING`) still shows the node is there.
+fn answered_with_error(
+    shared: &Shared,
+    listener: &Listener,
+    asked: Option<Asked>,
+    error: redis::RedisError,
+) {
+    match asked {
+        Some(Asked::Subscribe(channel)) => refused(shared, listener, &channel, listen_error(error)),
+        Some(Asked::Ping) if error.code() == Some("NOPERM") => {
+            let mut status = shared.status.lock();
+            if !status.warned_ping {
+                status.warned_ping = true;
+                drop(status);
+                tracing::warn!(%error, "tollgate: Redis refuses PING on the notification connection, so a node that vanishes silently is not noticed there (grant +ping)");
+            }
+        }
+        _ => tracing::debug!(%error, "tollgate: notification request refused"),
     }
 }
 
@@ -451,7 +496,6 @@ fn next_requests(
 ) -> (Vec<String>, Vec<String>) {
     let mut state = listener.state.lock();
     let subscribe = std::mem::take(&mut state.pending);
-    state.in_flight.extend(subscribe.iter().cloned());
     let mut unsubscribe = Vec::new();
     if last_sweep.elapsed() >= SWEEP_EVERY {
         *last_sweep = Instant::now();
@@ -476,12 +520,10 @@ fn send(conn: &mut Connection, cmd: &redis::Cmd) -> Result<(), Error> {
     conn.send_only(cmd).map_err(listen_error)
 }
 
-/// Acts on one message or reply of the listening connection.
-fn handle(shared: &Shared, listener: &Listener, value: Value) {
+/// Acts on one message or reply of the listening connection; a reply
+/// takes its request off `asked`.
+fn handle(shared: &Shared, listener: &Listener, value: Value, asked: &mut VecDeque<Asked>) {
     let Value::Array(parts) = value else {
-        if let Value::ServerError(error) = value {
-            refused(shared, listener, listen_error(error.into()));
-        }
         return;
     };
     let text = |i: usize| match parts.get(i) {
@@ -495,8 +537,10 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
         }
         "ssubscribe" => {
             let channel = text(1);
+            if matches!(asked.front(), Some(Asked::Subscribe(c)) if *c == channel) {
+                asked.pop_front();
+            }
             let mut state = listener.state.lock();
-            state.in_flight.retain(|c| *c != channel);
             state.confirmed.insert(channel);
             state.refused = false;
             drop(state);
@@ -507,6 +551,9 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
             // Asked for by the sweep, or the node gave the slot away: its
             // waiters poll until their next wait subscribes again.
             let channel = text(1);
+            if matches!(asked.front(), Some(Asked::Unsubscribe(c)) if *c == channel) {
+                asked.pop_front();
+            }
             let mut state = listener.state.lock();
             state.confirmed.remove(&channel);
             if let Some(key) = state.wanted.remove(&channel) {
@@ -514,18 +561,22 @@ fn handle(shared: &Shared, listener: &Listener, value: Value) {
                 shared.board.wake_every(&key);
             }
         }
-        _ => {} // "message" on the control channel only wakes us; "pong"
+        "pong" => {
+            if matches!(asked.front(), Some(Asked::Ping)) {
+                asked.pop_front();
+            }
+        }
+        _ => {} // "message" on the control channel only wakes us
     }
 }
 
-/// The oldest subscription in flight was refused (an ACL without the
-/// channel, or a node that no longer serves its slot): its waiters poll.
-/// Only a refusal by permission is reported as such; a redirect means the
-/// slot moved, and the next wait subscribes on its new node.
-fn refused(shared: &Shared, listener: &Listener, error: Error) {
+/// The subscription to `channel` was refused (an ACL without the channel,
+/// or a node that no longer serves its slot): its waiters poll. Only a
+/// refusal by permission is reported as such; a redirect means the slot
+/// moved, and the next wait subscribes on its new node.
+fn refused(shared: &Shared, listener: &Listener, channel: &str, error: Error) {
     let mut state = listener.state.lock();
-    let channel = state.in_flight.pop_front();
-    let key = channel.and_then(|channel| state.wanted.remove(&channel));
+    let key = state.wanted.remove(channel);
     let moved = matches!(&error, Error::Refused { code, .. } if code == "MOVED" || code == "ASK");
     if matches!(&error, Error::Refused { code, .. } if code == "NOPERM") {
         state.refused = true;

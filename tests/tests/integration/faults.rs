@@ -842,16 +842,32 @@ fn listening_through_a_proxy() -> (RedisServer, Client, FaultProxy, Client) {
         .build()
         .unwrap();
     crate::start_listening(&waiter, &holder, "partitioned");
-    assert_eq!(waiter.notifications(), Notifications::Listening);
+    wait_for(Duration::from_secs(5), "the listener is up", || {
+        waiter.notifications() == Notifications::Listening
+    });
     (server, holder, proxy, waiter)
 }
 
 #[test]
 fn a_notification_connection_cut_off_silently_is_noticed_and_resumes_when_the_network_heals() {
     let (_server, holder, proxy, waiter) = listening_through_a_proxy();
+    // A waiter watches the lock through the partition, so that its channel
+    // is not dropped as unwatched before the listener notices.
+    let held = holder.lock("partitioned").acquire().unwrap();
+    let watching = {
+        let waiter = waiter.clone();
+        thread::spawn(move || {
+            let granted = waiter
+                .lock("partitioned")
+                .wait(Duration::from_secs(4))
+                .acquire();
+            assert!(granted.is_err(), "the lock stays held");
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
 
     proxy.partition();
-    // Half a second of quiet, then a PING unanswered for half a second.
+    // A second of quiet, then a PING unanswered for half a second.
     wait_for(
         Duration::from_secs(5),
         "the listener notices that its node stopped answering",
@@ -864,9 +880,10 @@ fn a_notification_connection_cut_off_silently_is_noticed_and_resumes_when_the_ne
         || waiter.notifications() == Notifications::Listening,
     );
 
+    watching.join().unwrap();
+
     // Release notices flow again: a waiter is granted at once, not at its
     // next poll.
-    let held = holder.lock("partitioned").acquire().unwrap();
     crate::assert_woken_by_release(&waiter, "partitioned", held, Duration::from_millis(300));
 }
 
@@ -884,4 +901,46 @@ fn the_notification_thread_of_a_dropped_client_ends_while_its_node_is_unreachabl
         "every connection of the dropped client is closed",
         || proxy.open_connections() == 0,
     );
+}
+
+#[test]
+fn a_heartbeat_refused_while_a_script_runs_does_not_count_as_notifications_refused() {
+    let server = RedisServer::builder()
+        .args(["--busy-reply-threshold", "100"])
+        .start();
+    let holder = client(&server);
+    let waiter = Client::builder(server.url())
+        .response_timeout(Duration::from_secs(5))
+        .poll_interval(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    crate::start_listening(&waiter, &holder, "job");
+    // A script busy for 2.5 s: meanwhile the listener's heartbeats are
+    // answered BUSY.
+    let mut conn = server.conn();
+    let busy = thread::spawn(move || {
+        let _: redis::RedisResult<()> = redis::cmd("EVAL")
+            .arg(
+                "local t = redis.call('TIME') \
+                 while true do \
+                   local n = redis.call('TIME') \
+                   if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > 2500000 then break end \
+                 end",
+            )
+            .arg(0)
+            .exec(&mut conn);
+    });
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let status = waiter.notifications();
+        assert!(
+            !matches!(status, Notifications::Refused { .. }),
+            "a refused PING is not a refusal to notify: {status:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    busy.join().unwrap();
+    assert_eq!(waiter.notifications(), Notifications::Listening);
+    let held = holder.lock("job").acquire().unwrap();
+    crate::assert_woken_by_release(&waiter, "job", held, Duration::from_millis(300));
 }
