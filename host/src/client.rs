@@ -596,16 +596,21 @@ fn sentinel_target(url: &str) -> Option<Result<SentinelTarget>> {
     )))
 }
 
-/// A URL with several hosts: `SCHEME+KIND://[auth@]host:port,…[/path]`.
+/// A URL with several hosts:
+/// `SCHEME+KIND://[auth@]host:port,…[/path][?query][#fragment]`.
 struct Hosts {
     scheme: &'static str,
     auth: Option<String>,
+    /// Host names without brackets (an IPv6 address is bare).
     hosts: Vec<(String, u16)>,
     path: String,
+    /// `?query` and `#fragment` (`#insecure` for TLS), as written.
+    suffix: String,
 }
 
 impl Hosts {
-    /// A plain URL of the first host, with the credentials and `path`.
+    /// A plain URL of the first host, with the credentials, `path` and the
+    /// query and fragment.
     fn first_url(&self, path: &str) -> String {
         let (host, port) = &self.hosts[0];
         let auth = self
@@ -613,8 +618,39 @@ impl Hosts {
             .as_ref()
             .map(|auth| format!("{auth}@"))
             .unwrap_or_default();
-        format!("{}://{auth}{host}:{port}/{path}", self.scheme)
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        format!(
+            "{}://{auth}{host}:{port}/{path}{}",
+            self.scheme, self.suffix
+        )
     }
+}
+
+/// `host:port`, `host`, `[v6]:port` or `[v6]` as (host, port), the host
+/// without brackets.
+fn host_and_port(text: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']')?;
+            match after {
+                "" => (host, None),
+                after => (host, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 /// The hosts of a `redis+KIND://` or `rediss+KIND://` URL, at least one;
@@ -625,6 +661,7 @@ fn hosts_of(url: &str, kind: &str, default_port: u16) -> Option<Result<Hosts>> {
     } else {
         ("rediss", url.strip_prefix(&format!("rediss+{kind}://"))?)
     };
+    let (rest, suffix) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (auth, list) = match authority.rsplit_once('@') {
         Some((auth, list)) => (Some(auth.to_owned()), list),
@@ -632,19 +669,15 @@ fn hosts_of(url: &str, kind: &str, default_port: u16) -> Option<Result<Hosts>> {
     };
     let mut hosts = Vec::new();
     for host in list.split(',').filter(|host| !host.is_empty()) {
-        let (name, port) = match host.rsplit_once(':') {
-            Some((name, port)) => match port.parse() {
-                Ok(port) => (name, port),
-                Err(_) => {
-                    return Some(Err(Error::invalid(
-                        "redis url",
-                        format!("{kind} address {host:?} has no valid port"),
-                    )));
-                }
-            },
-            None => (host, default_port),
-        };
-        hosts.push((name.to_owned(), port));
+        match host_and_port(host, default_port) {
+            Some(host) => hosts.push(host),
+            None => {
+                return Some(Err(Error::invalid(
+                    "redis url",
+                    format!("{kind} address {host:?} is not host:port"),
+                )));
+            }
+        }
     }
     if hosts.is_empty() {
         return Some(Err(Error::invalid(
@@ -657,6 +690,7 @@ fn hosts_of(url: &str, kind: &str, default_port: u16) -> Option<Result<Hosts>> {
         auth,
         hosts,
         path: path.to_owned(),
+        suffix: suffix.to_owned(),
     }))
 }
 
@@ -698,5 +732,35 @@ mod tests {
                 .is_err()
         );
         assert!(sentinel_target("redis+sentinel:///m").unwrap().is_err());
+    }
+
+    #[test]
+    fn multi_host_urls_take_ipv6_hosts_and_keep_query_and_fragment() {
+        let (first, nodes, master) =
+            sentinel_target("rediss+sentinel://[::1]:26379,[fe80::2],h3/m/1#insecure")
+                .unwrap()
+                .unwrap();
+        assert_eq!(first, "rediss://[::1]:26379/1#insecure");
+        assert_eq!(
+            nodes,
+            [
+                ("::1".to_owned(), 26379),
+                ("fe80::2".to_owned(), 26379),
+                ("h3".to_owned(), 26379)
+            ]
+        );
+        assert_eq!(master, "m");
+        let (first, seeds) = cluster_seeds("redis+cluster://[::1]:7000/?protocol=resp2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, "redis://[::1]:7000/?protocol=resp2");
+        assert_eq!(seeds, [("::1".to_owned(), 7000)]);
+        for bad in [
+            "redis+sentinel://[::1/m",
+            "redis+sentinel://[::1]x/m",
+            "redis+sentinel://:1/m",
+        ] {
+            assert!(sentinel_target(bad).unwrap().is_err(), "{bad}");
+        }
     }
 }

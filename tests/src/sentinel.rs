@@ -9,7 +9,7 @@ use crate::RedisServer;
 pub const MASTER_NAME: &str = "mymaster";
 
 /// A private `redis-server --sentinel` monitoring one master as
-/// [`MASTER_NAME`] (quorum 1, down after 1 s), killed on drop.
+/// [`MASTER_NAME`] (quorum 1; a master silent for 5 s is down), killed on drop.
 pub struct RedisSentinel {
     server: RedisServer,
 }
@@ -35,7 +35,7 @@ impl RedisSentinel {
     fn start(master: &RedisServer, password: Option<&str>, asks_too: bool) -> RedisSentinel {
         let mut config = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 1\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 5000\n\
              sentinel failover-timeout {MASTER_NAME} 5000\n",
             master.port()
         );
@@ -71,10 +71,10 @@ impl RedisSentinel {
         port
     }
 
-    /// Fails the master over to `replica` (the only replica), as
-    /// `SENTINEL FAILOVER` does, and waits until the sentinel names it and
-    /// it has taken writes as a master.
-    pub fn fail_over_to(&self, replica: &RedisServer) {
+    /// Fails `master` over to `replica` (its only replica), as
+    /// `SENTINEL FAILOVER` does, and waits until the sentinel names the
+    /// replica, the replica has become a master and `master` a replica.
+    pub fn fail_over(&self, master: &RedisServer, replica: &RedisServer) {
         let deadline = Instant::now() + Duration::from_secs(30);
         // The sentinel must have seen the replica in the master's INFO.
         loop {
@@ -95,16 +95,22 @@ impl RedisSentinel {
             assert!(Instant::now() < deadline, "the sentinel never switched");
             thread::sleep(Duration::from_millis(50));
         }
-        loop {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut replica.conn())
-                .unwrap();
-            if info.contains("role:master") {
-                return;
+        for (server, role) in [(replica, "role:master"), (master, "role:slave")] {
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut server.conn())
+                    .unwrap();
+                if info.contains(role) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "port {} never took {role}",
+                    server.port()
+                );
+                thread::sleep(Duration::from_millis(50));
             }
-            assert!(Instant::now() < deadline, "the replica was never promoted");
-            thread::sleep(Duration::from_millis(50));
         }
     }
 }

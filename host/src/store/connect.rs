@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use redis::{ConnectionLike, ErrorKind, RedisError};
 
 use super::pool::PoolConfig;
-use super::sentinel::{Credentials, Sentinels};
+use super::sentinel::{Credentials, Limits, Sentinels};
 use super::wire::Connection;
 use crate::error::{Error, Result};
 
@@ -83,6 +83,9 @@ pub(crate) struct Connector {
     target: Mutex<Arc<Target>>,
     /// Asked before each new connection where the master is, when set.
     sentinels: Option<Sentinels>,
+    /// Bumped when connections to the target must not be used any more
+    /// (the sentinels named another master, or it is not a master now).
+    target_epoch: AtomicU64,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -152,6 +155,7 @@ impl Connector {
                 client,
             })),
             sentinels: None,
+            target_epoch: AtomicU64::new(0),
             username,
             password,
             db,
@@ -175,6 +179,7 @@ impl Connector {
         Ok(Connector {
             target: Mutex::new(Arc::new(target)),
             sentinels: None,
+            target_epoch: AtomicU64::new(0),
             username: self.username.clone(),
             password: self.password.clone(),
             db: self.db,
@@ -207,9 +212,20 @@ impl Connector {
         self.target.lock().address.clone()
     }
 
+    /// Which target connections opened now go to: a connection opened at
+    /// an older epoch must not be used (see [`Connector::connect`]).
+    pub fn target_epoch(&self) -> u64 {
+        self.target_epoch.load(Ordering::Acquire)
+    }
+
+    /// Connections to the current target must not be used any more.
+    fn retire_target(&self) {
+        self.target_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The server a new connection goes to: with sentinels, the master they
-    /// name now.
-    fn locate(&self, connect_timeout: Duration) -> Result<Arc<Target>> {
+    /// name now, asked by `deadline`.
+    fn locate(&self, deadline: Instant) -> Result<Arc<Target>> {
         let Some(sentinels) = &self.sentinels else {
             return Ok(self.target());
         };
@@ -218,12 +234,12 @@ impl Connector {
             username: self.username.as_deref(),
             password: self.password.as_deref(),
         };
-        let (host, port) = sentinels.locate(
-            &current.bare,
-            &credentials,
-            connect_timeout,
-            self.response_timeout,
-        )?;
+        let limits = Limits {
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            deadline,
+        };
+        let (host, port) = sentinels.locate(&current.bare, &credentials, &limits)?;
         if current.address == format!("{host}:{port}") {
             return Ok(current);
         }
@@ -234,6 +250,7 @@ impl Connector {
             "tollgate: sentinel names a new master"
         );
         *self.target.lock() = Arc::clone(&located);
+        self.retire_target();
         Ok(located)
     }
 
@@ -255,7 +272,10 @@ impl Connector {
     /// Opens a connection for tollgate's commands: every read and write is
     /// bounded by the response timeout, and the handshake (with the server
     /// checks) has run; all of it within `budget` too, when one is given (a
-    /// caller's deadline).
+    /// caller's deadline). With sentinels, asking them comes first, within
+    /// one connect and one response timeout (and the budget). Read
+    /// [`Connector::target_epoch`] before: the connection is good while it
+    /// stays the same.
     pub fn connect(&self, budget: Option<Duration>) -> Result<Connection> {
         self.establish(Purpose::Commands, budget)
     }
@@ -272,9 +292,14 @@ impl Connector {
     }
 
     fn establish(&self, purpose: Purpose, budget: Option<Duration>) -> Result<Connection> {
-        let connect_timeout = budget.map_or(self.connect_timeout, |b| b.min(self.connect_timeout));
         let started = std::time::Instant::now();
-        let target = self.locate(connect_timeout)?;
+        let asking = started + self.connect_timeout + self.response_timeout;
+        let target = self.locate(budget.map_or(asking, |b| asking.min(started + b)))?;
+        let connect_timeout = budget.map_or(self.connect_timeout, |b| {
+            b.saturating_sub(started.elapsed())
+                .min(self.connect_timeout)
+                .max(Duration::from_millis(1))
+        });
         let mut conn = Connection::open(&target.bare, &target.client, connect_timeout)
             .map_err(|e| self.connect_error(&e))?;
         let handshake_timeout = match budget {
@@ -344,7 +369,18 @@ impl Connector {
     /// Reads the server's eviction policy and run id again on an open
     /// connection: [`Error::EvictionPolicy`] if it may evict now (and that
     /// is not accepted); a restart or replacement is noted as at connect.
+    /// With sentinels, asks them again first: when they name another
+    /// master, every connection to the old one is retired.
     pub fn recheck(&self, conn: &mut dyn ConnectionLike) -> Result<()> {
+        if self.sentinels.is_some() {
+            let epoch = self.target_epoch();
+            self.locate(Instant::now() + self.connect_timeout + self.response_timeout)?;
+            if self.target_epoch() != epoch {
+                return Err(Error::Unavailable {
+                    reason: "the sentinels name another master".to_owned(),
+                });
+            }
+        }
         self.check_server(conn)
     }
 
@@ -373,22 +409,17 @@ impl Connector {
                     seen.warned_no_info = true;
                     tracing::warn!(server = %self.address(), "tollgate: INFO is not permitted: restarts and failovers of this server will not mark guards lost (grant +info to the user)");
                 }
+                drop(seen);
+                if self.sentinels.is_some() {
+                    let role = role_by_command(conn).map_err(|e| self.handshake_error(&e))?;
+                    self.check_role(&role)?;
+                }
                 return Ok(());
             }
             Err(e) => return Err(self.handshake_error(&e)),
         };
-        if let Some(sentinels) = &self.sentinels {
-            let role = info_field(&info, "role").unwrap_or("unknown");
-            if role != "master" {
-                // Named master a moment ago: a failover is under way.
-                return Err(Error::Unavailable {
-                    reason: format!(
-                        "{}, named master of {:?} by its sentinels, is not a master (role:{role}; a failover may be under way)",
-                        self.address(),
-                        sentinels.master_name()
-                    ),
-                });
-            }
+        if self.sentinels.is_some() {
+            self.check_role(info_field(&info, "role").unwrap_or("unknown"))?;
         }
         let policy = self.check_policy(info_field(&info, "maxmemory_policy"));
         self.refusing.store(policy.is_err(), Ordering::Relaxed);
@@ -397,6 +428,28 @@ impl Connector {
             self.saw_server(run_id);
         }
         Ok(())
+    }
+
+    /// With sentinels: a server that is not a master now (the sentinels
+    /// named it a moment ago, or before a failover) is refused, every
+    /// connection to it retired, and the sentinel that named it asked last
+    /// next time.
+    fn check_role(&self, role: &str) -> Result<()> {
+        let Some(sentinels) = &self.sentinels else {
+            return Ok(());
+        };
+        if role == "master" {
+            return Ok(());
+        }
+        self.retire_target();
+        sentinels.distrust_last_answer();
+        Err(Error::Unavailable {
+            reason: format!(
+                "{}, named master of {:?} by its sentinels, is not a master (role:{role}; a failover may be under way)",
+                self.address(),
+                sentinels.master_name()
+            ),
+        })
     }
 
     fn check_policy(&self, policy: Option<&str>) -> Result<()> {
@@ -505,6 +558,16 @@ impl Connector {
                 reason: format!("{} did not complete the handshake: {error}", self.address()),
             },
         }
+    }
+}
+
+/// The server's role by `ROLE` (for users not allowed `INFO`): `master`,
+/// `slave` or `sentinel`.
+fn role_by_command(conn: &mut dyn ConnectionLike) -> redis::RedisResult<String> {
+    let reply: Vec<redis::Value> = redis::cmd("ROLE").query(conn)?;
+    match reply.into_iter().next() {
+        Some(role) => redis::from_redis_value(role).map_err(Into::into),
+        None => Ok("unknown".to_owned()),
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct PoolConfig {
 struct PooledConnection {
     inner: Connection,
     last_used: Instant,
+    /// The connector's target epoch when it was opened.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -198,10 +200,12 @@ impl Pool {
             if slots.open < self.config.max_connections {
                 slots.open += 1;
                 drop(slots);
+                let epoch = self.connector.target_epoch();
                 return match self.connector.connect(left_now()) {
                     Ok(inner) => Ok(PooledConnection {
                         inner,
                         last_used: Instant::now(),
+                        epoch,
                     }),
                     Err(error) => {
                         self.checkin(None);
@@ -244,7 +248,8 @@ impl Pool {
         conn: &mut PooledConnection,
         left: impl FnOnce() -> Option<Duration>,
     ) -> Health {
-        if !conn.inner.is_open() {
+        // Broken, or to a server that is not the one to use any more.
+        if !conn.inner.is_open() || conn.epoch != self.connector.target_epoch() {
             return Health::Broken;
         }
         if conn.last_used.elapsed() < self.config.health_check_after {

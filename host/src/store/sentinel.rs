@@ -1,16 +1,16 @@
 //! Asking Redis Sentinel where the master of a monitored set is.
 //!
-//! A client on a `redis+sentinel://` URL asks before every new connection,
-//! so that the connections opened after a failover go to the new master;
-//! the connections to the old one break, or answer `READONLY` once it is
-//! demoted, and are dropped (see `pool.rs`), and the next ones ask again.
-//! Sentinels are asked in turn, the one that answered last first, each
-//! within the client's connect and response timeouts.
+//! A client on a `redis+sentinel://` URL asks before every new connection
+//! and again at each periodic server check (every few seconds while it is
+//! busy), so that connections go to the master the sentinels name now:
+//! when they name another one, every pooled connection to the old one is
+//! dropped. Sentinels are asked in turn, the one that answered last first;
+//! one whose answer turned out not to be a master is asked last next time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::ConnectionLike;
+use redis::{ConnectionLike, Value};
 
 use super::connect::Target;
 use super::wire::Connection;
@@ -24,11 +24,36 @@ pub(crate) struct Sentinels {
     preferred: AtomicUsize,
 }
 
-/// The credentials a sentinel is asked with: the data nodes' own, when it
-/// requires a password.
+/// The credentials a sentinel is asked with when it requires a password:
+/// the data nodes' own.
 pub(crate) struct Credentials<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a str>,
+}
+
+/// The limits of one round of questions.
+pub(crate) struct Limits {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    /// The whole round ends by then.
+    pub deadline: Instant,
+}
+
+impl Limits {
+    /// `limit`, cut to the time left; `None` when none is left.
+    fn within(&self, limit: Duration) -> Option<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then(|| limit.min(left))
+    }
+}
+
+/// How one sentinel answered.
+enum Answer {
+    Master(String, u16),
+    /// It monitors no master of that name.
+    Unknown,
+    /// It is not a sentinel (a plain Redis server, say).
+    NotASentinel(String),
 }
 
 impl Sentinels {
@@ -46,34 +71,44 @@ impl Sentinels {
         &self.master
     }
 
+    /// The last answer named a server that is not a master: the sentinel
+    /// that gave it is asked last next time.
+    pub fn distrust_last_answer(&self) {
+        let next = (self.preferred.load(Ordering::Relaxed) + 1) % self.nodes.len();
+        self.preferred.store(next, Ordering::Relaxed);
+    }
+
     /// Where the master is now, as (host, port), by the first sentinel that
     /// knows. [`Error::Unavailable`] naming each sentinel's failure when
-    /// none could say; [`Error::InvalidArgument`] when every sentinel
-    /// answered that it monitors no master of that name.
+    /// none could say; [`Error::Auth`] when every sentinel refused the
+    /// credentials; [`Error::InvalidArgument`] when every one answered that
+    /// it monitors no such master, or is not a sentinel.
     pub fn locate(
         &self,
         like: &redis::ConnectionInfo,
         credentials: &Credentials<'_>,
-        connect_timeout: Duration,
-        response_timeout: Duration,
+        limits: &Limits,
     ) -> Result<(String, u16)> {
         let count = self.nodes.len();
         let first = self.preferred.load(Ordering::Relaxed);
         let mut failures = Vec::with_capacity(count);
-        let (mut unknown, mut refused) = (0, 0);
+        let (mut misnamed, mut refused) = (0, 0);
         for index in (0..count).map(|i| (first + i) % count) {
             let (host, port) = &self.nodes[index];
-            let asked = Target::at(like, host, *port).and_then(|sentinel| {
-                self.ask(&sentinel, credentials, connect_timeout, response_timeout)
-            });
+            let asked = Target::at(like, host, *port)
+                .and_then(|sentinel| self.ask(&sentinel, credentials, limits));
             match asked {
-                Ok(Some(master)) => {
+                Ok(Answer::Master(host, port)) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(master);
+                    return Ok((host, port));
                 }
-                Ok(None) => {
-                    unknown += 1;
+                Ok(Answer::Unknown) => {
+                    misnamed += 1;
                     failures.push(format!("{host}:{port} monitors no such master"));
+                }
+                Ok(Answer::NotASentinel(reply)) => {
+                    misnamed += 1;
+                    failures.push(format!("{host}:{port} is not a sentinel ({reply})"));
                 }
                 Err(error) => {
                     if matches!(error, Error::Auth { .. }) {
@@ -89,7 +124,7 @@ impl Sentinels {
                 message: format!("every sentinel refused the credentials: {failures}"),
             });
         }
-        if unknown == count {
+        if misnamed == count {
             return Err(Error::invalid(
                 "redis url",
                 format!(
@@ -106,64 +141,81 @@ impl Sentinels {
         })
     }
 
-    /// One sentinel's answer: the master's address, or `None` when it does
-    /// not monitor a master of that name.
+    /// One sentinel's answer. The question goes first without credentials;
+    /// they are sent only when the sentinel asks for them (`NOAUTH`), as a
+    /// sentinel without a password refuses a user name.
     fn ask(
         &self,
         sentinel: &Target,
         credentials: &Credentials<'_>,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-    ) -> Result<Option<(String, u16)>> {
+        limits: &Limits,
+    ) -> Result<Answer> {
+        let out_of_time = || Error::Unavailable {
+            reason: "no time left to ask".to_owned(),
+        };
         let unreachable = |error: redis::RedisError| Error::Unavailable {
             reason: if error.is_connection_refusal() {
                 "refused the connection".to_owned()
             } else if error.is_timeout() {
-                format!(
-                    "no answer within {connect_timeout:?} (connect) or {response_timeout:?} (reply)"
-                )
+                "no answer in time".to_owned()
             } else {
                 error.to_string()
             },
         };
+        let connect_timeout = limits
+            .within(limits.connect_timeout)
+            .ok_or_else(out_of_time)?;
         let mut conn = Connection::open(&sentinel.bare, &sentinel.client, connect_timeout)
             .map_err(unreachable)?;
-        conn.set_timeouts(response_timeout).map_err(unreachable)?;
-        if let Some(password) = credentials.password {
+        let request = |conn: &mut Connection, cmd: &redis::Cmd| -> Result<Value> {
+            let timeout = limits
+                .within(limits.response_timeout)
+                .ok_or_else(out_of_time)?;
+            conn.set_timeouts(timeout).map_err(unreachable)?;
+            conn.req_command(cmd).map_err(unreachable)
+        };
+        let mut question = redis::cmd("SENTINEL");
+        question.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        let mut answer = request(&mut conn, &question)?;
+        if matches!(&answer, Value::ServerError(e) if e.code() == "NOAUTH") {
+            let Some(password) = credentials.password else {
+                return Err(Error::Auth {
+                    message: "the sentinel requires a password; the URL has none".to_owned(),
+                });
+            };
             let mut auth = redis::cmd("AUTH");
             if let Some(username) = credentials.username {
                 auth.arg(username);
             }
-            match conn.req_command(auth.arg(password)) {
-                // A sentinel without a password refuses AUTH: it needs none.
-                Ok(redis::Value::ServerError(error))
-                    if error
-                        .details()
-                        .is_some_and(|d| d.contains("without any password")) => {}
-                Ok(redis::Value::ServerError(error)) => {
-                    return Err(Error::Auth {
-                        message: format!("sentinel: {}", redis::RedisError::from(error)),
-                    });
-                }
-                Ok(_) => {}
-                Err(error) => return Err(unreachable(error)),
+            if let Value::ServerError(error) = request(&mut conn, auth.arg(password))? {
+                return Err(Error::Auth {
+                    message: format!("sentinel: {}", redis::RedisError::from(error)),
+                });
             }
+            answer = request(&mut conn, &question)?;
         }
-        redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
-            .arg(&self.master)
-            .query::<Option<(String, u16)>>(&mut conn)
-            .map_err(|error| match error.code() {
-                Some(code) => Error::Refused {
-                    code: code.to_owned(),
-                    message: format!(
-                        "sentinel: {}",
-                        error
-                            .detail()
-                            .unwrap_or("refused SENTINEL GET-MASTER-ADDR-BY-NAME")
-                    ),
-                },
-                None => unreachable(error),
-            })
+        match answer {
+            Value::Nil => Ok(Answer::Unknown),
+            Value::Array(parts) => {
+                match redis::from_redis_value::<(String, u16)>(Value::Array(parts)) {
+                    Ok((host, port)) => Ok(Answer::Master(host, port)),
+                    Err(error) => Err(Error::UnexpectedReply(format!("sentinel: {error}"))),
+                }
+            }
+            Value::ServerError(error)
+                if error
+                    .details()
+                    .is_some_and(|d| d.contains("unknown command")) =>
+            {
+                Ok(Answer::NotASentinel(
+                    redis::RedisError::from(error).to_string(),
+                ))
+            }
+            Value::ServerError(error) => Err(Error::Refused {
+                code: error.code().to_owned(),
+                message: format!("sentinel: {}", error.details().unwrap_or_default()),
+            }),
+            other => Err(Error::UnexpectedReply(format!("sentinel: {other:?}"))),
+        }
     }
 }
