@@ -93,10 +93,11 @@ impl Client {
     /// whose failovers Redis Sentinel runs,
     /// `redis+sentinel://[user:password@]host:port,host:port,…/MASTER[/db]`
     /// (or `rediss+sentinel://`) with its sentinels (port 26379 by default)
-    /// and the master's name in their configuration: every new connection
-    /// goes to the master they name then, with the URL's credentials (also
-    /// sent to sentinels that require a password). Connects lazily: the
-    /// first call connects.
+    /// and the master's name in their configuration: connections go to the
+    /// master they name, with the URL's credentials (also sent to
+    /// sentinels that require a password), and move when a thread of the
+    /// client hears them switch it. Connects lazily: the first call
+    /// connects.
     ///
     /// ```no_run
     /// let client = tollgate::Client::open("redis://127.0.0.1:6379/0")?;
@@ -366,7 +367,13 @@ impl ClientBuilder {
     /// A replica that has just finished its first sync confirms nothing
     /// until its first periodic acknowledgement reaches the primary (up to
     /// a second on Redis 7.0), so calls in that window fail with the
-    /// retryable [`Error::NotReplicated`].
+    /// retryable [`Error::NotReplicated`]. After a failover the promoted
+    /// replica has no replica of its own until another one has synced
+    /// from it (the old primary, once demoted, resyncs in full): with
+    /// `replicas` = 1, keep at least two replicas.
+    /// Counters and sequences are not synced: an increment acknowledged in
+    /// the moments before a failover can be missing on the promoted
+    /// replica.
     /// `timeout` must be shorter than the response timeout. The in-process
     /// store has no replicas and ignores it.
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {

@@ -17,7 +17,7 @@ mod tls;
 pub use cluster::RedisCluster;
 pub use proxy::{FaultProxy, ReplyFault};
 pub use redis_server::{KitError, RedisServer, RedisServerBuilder, redis_server_bin};
-pub use sentinel::{MASTER_NAME, RedisSentinel};
+pub use sentinel::{MASTER_NAME, RedisSentinel, role_of};
 pub use tls::TestCertificates;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

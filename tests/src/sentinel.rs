@@ -75,6 +75,24 @@ impl RedisSentinel {
     /// `SENTINEL FAILOVER` does, and waits until the sentinel names the
     /// replica, the replica has become a master and `master` a replica.
     pub fn fail_over(&self, master: &RedisServer, replica: &RedisServer) {
+        self.start_failover(replica);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (server, role) in [(replica, "role:master"), (master, "role:slave")] {
+            while role_of(server) != role {
+                assert!(
+                    Instant::now() < deadline,
+                    "port {} never took {role}",
+                    server.port()
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Starts failing the master over to `replica` (its only replica) and
+    /// waits until the sentinel names the replica (it announces the switch
+    /// then); the old master may stay a master for seconds more.
+    pub fn start_failover(&self, replica: &RedisServer) {
         let deadline = Instant::now() + Duration::from_secs(30);
         // The sentinel must have seen the replica in the master's INFO.
         loop {
@@ -95,22 +113,17 @@ impl RedisSentinel {
             assert!(Instant::now() < deadline, "the sentinel never switched");
             thread::sleep(Duration::from_millis(50));
         }
-        for (server, role) in [(replica, "role:master"), (master, "role:slave")] {
-            loop {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut server.conn())
-                    .unwrap();
-                if info.contains(role) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "port {} never took {role}",
-                    server.port()
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
     }
+}
+
+/// `role:master` or `role:slave`, from `INFO replication`.
+pub fn role_of(server: &RedisServer) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut server.conn())
+        .unwrap();
+    info.lines()
+        .find(|line| line.starts_with("role:"))
+        .unwrap_or("role:unknown")
+        .to_owned()
 }

@@ -86,6 +86,9 @@ pub(crate) struct Connector {
     /// Bumped when connections to the target must not be used any more
     /// (the sentinels named another master, or it is not a master now).
     target_epoch: AtomicU64,
+    /// The sentinels named a master once: when none can be reached later,
+    /// the last one named is used while it says it is a master.
+    located: AtomicBool,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -156,6 +159,7 @@ impl Connector {
             })),
             sentinels: None,
             target_epoch: AtomicU64::new(0),
+            located: AtomicBool::new(false),
             username,
             password,
             db,
@@ -180,6 +184,7 @@ impl Connector {
             target: Mutex::new(Arc::new(target)),
             sentinels: None,
             target_epoch: AtomicU64::new(0),
+            located: AtomicBool::new(false),
             username: self.username.clone(),
             password: self.password.clone(),
             db: self.db,
@@ -239,19 +244,78 @@ impl Connector {
             response_timeout: self.response_timeout,
             deadline,
         };
-        let (host, port) = sentinels.locate(&current.bare, &credentials, &limits)?;
+        let (host, port) = match sentinels.locate(&current.bare, &credentials, &limits) {
+            Ok(found) => found,
+            Err(Error::Unavailable { reason }) if self.located.load(Ordering::Acquire) => {
+                // No sentinel answers: the master they named last serves
+                // while it says it is one (the role check).
+                tracing::warn!(%reason, master = %current.address, "tollgate: no sentinel answers; using the master they named last");
+                return Ok(current);
+            }
+            Err(error) => return Err(error),
+        };
+        let target = self.switch_to(&host, port)?;
+        self.located.store(true, Ordering::Release);
+        Ok(target)
+    }
+
+    /// Makes `host:port` the target (with sentinels), retiring every
+    /// connection to the one before.
+    fn switch_to(&self, host: &str, port: u16) -> Result<Arc<Target>> {
+        let current = self.target();
         if current.address == format!("{host}:{port}") {
             return Ok(current);
         }
-        let located = Arc::new(Target::at(&current.bare, &host, port)?);
-        tracing::info!(
-            master = sentinels.master_name(),
-            address = %located.address,
-            "tollgate: sentinel names a new master"
-        );
+        let located = Arc::new(Target::at(&current.bare, host, port)?);
+        if self.located.load(Ordering::Acquire) {
+            tracing::warn!(
+                from = %current.address,
+                to = %located.address,
+                "tollgate: the sentinels switched the master"
+            );
+        }
         *self.target.lock() = Arc::clone(&located);
         self.retire_target();
         Ok(located)
+    }
+
+    /// With sentinels: starts a thread that listens to them for the
+    /// master's switch (`+switch-master`) and moves every connection at
+    /// once, rather than at the next periodic check. It ends when the
+    /// connector is dropped (within a second). Over TLS it does not start.
+    pub fn watch_sentinels(self: &Arc<Self>) {
+        let Some(sentinels) = &self.sentinels else {
+            return;
+        };
+        let credentials = Credentials {
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+        };
+        let watcher = sentinels.watcher(
+            &self.target().bare,
+            &credentials,
+            self.connect_timeout,
+            self.response_timeout,
+        );
+        let connector = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-sentinel".into())
+            .spawn(move || {
+                watcher.run(|switched| {
+                    let Some(connector) = connector.upgrade() else {
+                        return false;
+                    };
+                    if let Some((host, port)) = switched
+                        && let Err(error) = connector.switch_to(host, port)
+                    {
+                        tracing::warn!(%error, "tollgate: cannot follow the sentinels' switch");
+                    }
+                    true
+                });
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "tollgate: cannot watch the sentinels; following them at each check");
+        }
     }
 
     /// The longest wait for a connection to open.
@@ -418,6 +482,16 @@ impl Connector {
             }
             Err(e) => return Err(self.handshake_error(&e)),
         };
+        if info_field(&info, "redis_mode") == Some("sentinel") {
+            let address = self.address();
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{address} is a Redis Sentinel, not the server: name the master through it, \
+                     redis+sentinel://{address}/MASTER"
+                ),
+            ));
+        }
         if self.sentinels.is_some() {
             self.check_role(info_field(&info, "role").unwrap_or("unknown"))?;
         }
@@ -534,7 +608,7 @@ impl Connector {
         }
         match error.code() {
             Some(code @ ("WRONGPASS" | "NOAUTH")) => Error::Auth {
-                message: format!("{code} {detail}"),
+                message: format!("{code} {detail} (from {})", self.address()),
             },
             Some(code @ "NOPERM") => Error::Refused {
                 code: code.to_owned(),

@@ -269,7 +269,9 @@ impl RedisStore {
         prefix: &str,
     ) -> Result<Self> {
         let connector = Connector::new(client, &config)?.follow_sentinels(sentinels);
-        Ok(Self::single(connector, config, prefix))
+        let store = Self::single(connector, config, prefix);
+        store.connector.watch_sentinels();
+        Ok(store)
     }
 
     fn single(connector: Connector, config: PoolConfig, prefix: &str) -> Self {

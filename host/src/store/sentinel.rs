@@ -219,3 +219,155 @@ impl Sentinels {
         }
     }
 }
+
+/// A node quiet this long is asked whether it is still there.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What the sentinels' announcement watcher needs: where they are and how
+/// to talk to them.
+pub(crate) struct Watcher {
+    nodes: Vec<(String, u16)>,
+    master: String,
+    like: redis::ConnectionInfo,
+    username: Option<String>,
+    password: Option<String>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Sentinels {
+    /// A watcher of these sentinels' announcements.
+    pub fn watcher(
+        &self,
+        like: &redis::ConnectionInfo,
+        credentials: &Credentials<'_>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Watcher {
+        Watcher {
+            nodes: self.nodes.clone(),
+            master: self.master.clone(),
+            like: like.clone(),
+            username: credentials.username.map(str::to_owned),
+            password: credentials.password.map(str::to_owned),
+            connect_timeout,
+            response_timeout,
+        }
+    }
+}
+
+impl Watcher {
+    /// Listens to one sentinel at a time for `+switch-master` announcements
+    /// of the master and calls `heard(Some((host, port)))` with its new
+    /// address at once; calls `heard(None)` at least every second. Returns
+    /// when `heard` returns `false` (the client is gone), or at once over
+    /// TLS. A sentinel that goes quiet and does not answer a `PING` is left
+    /// for the next one.
+    pub fn run(&self, heard: impl Fn(Option<(&str, u16)>) -> bool) {
+        let mut backoff = Duration::from_millis(50);
+        for index in (0..self.nodes.len()).cycle() {
+            let (host, port) = &self.nodes[index];
+            match self.listen(host, *port, &heard) {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::debug!(%error, sentinel = %format!("{host}:{port}"), "tollgate: not listening to this sentinel");
+                }
+            }
+            let until = Instant::now() + backoff;
+            while Instant::now() < until {
+                if !heard(None) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100).min(backoff));
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Listens to one sentinel until it fails (`Err`) or `heard` says stop.
+    fn listen(
+        &self,
+        host: &str,
+        port: u16,
+        heard: &impl Fn(Option<(&str, u16)>) -> bool,
+    ) -> Result<()> {
+        let failed = |error: redis::RedisError| Error::Unavailable {
+            reason: error.to_string(),
+        };
+        let sentinel = Target::at(&self.like, host, port)?;
+        let mut conn = Connection::open(&sentinel.bare, &sentinel.client, self.connect_timeout)
+            .map_err(failed)?;
+        conn.set_timeouts(self.response_timeout).map_err(failed)?;
+        let mut subscribe = redis::cmd("SUBSCRIBE");
+        subscribe.arg("+switch-master");
+        let mut answer = conn.req_command(&subscribe).map_err(failed)?;
+        if let (Value::ServerError(error), Some(password)) = (&answer, &self.password)
+            && error.code() == "NOAUTH"
+        {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(username) = &self.username {
+                auth.arg(username);
+            }
+            conn.req_command(auth.arg(password)).map_err(failed)?;
+            answer = conn.req_command(&subscribe).map_err(failed)?;
+        }
+        if let Value::ServerError(error) = answer {
+            return Err(failed(error.into()));
+        }
+        if !conn.set_quiet_timeout(HEARTBEAT).map_err(failed)? {
+            // TLS, read by the `redis` crate: it would wait without a
+            // timeout and outlive its client. The periodic checks remain.
+            return Ok(());
+        }
+        let mut ping_sent: Option<Instant> = None;
+        loop {
+            if !heard(None) {
+                return Ok(());
+            }
+            match conn.next_message().map_err(failed)? {
+                None => match ping_sent {
+                    Some(sent) if sent.elapsed() >= self.response_timeout => {
+                        return Err(Error::Unavailable {
+                            reason: "no answer to PING".to_owned(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        conn.send_only(&redis::cmd("PING")).map_err(failed)?;
+                        ping_sent = Some(Instant::now());
+                    }
+                },
+                Some(message) => {
+                    ping_sent = None;
+                    if let Some((host, port)) = self.switched(message)
+                        && !heard(Some((&host, port)))
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The master's new address in a `+switch-master` message
+    /// (`<name> <old ip> <old port> <new ip> <new port>`), when it is about
+    /// this master.
+    fn switched(&self, message: Value) -> Option<(String, u16)> {
+        let Value::Array(parts) = message else {
+            return None;
+        };
+        let payload = match parts.as_slice() {
+            [Value::BulkString(kind), _, Value::BulkString(payload)] if kind == b"message" => {
+                String::from_utf8_lossy(payload).into_owned()
+            }
+            _ => return None,
+        };
+        match payload.split(' ').collect::<Vec<_>>()[..] {
+            [name, _, _, host, port] if name == self.master => {
+                Some((host.to_owned(), port.parse().ok()?))
+            }
+            _ => None,
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tollgate::{Client, Error};
-use tollgate_tests::{RedisSentinel, RedisServer};
+use tollgate_tests::{RedisSentinel, RedisServer, role_of};
 
 use crate::replicas::{once_served, primary_and_replica};
 
@@ -167,6 +167,71 @@ fn a_master_name_no_sentinel_monitors_is_a_configuration_error() {
 }
 
 #[test]
+fn the_sentinels_switch_announcement_moves_the_client_before_the_old_master_steps_down() {
+    let (primary, replica, sentinel, client) = counted_to_five_through_a_sentinel();
+    let views = client.counter("views");
+    // The client's watcher has subscribed to the sentinel by now.
+    std::thread::sleep(Duration::from_millis(500));
+    sentinel.start_failover(&replica);
+    let switched = Instant::now();
+    // The old primary stays a master for seconds (the sentinel demotes it
+    // later); the client's next periodic check is seconds away too. Only
+    // the announcement can move it this soon.
+    loop {
+        let value = once_served(|| views.incr(1));
+        if views_on(&replica) == Some(value) {
+            break;
+        }
+        assert!(
+            switched.elapsed() < Duration::from_secs(2),
+            "still writing to the old master {:?} after the switch",
+            switched.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        role_of(&primary),
+        "role:master",
+        "the old master had not stepped down: the announcement moved the client"
+    );
+}
+
+#[test]
+fn a_plain_url_to_a_sentinel_says_how_to_name_the_master() {
+    let master = RedisServer::start();
+    let sentinel = RedisSentinel::watching(&master);
+    let url = format!("redis://127.0.0.1:{}/", sentinel.port());
+    let err = client_of(&url).counter("views").incr(1).unwrap_err();
+    match &err {
+        Error::InvalidArgument { what, reason } => {
+            assert_eq!(*what, "redis url");
+            assert!(reason.contains("is a Redis Sentinel"), "{reason}");
+            assert!(reason.contains("redis+sentinel://"), "{reason}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_master_named_last_serves_while_no_sentinel_answers() {
+    let master = RedisServer::start();
+    let sentinel = RedisSentinel::watching(&master);
+    let client = client_of(&sentinel.url());
+    let views = client.counter("views");
+    assert_eq!(views.incr(1).unwrap(), 1);
+    drop(sentinel);
+    // New connections too: the master cuts the client's.
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .exec(&mut master.conn())
+        .unwrap();
+    assert_eq!(once_served(|| views.incr(1)), 2);
+    assert_eq!(views.incr(1).unwrap(), 3);
+}
+
+#[test]
 fn pooled_connections_leave_a_master_the_sentinels_no_longer_name() {
     let (primary, replica, sentinel, client) = counted_to_five_through_a_sentinel();
     let views = client.counter("views");
@@ -267,7 +332,10 @@ fn the_urls_password_reaches_the_master_and_the_sentinels_that_ask_for_one() {
             sentinel.port()
         );
         let err = client_of(&wrong).counter("views").incr(1).unwrap_err();
-        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+        match &err {
+            Error::Auth { message } => assert!(message.contains("127.0.0.1:"), "{message}"),
+            other => panic!("expected Auth, got {other:?}"),
+        }
         assert!(!err.is_retryable());
     }
 }
