@@ -61,6 +61,15 @@ impl RedisSentinel {
         format!("redis+sentinel://127.0.0.1:{}/{MASTER_NAME}", self.port())
     }
 
+    /// How many of the sentinel's clients are subscribed to a channel.
+    pub fn subscribed_clients(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.server.conn())
+            .unwrap();
+        list.lines().filter(|line| line.contains(" sub=1 ")).count()
+    }
+
     /// The port of the master the sentinel names now.
     pub fn master_port(&self) -> u16 {
         let (_host, port): (String, u16) = redis::cmd("SENTINEL")

@@ -89,6 +89,10 @@ pub(crate) struct Connector {
     /// The sentinels named a master once: when none can be reached later,
     /// the last one named is used while it says it is a master.
     located: AtomicBool,
+    /// What the sentinels said last: when they last answered, the master
+    /// their announcement replaced and when, and whether their silence was
+    /// logged.
+    heard: Mutex<Heard>,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -106,6 +110,25 @@ pub(crate) struct Connector {
     /// (shared by the connectors of one cluster's nodes).
     generation: Arc<AtomicU64>,
     on_server_changed: Arc<Mutex<Option<ServerChanged>>>,
+}
+
+/// How long the master the sentinels named last serves while none of them
+/// answers; past it, calls fail until one does (a client cut off from its
+/// sentinels may be on the wrong side of a split).
+const SENTINELS_SILENT_GRACE: Duration = Duration::from_secs(30);
+
+/// How long, after the sentinels announced a new master, an answer naming
+/// the one it replaced is taken for a sentinel that has not heard yet.
+const ANNOUNCED_SWITCH_HOLDS: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Heard {
+    /// When a sentinel last named the master.
+    answered: Option<Instant>,
+    /// The master an announcement replaced, and when.
+    replaced: Option<(String, Instant)>,
+    /// That no sentinel answers was logged (once per silence).
+    warned_silent: bool,
 }
 
 #[derive(Default)]
@@ -160,6 +183,7 @@ impl Connector {
             sentinels: None,
             target_epoch: AtomicU64::new(0),
             located: AtomicBool::new(false),
+            heard: Mutex::default(),
             username,
             password,
             db,
@@ -185,6 +209,7 @@ impl Connector {
             sentinels: None,
             target_epoch: AtomicU64::new(0),
             located: AtomicBool::new(false),
+            heard: Mutex::default(),
             username: self.username.clone(),
             password: self.password.clone(),
             db: self.db,
@@ -246,23 +271,59 @@ impl Connector {
         };
         let (host, port) = match sentinels.locate(&current.bare, &credentials, &limits) {
             Ok(found) => found,
-            Err(Error::Unavailable { reason }) if self.located.load(Ordering::Acquire) => {
+            Err(Error::Unavailable { reason }) => {
                 // No sentinel answers: the master they named last serves
-                // while it says it is one (the role check).
-                tracing::warn!(%reason, master = %current.address, "tollgate: no sentinel answers; using the master they named last");
+                // for a while, as long as it says it is one (the role check).
+                let mut heard = self.heard.lock();
+                let recently = heard
+                    .answered
+                    .is_some_and(|at| at.elapsed() < SENTINELS_SILENT_GRACE);
+                if !recently {
+                    return Err(Error::Unavailable { reason });
+                }
+                if !std::mem::replace(&mut heard.warned_silent, true) {
+                    tracing::warn!(%reason, master = %current.address, "tollgate: no sentinel answers; using the master they named last for up to {SENTINELS_SILENT_GRACE:?}");
+                }
                 return Ok(current);
             }
             Err(error) => return Err(error),
         };
+        {
+            let mut heard = self.heard.lock();
+            heard.answered = Some(Instant::now());
+            heard.warned_silent = false;
+            let address = format!("{host}:{port}");
+            let stale = heard
+                .replaced
+                .as_ref()
+                .is_some_and(|(old, at)| *old == address && at.elapsed() < ANNOUNCED_SWITCH_HOLDS);
+            if stale {
+                // A sentinel that has not heard of the switch yet (or an
+                // answer that crossed it): keep the announced master.
+                return Ok(current);
+            }
+        }
         let target = self.switch_to(&host, port)?;
         self.located.store(true, Ordering::Release);
+        Ok(target)
+    }
+
+    /// The sentinels announced `host:port` as the master: switch to it, and
+    /// take answers naming the one it replaced for stale for a while.
+    fn announced(&self, host: &str, port: u16) -> Result<Arc<Target>> {
+        let replaced = self.target().address.clone();
+        let target = self.switch_to(host, port)?;
+        if replaced != target.address {
+            self.heard.lock().replaced = Some((replaced, Instant::now()));
+        }
         Ok(target)
     }
 
     /// Makes `host:port` the target (with sentinels), retiring every
     /// connection to the one before.
     fn switch_to(&self, host: &str, port: u16) -> Result<Arc<Target>> {
-        let current = self.target();
+        let mut target = self.target.lock();
+        let current = Arc::clone(&target);
         if current.address == format!("{host}:{port}") {
             return Ok(current);
         }
@@ -274,7 +335,8 @@ impl Connector {
                 "tollgate: the sentinels switched the master"
             );
         }
-        *self.target.lock() = Arc::clone(&located);
+        *target = Arc::clone(&located);
+        drop(target);
         self.retire_target();
         Ok(located)
     }
@@ -306,7 +368,7 @@ impl Connector {
                         return false;
                     };
                     if let Some((host, port)) = switched
-                        && let Err(error) = connector.switch_to(host, port)
+                        && let Err(error) = connector.announced(host, port)
                     {
                         tracing::warn!(%error, "tollgate: cannot follow the sentinels' switch");
                     }

@@ -299,9 +299,10 @@ impl Watcher {
         let mut conn = Connection::open(&sentinel.bare, &sentinel.client, self.connect_timeout)
             .map_err(failed)?;
         conn.set_timeouts(self.response_timeout).map_err(failed)?;
-        let mut subscribe = redis::cmd("SUBSCRIBE");
-        subscribe.arg("+switch-master");
-        let mut answer = conn.req_command(&subscribe).map_err(failed)?;
+        // Only a sentinel that monitors the master is worth listening to.
+        let mut question = redis::cmd("SENTINEL");
+        question.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        let mut answer = conn.req_command(&question).map_err(failed)?;
         if let (Value::ServerError(error), Some(password)) = (&answer, &self.password)
             && error.code() == "NOAUTH"
         {
@@ -309,10 +310,25 @@ impl Watcher {
             if let Some(username) = &self.username {
                 auth.arg(username);
             }
-            conn.req_command(auth.arg(password)).map_err(failed)?;
-            answer = conn.req_command(&subscribe).map_err(failed)?;
+            if let Value::ServerError(error) =
+                conn.req_command(auth.arg(password)).map_err(failed)?
+            {
+                return Err(failed(error.into()));
+            }
+            answer = conn.req_command(&question).map_err(failed)?;
         }
-        if let Value::ServerError(error) = answer {
+        match answer {
+            Value::Array(_) => {}
+            Value::ServerError(error) => return Err(failed(error.into())),
+            _ => {
+                return Err(Error::Unavailable {
+                    reason: "monitors no such master".to_owned(),
+                });
+            }
+        }
+        let mut subscribe = redis::cmd("SUBSCRIBE");
+        subscribe.arg("+switch-master");
+        if let Value::ServerError(error) = conn.req_command(&subscribe).map_err(failed)? {
             return Err(failed(error.into()));
         }
         if !conn.set_quiet_timeout(HEARTBEAT).map_err(failed)? {

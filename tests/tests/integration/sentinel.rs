@@ -168,27 +168,36 @@ fn a_master_name_no_sentinel_monitors_is_a_configuration_error() {
 
 #[test]
 fn the_sentinels_switch_announcement_moves_the_client_before_the_old_master_steps_down() {
+    // The client's first periodic check comes 5 s after this, at the
+    // earliest; the old primary stays a master for seconds after the
+    // switch. Only the announcement can move the client before both.
+    let started = Instant::now();
     let (primary, replica, sentinel, client) = counted_to_five_through_a_sentinel();
     let views = client.counter("views");
-    // The client's watcher has subscribed to the sentinel by now.
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sentinel.subscribed_clients() == 0 {
+        assert!(Instant::now() < deadline, "the client's watcher subscribed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sentinel.start_failover(&replica);
     let switched = Instant::now();
-    // The old primary stays a master for seconds (the sentinel demotes it
-    // later); the client's next periodic check is seconds away too. Only
-    // the announcement can move it this soon.
     loop {
         let value = once_served(|| views.incr(1));
         if views_on(&replica) == Some(value) {
             break;
         }
+        std::thread::sleep(Duration::from_millis(20));
         assert!(
             switched.elapsed() < Duration::from_secs(2),
             "still writing to the old master {:?} after the switch",
             switched.elapsed()
         );
-        std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "moved {:?} after the client started: the periodic check may have done it",
+        started.elapsed()
+    );
     assert_eq!(
         role_of(&primary),
         "role:master",
