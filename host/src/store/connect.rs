@@ -284,7 +284,7 @@ impl Connector {
                 if !std::mem::replace(&mut heard.warned_silent, true) {
                     tracing::warn!(%reason, master = %current.address, "tollgate: no sentinel answers; using the master they named last for up to {SENTINELS_SILENT_GRACE:?}");
                 }
-                return Ok(current);
+                return Ok(self.target());
             }
             Err(error) => return Err(error),
         };
@@ -300,7 +300,7 @@ impl Connector {
             if stale {
                 // A sentinel that has not heard of the switch yet (or an
                 // answer that crossed it): keep the announced master.
-                return Ok(current);
+                return Ok(self.target());
             }
         }
         let target = self.switch_to(&host, port)?;
@@ -312,11 +312,11 @@ impl Connector {
     /// take answers naming the one it replaced for stale for a while.
     fn announced(&self, host: &str, port: u16) -> Result<Arc<Target>> {
         let replaced = self.target().address.clone();
-        let target = self.switch_to(host, port)?;
-        if replaced != target.address {
+        if replaced != format!("{host}:{port}") {
+            // Before the switch: an answer that crosses it is then stale.
             self.heard.lock().replaced = Some((replaced, Instant::now()));
         }
-        Ok(target)
+        self.switch_to(host, port)
     }
 
     /// Makes `host:port` the target (with sentinels), retiring every
@@ -399,10 +399,10 @@ impl Connector {
     /// bounded by the response timeout, and the handshake (with the server
     /// checks) has run; all of it within `budget` too, when one is given (a
     /// caller's deadline). With sentinels, asking them comes first, within
-    /// one connect and one response timeout (and the budget). Read
-    /// [`Connector::target_epoch`] before: the connection is good while it
-    /// stays the same.
-    pub fn connect(&self, budget: Option<Duration>) -> Result<Connection> {
+    /// one connect and one response timeout (and the budget). Also returns
+    /// the target epoch it was opened at: the connection is good while
+    /// [`Connector::target_epoch`] stays the same.
+    pub fn connect(&self, budget: Option<Duration>) -> Result<(Connection, u64)> {
         self.establish(Purpose::Commands, budget)
     }
 
@@ -410,6 +410,7 @@ impl Connector {
     /// same reader, handshake and timeouts as a command connection.
     pub fn connect_listener(&self) -> Result<Connection> {
         self.establish(Purpose::Notifications, None)
+            .map(|(conn, _epoch)| conn)
     }
 
     /// The longest wait for a reply.
@@ -417,10 +418,12 @@ impl Connector {
         self.response_timeout
     }
 
-    fn establish(&self, purpose: Purpose, budget: Option<Duration>) -> Result<Connection> {
+    fn establish(&self, purpose: Purpose, budget: Option<Duration>) -> Result<(Connection, u64)> {
         let started = std::time::Instant::now();
         let asking = started + self.connect_timeout + self.response_timeout;
         let target = self.locate(budget.map_or(asking, |b| asking.min(started + b)))?;
+        // Read after locating: a switch from here on retires the connection.
+        let epoch = self.target_epoch();
         let connect_timeout = budget.map_or(self.connect_timeout, |b| {
             b.saturating_sub(started.elapsed())
                 .min(self.connect_timeout)
@@ -442,7 +445,7 @@ impl Connector {
             conn.set_timeouts(self.response_timeout)
                 .map_err(|e| self.connect_error(&e))?;
         }
-        Ok(conn)
+        Ok((conn, epoch))
     }
 
     fn handshake(&self, conn: &mut dyn ConnectionLike, purpose: Purpose) -> Result<()> {

@@ -200,9 +200,8 @@ impl Pool {
             if slots.open < self.config.max_connections {
                 slots.open += 1;
                 drop(slots);
-                let epoch = self.connector.target_epoch();
                 return match self.connector.connect(left_now()) {
-                    Ok(inner) => Ok(PooledConnection {
+                    Ok((inner, epoch)) => Ok(PooledConnection {
                         inner,
                         last_used: Instant::now(),
                         epoch,
