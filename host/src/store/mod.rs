@@ -10,6 +10,7 @@
 
 mod cluster;
 mod connect;
+mod heartbeat;
 mod lua;
 mod lua_library;
 mod memory;

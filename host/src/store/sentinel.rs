@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionLike, Value};
 
 use super::connect::Target;
+use super::heartbeat::{HEARTBEAT, Heartbeat, Quiet};
 use super::wire::Connection;
 use crate::error::{Error, Result};
 
@@ -96,7 +97,8 @@ impl Sentinels {
         for index in (0..count).map(|i| (first + i) % count) {
             let (host, port) = &self.nodes[index];
             let asked = Target::at(like, host, *port)
-                .and_then(|sentinel| self.ask(&sentinel, credentials, limits));
+                .and_then(|sentinel| ask(&self.master, &sentinel, credentials, limits))
+                .map(|(_conn, answer)| answer);
             match asked {
                 Ok(Answer::Master(host, port)) => {
                     self.preferred.store(index, Ordering::Relaxed);
@@ -140,88 +142,90 @@ impl Sentinels {
             ),
         })
     }
-
-    /// One sentinel's answer. The question goes first without credentials;
-    /// they are sent only when the sentinel asks for them (`NOAUTH`), as a
-    /// sentinel without a password refuses a user name.
-    fn ask(
-        &self,
-        sentinel: &Target,
-        credentials: &Credentials<'_>,
-        limits: &Limits,
-    ) -> Result<Answer> {
-        let out_of_time = || Error::Unavailable {
-            reason: "no time left to ask".to_owned(),
-        };
-        let unreachable = |error: redis::RedisError| Error::Unavailable {
-            reason: if error.is_connection_refusal() {
-                "refused the connection".to_owned()
-            } else if error.is_timeout() {
-                "no answer in time".to_owned()
-            } else {
-                error.to_string()
-            },
-        };
-        let connect_timeout = limits
-            .within(limits.connect_timeout)
-            .ok_or_else(out_of_time)?;
-        let mut conn = Connection::open(&sentinel.bare, &sentinel.client, connect_timeout)
-            .map_err(unreachable)?;
-        let request = |conn: &mut Connection, cmd: &redis::Cmd| -> Result<Value> {
-            let timeout = limits
-                .within(limits.response_timeout)
-                .ok_or_else(out_of_time)?;
-            conn.set_timeouts(timeout).map_err(unreachable)?;
-            conn.req_command(cmd).map_err(unreachable)
-        };
-        let mut question = redis::cmd("SENTINEL");
-        question.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
-        let mut answer = request(&mut conn, &question)?;
-        if matches!(&answer, Value::ServerError(e) if e.code() == "NOAUTH") {
-            let Some(password) = credentials.password else {
-                return Err(Error::Auth {
-                    message: "the sentinel requires a password; the URL has none".to_owned(),
-                });
-            };
-            let mut auth = redis::cmd("AUTH");
-            if let Some(username) = credentials.username {
-                auth.arg(username);
-            }
-            if let Value::ServerError(error) = request(&mut conn, auth.arg(password))? {
-                return Err(Error::Auth {
-                    message: format!("sentinel: {}", redis::RedisError::from(error)),
-                });
-            }
-            answer = request(&mut conn, &question)?;
-        }
-        match answer {
-            Value::Nil => Ok(Answer::Unknown),
-            Value::Array(parts) => {
-                match redis::from_redis_value::<(String, u16)>(Value::Array(parts)) {
-                    Ok((host, port)) => Ok(Answer::Master(host, port)),
-                    Err(error) => Err(Error::UnexpectedReply(format!("sentinel: {error}"))),
-                }
-            }
-            Value::ServerError(error)
-                if error
-                    .details()
-                    .is_some_and(|d| d.contains("unknown command")) =>
-            {
-                Ok(Answer::NotASentinel(
-                    redis::RedisError::from(error).to_string(),
-                ))
-            }
-            Value::ServerError(error) => Err(Error::Refused {
-                code: error.code().to_owned(),
-                message: format!("sentinel: {}", error.details().unwrap_or_default()),
-            }),
-            other => Err(Error::UnexpectedReply(format!("sentinel: {other:?}"))),
-        }
-    }
 }
 
-/// A node quiet this long is asked whether it is still there.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+/// One sentinel's answer about `master`, and the connection it came on.
+/// The question goes first without credentials; they are sent only when
+/// the sentinel asks for them (`NOAUTH`), as a sentinel without a password
+/// refuses a user name.
+fn ask(
+    master: &str,
+    sentinel: &Target,
+    credentials: &Credentials<'_>,
+    limits: &Limits,
+) -> Result<(Connection, Answer)> {
+    let out_of_time = || Error::Unavailable {
+        reason: "no time left to ask".to_owned(),
+    };
+    let unreachable = |error: redis::RedisError| Error::Unavailable {
+        reason: if error.is_connection_refusal() {
+            "refused the connection".to_owned()
+        } else if error.is_timeout() {
+            "no answer in time".to_owned()
+        } else {
+            error.to_string()
+        },
+    };
+    let connect_timeout = limits
+        .within(limits.connect_timeout)
+        .ok_or_else(out_of_time)?;
+    let mut conn =
+        Connection::open(&sentinel.bare, &sentinel.client, connect_timeout).map_err(unreachable)?;
+    let request = |conn: &mut Connection, cmd: &redis::Cmd| -> Result<Value> {
+        let timeout = limits
+            .within(limits.response_timeout)
+            .ok_or_else(out_of_time)?;
+        conn.set_timeouts(timeout).map_err(unreachable)?;
+        conn.req_command(cmd).map_err(unreachable)
+    };
+    let mut question = redis::cmd("SENTINEL");
+    question.arg("GET-MASTER-ADDR-BY-NAME").arg(master);
+    let mut answer = request(&mut conn, &question)?;
+    if matches!(&answer, Value::ServerError(e) if e.code() == "NOAUTH") {
+        let Some(password) = credentials.password else {
+            return Err(Error::Auth {
+                message: "the sentinel requires a password; the URL has none".to_owned(),
+            });
+        };
+        let mut auth = redis::cmd("AUTH");
+        if let Some(username) = credentials.username {
+            auth.arg(username);
+        }
+        if let Value::ServerError(error) = request(&mut conn, auth.arg(password))? {
+            return Err(Error::Auth {
+                message: format!("sentinel: {}", redis::RedisError::from(error)),
+            });
+        }
+        answer = request(&mut conn, &question)?;
+    }
+    let answer = match answer {
+        Value::Nil => Answer::Unknown,
+        Value::Array(parts) => {
+            match redis::from_redis_value::<(String, u16)>(Value::Array(parts)) {
+                Ok((host, port)) => Answer::Master(host, port),
+                Err(error) => {
+                    return Err(Error::UnexpectedReply(format!("sentinel: {error}")));
+                }
+            }
+        }
+        Value::ServerError(error)
+            if error
+                .details()
+                .is_some_and(|d| d.contains("unknown command")) =>
+        {
+            Answer::NotASentinel(redis::RedisError::from(error).to_string())
+        }
+        Value::ServerError(error) => {
+            return Err(Error::Refused {
+                code: error.code().to_owned(),
+                message: format!("sentinel: {}", error.details().unwrap_or_default()),
+            });
+        }
+        other => return Err(Error::UnexpectedReply(format!("sentinel: {other:?}"))),
+    };
+    Ok((conn, answer))
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the sentinels' announcement watcher needs: where they are and how
@@ -296,36 +300,23 @@ impl Watcher {
             reason: error.to_string(),
         };
         let sentinel = Target::at(&self.like, host, port)?;
-        let mut conn = Connection::open(&sentinel.bare, &sentinel.client, self.connect_timeout)
-            .map_err(failed)?;
-        conn.set_timeouts(self.response_timeout).map_err(failed)?;
+        let credentials = Credentials {
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+        };
+        let limits = Limits {
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            deadline: Instant::now() + self.connect_timeout + self.response_timeout,
+        };
         // Only a sentinel that monitors the master is worth listening to.
-        let mut question = redis::cmd("SENTINEL");
-        question.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
-        let mut answer = conn.req_command(&question).map_err(failed)?;
-        if let (Value::ServerError(error), Some(password)) = (&answer, &self.password)
-            && error.code() == "NOAUTH"
-        {
-            let mut auth = redis::cmd("AUTH");
-            if let Some(username) = &self.username {
-                auth.arg(username);
-            }
-            if let Value::ServerError(error) =
-                conn.req_command(auth.arg(password)).map_err(failed)?
-            {
-                return Err(failed(error.into()));
-            }
-            answer = conn.req_command(&question).map_err(failed)?;
+        let (mut conn, answer) = ask(&self.master, &sentinel, &credentials, &limits)?;
+        if !matches!(answer, Answer::Master(..)) {
+            return Err(Error::Unavailable {
+                reason: "monitors no such master".to_owned(),
+            });
         }
-        match answer {
-            Value::Array(_) => {}
-            Value::ServerError(error) => return Err(failed(error.into())),
-            _ => {
-                return Err(Error::Unavailable {
-                    reason: "monitors no such master".to_owned(),
-                });
-            }
-        }
+        conn.set_timeouts(self.response_timeout).map_err(failed)?;
         let mut subscribe = redis::cmd("SUBSCRIBE");
         subscribe.arg("+switch-master");
         if let Value::ServerError(error) = conn.req_command(&subscribe).map_err(failed)? {
@@ -336,32 +327,28 @@ impl Watcher {
             // timeout and outlive its client. The periodic checks remain.
             return Ok(());
         }
-        let mut ping_sent: Option<Instant> = None;
+        let mut heartbeat = Heartbeat::new(self.response_timeout);
         loop {
             if !heard(None) {
                 return Ok(());
             }
-            match conn.next_message().map_err(failed)? {
-                None => match ping_sent {
-                    Some(sent) if sent.elapsed() >= self.response_timeout => {
+            let Some(message) = conn.next_message().map_err(failed)? else {
+                match heartbeat.quiet() {
+                    Quiet::Lost => {
                         return Err(Error::Unavailable {
                             reason: "no answer to PING".to_owned(),
                         });
                     }
-                    Some(_) => {}
-                    None => {
-                        conn.send_only(&redis::cmd("PING")).map_err(failed)?;
-                        ping_sent = Some(Instant::now());
-                    }
-                },
-                Some(message) => {
-                    ping_sent = None;
-                    if let Some((host, port)) = self.switched(message)
-                        && !heard(Some((&host, port)))
-                    {
-                        return Ok(());
-                    }
+                    Quiet::Ping => conn.send_only(&redis::cmd("PING")).map_err(failed)?,
+                    Quiet::Wait => {}
                 }
+                continue;
+            };
+            heartbeat.heard();
+            if let Some((host, port)) = self.switched(message)
+                && !heard(Some((&host, port)))
+            {
+                return Ok(());
             }
         }
     }

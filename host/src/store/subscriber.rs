@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
 
+use super::heartbeat::{HEARTBEAT, Heartbeat, Quiet};
 use super::wire::Connection;
 use crate::error::Error;
 use crate::notify::{TurnPasser, WakeBoard};
@@ -43,8 +44,6 @@ use crate::notify::{TurnPasser, WakeBoard};
 /// Channels nobody waits on are dropped at most this often (when the
 /// listener next wakes).
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
-/// A listener quiet this long asks its node whether it is still there.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -390,9 +389,7 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
     let mut confirmed = false;
     let mut asked = VecDeque::new();
     let mut last_sweep = Instant::now();
-    let mut last_heard = Instant::now();
-    // When the unanswered heartbeat was sent.
-    let mut ping_sent: Option<Instant> = None;
+    let mut heartbeat = Heartbeat::new(shared.response_timeout);
     loop {
         if shared.is_shutdown() {
             return Ok(());
@@ -415,11 +412,12 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
         }
         let message = match conn.next_message() {
             Ok(Some(message)) => message,
+            Ok(None) if !heartbeats => continue,
             Ok(None) => {
                 // Quiet: after a heartbeat's time ask whether the node is
                 // there, and give up on an ask unanswered for too long.
-                match ping_sent {
-                    Some(sent) if sent.elapsed() >= shared.response_timeout => {
+                match heartbeat.quiet() {
+                    Quiet::Lost => {
                         return Err(Error::Unavailable {
                             reason: format!(
                                 "the notification connection got no answer to PING within {:?}",
@@ -427,19 +425,18 @@ fn listen(shared: &Shared, listener: &Listener, connected: &mut bool) -> Result<
                             ),
                         });
                     }
-                    None if heartbeats && last_heard.elapsed() >= HEARTBEAT => {
+                    Quiet::Ping => {
                         send(&mut conn, &redis::cmd("PING"))?;
                         asked.push_back(Asked::Ping);
-                        ping_sent = Some(Instant::now());
                     }
-                    _ => {}
+                    Quiet::Wait => {}
                 }
                 continue;
             }
             Err(error) => return Err(listen_error(error)),
         };
         // Anything the node sends shows it is there.
-        (last_heard, ping_sent) = (Instant::now(), None);
+        heartbeat.heard();
         if !confirmed {
             if let Value::ServerError(error) = message {
                 return Err(listen_error(error.into()));
