@@ -5,7 +5,10 @@
 //!   (one script reads the lock's record and writes the new grant), and
 //!   every later step (extend, release, TTL query) checks the guard's
 //!   random owner token and the grant's end in the same script, so a guard
-//!   whose lock expired can never touch the next holder's lock.
+//!   whose lock expired can never touch the next holder's lock. (A release
+//!   sent before the guard's local deadline, which is never later than the
+//!   server's expiry, is not checked against the server's clock: where the
+//!   two clocks disagree, a grant that nobody took since is released.)
 //! - **Fencing tokens** grow with every grant of a name, across all clients.
 //!   Pass the token to the resource you protect and have it refuse tokens
 //!   lower than the highest it has seen: that stops a holder whose lock
@@ -47,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_name, check_ttl, check_wait, millis};
 use crate::notify::HandedGrant;
-use crate::store::{Acquired, LockRequest};
+use crate::store::{Acquired, HeldGrant, LockRequest};
 use crate::store::{NextOwner, Released, Waiting};
 use crate::wait::{Attempt, Fair, Queue, after_late_grant, lease_ran_out, retry_until};
 use crate::watchdog::{Lease, LeaseTarget, LostCallback, Renewal};
@@ -364,6 +367,11 @@ impl LockGuard {
         inner.held.remove(&self.name, self.thread);
         let store = inner.store.as_ref();
         let valid_when_sent = !self.lease.may_be_lost(store.server_generation());
+        let held = HeldGrant {
+            owner: &self.owner,
+            fence: Some(self.fence),
+            live: valid_when_sent,
+        };
         let board = store.board();
         let released = match board.claim_offer(&self.keys.lock) {
             // A waiter of this client may be granted the lock in the same step.
@@ -382,7 +390,7 @@ impl LockGuard {
                     keep_past_others: board.may_keep(&self.keys.lock),
                 };
                 let outcome = self.release_step(valid_when_sent, |resend| {
-                    store.release_lock_to(&self.keys, &self.owner, &next, resend)
+                    store.release_lock_to(&self.keys, &held, &next, resend)
                 });
                 let handed = match outcome {
                     Ok(Released::HandedOver { fence, past_others }) => {
@@ -410,7 +418,7 @@ impl LockGuard {
             None => {
                 let outcome = self.release_step(valid_when_sent, |_resend| {
                     store
-                        .release_lock(&self.keys, &self.owner)
+                        .release_lock(&self.keys, &held)
                         .map(Released::freed_if)
                 });
                 outcome? != Released::NotHeld
@@ -588,8 +596,13 @@ fn acquire_traced(
             };
             // Resending is safe: a grant to this owner token is answered again.
             Ok(match resend_if_dropped(|| store.acquire_lock(&request))? {
-                Acquired::Granted { .. } if lease_ran_out(sent, ttl) => {
-                    let _ = store.release_lock(&keys, &owner);
+                Acquired::Granted { fence } if lease_ran_out(sent, ttl) => {
+                    let held = HeldGrant {
+                        owner: &owner,
+                        fence: Some(fence),
+                        live: false,
+                    };
+                    let _ = store.release_lock(&keys, &held);
                     return after_late_grant(&name, ttl, sent, deadline);
                 }
                 Acquired::Granted { fence } => Attempt::Done(Grant {

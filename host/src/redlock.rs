@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::keys::LockKeys;
 use crate::limits::{check_ttl, millis};
 use crate::lock::{DEFAULT_LOCK_TTL, check_request};
-use crate::store::{Acquired, LockRequest, current_deadline, within_deadline};
+use crate::store::{Acquired, HeldGrant, LockRequest, current_deadline, within_deadline};
 use crate::watchdog::{Lease, LeaseTarget, QuorumLease, Renewal};
 
 /// The longest a master is waited for in one round of a Redlock
@@ -244,7 +244,12 @@ impl Inner {
         let (name, owner) = (name.to_owned(), owner.to_owned());
         self.ask_all(node_timeout, move |node| {
             let keys = node.client.inner().keyspace.lock(&name);
-            node.client.inner().store.release_lock(&keys, &owner)
+            // A node's own fencing token is not kept (nor known where its
+            // answer was lost): released by owner.
+            node.client
+                .inner()
+                .store
+                .release_lock(&keys, &HeldGrant::by_owner(&owner))
         })
     }
 }

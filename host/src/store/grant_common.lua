@@ -2,11 +2,13 @@
 -- their own helpers): the server's clock, fencing tokens and key lifetimes.
 
 -- The server's time: microseconds and milliseconds since 1970 (below 2^53,
--- exact in Lua numbers).
+-- exact in Lua numbers). (Arithmetic on TIME's strings converts them, and
+-- `us - us % 1000` floors, without calling functions: the server's Lua
+-- spends more on calls than on arithmetic.)
 local function server_time()
   local now = redis.call('TIME')
-  local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  return us, math.floor(us / 1000)
+  local us = now[1] * 1000000 + now[2]
+  return us, (us - us % 1000) / 1000
 end
 
 -- A new grant's fencing token: max(previous + 1, server time in µs).

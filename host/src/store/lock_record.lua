@@ -10,13 +10,12 @@
 -- The key lives until its grant ends plus the fencing counter's retention,
 -- so the counter outlives every grant, released or expired.
 
--- Reads the lock at `key`: fence (nil when absent), expires, owner and
--- holder (nil when released), then a reason when the key holds anything
--- tollgate did not write (nothing else is returned then), then the fence as
--- stored (text: writing it back needs no number formatting, which is slow
--- in the server's Lua).
-local function read_lock(key)
-  local value = redis.pcall('GET', key)
+-- The fields of a lock's value as GET (or SET ... GET) answered it: fence
+-- (nil when absent), expires, owner and holder (nil when released), then a
+-- reason when the key holds anything tollgate did not write (nothing else
+-- is returned then), then the fence as stored (text: writing it back needs
+-- no number formatting, which is slow in the server's Lua).
+local function lock_fields(value)
   if type(value) == 'table' then
     return nil, nil, nil, nil, 'a value of another type'
   end
@@ -40,6 +39,11 @@ local function read_lock(key)
     return nil, nil, nil, nil, 'a value tollgate did not write'
   end
   return fence, expires, string.sub(value, b + 1, c - 1), string.sub(value, c + 1), nil, fence_text
+end
+
+-- Reads the lock at `key` (see lock_fields).
+local function read_lock(key)
+  return lock_fields(redis.pcall('GET', key))
 end
 
 local function wrong_type(reason)
@@ -98,4 +102,34 @@ end
 -- Takes `process` off the queue.
 local function leave_turns(turns, process)
   redis.pcall('ZREM', turns, process)
+end
+
+-- After a release of the lock at `key` that left `fence_text`: gives the
+-- turn to the process first in line and wakes it, on the sharded channel
+-- `<key>:waiters` (same hash tag as the lock, so the same cluster slot),
+-- with the message '<key>\n<process>:<fence>'. The caller's `process`,
+-- while it has waiters (`waits` '1'), lines up again unless the turn is its
+-- own; one without waiters has its turn (if it comes) given to the next.
+-- The wake-up is a pcall: the release stands and is reported even when the
+-- server refuses SPUBLISH (an ACL without the channel); waiters poll then.
+-- `life`: how long a turn is kept, ms (needed with `waits` '1' only).
+-- Returns the release's reply: 1 when no process waits, 2 when the turn is
+-- the caller's process's, 3 when another's.
+local function give_turn(key, fence_text, process, waits, life)
+  local turns = key .. ':turns'
+  local turn = next_turn(turns)
+  if turn == process and waits ~= '1' then
+    turn = next_turn(turns)
+  end
+  if not turn then
+    return 1
+  end
+  redis.pcall('SPUBLISH', key .. ':waiters', key .. '\n' .. turn .. ':' .. fence_text)
+  if turn == process then
+    return 2
+  end
+  if waits == '1' then
+    take_a_turn(turns, process, server_time(), tonumber(life))
+  end
+  return 3
 end

@@ -1,46 +1,52 @@
--- End a grant if the caller still holds it, keeping the fencing counter,
--- and give the turn to the process that has waited longest, waking it.
--- (Sent after lock_record.lua.)
--- The wake-up is a pcall: the release stands and is reported even when the
--- server refuses SPUBLISH (an ACL without the channel); waiters poll then.
--- It goes to the sharded channel ARGV[6] (the same hash tag as the lock, so
--- the same cluster slot), and names the process whose turn it is and the
--- fencing token left ('<key>\n<process>:<fence>').
+-- End the caller's grant, named by its owner token and fencing token,
+-- keeping the fencing counter, and give the turn to the process that has
+-- waited longest, waking it (see give_turn). (Sent after lock_record.lua.)
+-- The released value (the fencing token alone, the key's expiry kept) is
+-- written first, in the command that reads the old one, and the old one
+-- is put back when the caller turns out not to hold the lock: a release is
+-- one command where reading first would take three. (The script is atomic:
+-- nobody sees the value in between; keyspace notifications, when enabled,
+-- show the put-back as a write.)
 -- KEYS[1] lock
--- ARGV[1] owner token   ARGV[2] message (the lock key)   ARGV[3] the
--- caller's process id   ARGV[4] '1' when that process has waiters
--- ARGV[5] how long a turn is kept, ms   ARGV[6] wake-up channel
--- ARGV[7] the turn queue
+-- ARGV[1] a Lua pattern matching the start of the grant's value:
+-- '^<fence> %d+ <owner> ' (the owner token escaped), so that the check
+-- needs no new strings, which cost the server's Lua more than the match
+-- ARGV[2] the grant's fencing token
+-- ARGV[3] '1' when the caller's own clock says the grant has not ended: the
+-- server's clock is then not read. (Where the two clocks disagree, a grant
+-- nobody took since is released all the same; one taken since has another
+-- owner and is not.)
+-- ARGV[4] the caller's process id   ARGV[5] '1' when that process has waiters
+-- ARGV[6] how long a turn is kept, ms (with ARGV[5] '1' only)
 -- Only the lock is declared as a key: its wake-up channel and turn queue
--- (same hash tag, same slot) are named in ARGV, so that during a cluster
--- slot migration the call is not refused (TRYAGAIN) for naming keys that do
--- not exist; every step on them is a pcall.
--- Returns {1, turn} when released, where turn is 0 when no process waits,
--- 1 when the caller's process has the turn, 2 when another has it;
--- {0, 0} when the caller no longer held the lock.
-local channel, turns = ARGV[6], ARGV[7]
-local fence, _, _, _, bad, now_us, fence_text = read_grant_of(KEYS[1], ARGV[1])
-if bad then
-  return bad
+-- (same hash tag, same slot) are not, so that during a cluster slot
+-- migration the call is not refused (TRYAGAIN) for naming keys that do not
+-- exist; every step on them is a pcall.
+-- Returns what give_turn returns (1, 2 or 3) when released, 0 when the
+-- caller no longer held the lock.
+local old = redis.pcall('SET', KEYS[1], ARGV[2], 'KEEPTTL', 'GET')
+if type(old) == 'table' and not string.find(old.err, 'WRONGTYPE', 1, true) then
+  -- Refused (a replica, no memory left, ...): nothing was written.
+  return old
 end
-if not fence then
-  return {0, 0}
+local held = type(old) == 'string' and string.find(old, ARGV[1]) ~= nil
+if not held or ARGV[3] ~= '1' then
+  local _, expires, _, _, bad = lock_fields(old)
+  if held then
+    local _, now = server_time()
+    held = expires > now
+  end
+  if not held then
+    -- Not the caller's grant: what was there goes back.
+    if type(old) == 'string' then
+      redis.call('SET', KEYS[1], old, 'KEEPTTL')
+    elseif not old then
+      redis.call('DEL', KEYS[1])
+    end
+    if bad then
+      return wrong_type(bad)
+    end
+    return 0
+  end
 end
-redis.call('SET', KEYS[1], fence_text, 'KEEPTTL')
-local turn = next_turn(turns)
-if turn == ARGV[3] and ARGV[4] ~= '1' then
-  -- This process queued, but its waiters have gone since: the turn is the
-  -- next one's.
-  turn = next_turn(turns)
-end
-if not turn then
-  return {1, 0}
-end
-redis.pcall('SPUBLISH', channel, ARGV[2] .. '\n' .. turn .. ':' .. fence_text)
-if turn == ARGV[3] then
-  return {1, 1}
-end
-if ARGV[4] == '1' then
-  take_a_turn(turns, ARGV[3], now_us, tonumber(ARGV[5]))
-end
-return {1, 2}
+return give_turn(KEYS[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6])

@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
-    LockRecord, LockRequest, Notifications, PermitAcquired, PermitRecord, PermitRequest, Reserved,
-    RwRequest, Store, StoredRecord,
+    HeldGrant, LockRecord, LockRequest, Notifications, PermitAcquired, PermitRecord, PermitRequest,
+    Reserved, RwRequest, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
@@ -436,9 +436,10 @@ impl Store for MemoryStore {
         })
     }
 
-    fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
+    fn release_lock(&self, keys: &LockKeys, held: &HeldGrant<'_>) -> Result<bool> {
+        // This store reads its clock at no cost: `held.live` is not needed.
         let released = self.step(|state, now| {
-            if !state.owns_lock(&keys.lock, owner, now)? {
+            if !state.owns_lock(&keys.lock, held.owner, now)? {
                 return Ok(false);
             }
             Ok(state.remove(&keys.lock, now))
@@ -1254,7 +1255,12 @@ mod tests {
             "acquire",
         );
         wrong(store.extend_lock(&lock, "o", 1000, 0).map(drop), "extend");
-        wrong(store.release_lock(&lock, "o").map(drop), "release");
+        wrong(
+            store
+                .release_lock(&lock, &HeldGrant::by_owner("o"))
+                .map(drop),
+            "release",
+        );
         wrong(store.owned_ttl(&lock, "o").map(drop), "owned ttl");
         wrong(store.lock_record(&lock).map(drop), "record");
         assert_eq!(
@@ -1403,7 +1409,11 @@ mod tests {
             .acquire_lock(&lock_request(&lock, "o", 10_000))
             .unwrap();
         let watch = store.watch(&lock.lock, true, Instant::now() + Duration::from_secs(5));
-        assert!(store.release_lock(&lock, "o").unwrap());
+        assert!(
+            store
+                .release_lock(&lock, &HeldGrant::by_owner("o"))
+                .unwrap()
+        );
         assert!(watch.wait(Instant::now()));
     }
 }

@@ -67,6 +67,33 @@ pub(crate) enum Acquired {
     Held { remaining: Option<Duration> },
 }
 
+/// The grant a release ends, as its holder knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldGrant<'a> {
+    /// The owner token the grant was made to.
+    pub owner: &'a str,
+    /// The grant's fencing token, when the caller knows it (not for a
+    /// grant whose answer was lost).
+    pub fence: Option<u64>,
+    /// The caller's own monotonic clock says the grant has not ended, and
+    /// the server that made it is the one asked (no restart or failover
+    /// seen since). The store may then skip reading its own clock: where
+    /// the two disagree, a grant that nobody took since is released all the
+    /// same.
+    pub live: bool,
+}
+
+impl<'a> HeldGrant<'a> {
+    /// A grant known by its owner token alone.
+    pub fn by_owner(owner: &'a str) -> Self {
+        HeldGrant {
+            owner,
+            fence: None,
+            live: false,
+        }
+    }
+}
+
 /// A waiter of this process to whom a release may grant the lock at once.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NextOwner<'a> {
@@ -283,23 +310,23 @@ pub(crate) trait Store: Send + Sync + 'static {
         fence_retention_ms: u64,
     ) -> Result<bool>;
 
-    /// Deletes the lock if `owner` still holds it, waking the waiters whose
-    /// turn it is.
-    fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool>;
+    /// Ends the grant `held` if its owner still holds it (keeping the
+    /// fencing counter), waking the waiters whose turn it is.
+    fn release_lock(&self, keys: &LockKeys, held: &HeldGrant<'_>) -> Result<bool>;
 
-    /// Releases the lock if `owner` still holds it; when no other process
+    /// Releases the lock if `held`'s owner still holds it; when no other process
     /// waits for it, or it is this process's turn, grants it at once to
     /// `next` (a waiter of this process) instead of freeing it. A `resend` after a lost reply answers
     /// `HandedOver` again when the first send handed it over.
     fn release_lock_to(
         &self,
         keys: &LockKeys,
-        owner: &str,
+        held: &HeldGrant<'_>,
         next: &NextOwner<'_>,
         resend: bool,
     ) -> Result<Released> {
         let _ = (next, resend);
-        self.release_lock(keys, owner).map(Released::freed_if)
+        self.release_lock(keys, held).map(Released::freed_if)
     }
 
     /// The last waiter of this process for the lock gave up: its process

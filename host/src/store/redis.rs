@@ -19,8 +19,8 @@ use super::subscriber::{ConnectFn, Notifications, Subscriber};
 use super::wire::Connection;
 use super::{
     Acquired, Changed, ClaimRecord, ClaimRequest, ClaimState, CounterChange, FencedWrite, Finish,
-    LockRecord, LockRequest, NextOwner, PermitAcquired, PermitRecord, PermitRequest, Released,
-    Reserved, RwRequest, Store, StoredRecord,
+    HeldGrant, LockRecord, LockRequest, NextOwner, PermitAcquired, PermitRecord, PermitRequest,
+    Released, Reserved, RwRequest, Store, StoredRecord,
 };
 use crate::error::{Error, Result};
 use crate::keys::{ClaimKeys, GrantKeys, LockKeys};
@@ -42,6 +42,7 @@ struct Scripts {
     acquire: LuaScript,
     extend: LuaScript,
     release: LuaScript,
+    release_owner: LuaScript,
     release_to: LuaScript,
     owned_ttl: LuaScript,
     inspect: LuaScript,
@@ -71,6 +72,7 @@ impl Scripts {
             acquire: lock_script(include_str!("lock_acquire.lua")),
             extend: lock_script(include_str!("lock_extend.lua")),
             release: lock_script(include_str!("lock_release.lua")),
+            release_owner: lock_script(include_str!("lock_release_owner.lua")),
             release_to: lock_script(include_str!("lock_release_to.lua")),
             owned_ttl: lock_script(include_str!("lock_owned_ttl.lua")),
             inspect: lock_script(include_str!("lock_inspect.lua")),
@@ -151,41 +153,47 @@ impl RedisStore {
         Ok(reply)
     }
 
-    /// Runs the lock release script for `owner`, which gives the turn to
-    /// the process first in line (`has_waiters`: this one queues again if
-    /// it is not that process). Replies `(released, turn)`, turn 0 when no
+    /// Runs a lock release script for `held`, which gives the turn to the
+    /// process first in line (`has_waiters`: this one queues again if it is
+    /// not that process). Replies `(released, turn)`, turn 0 when no
     /// process waits, 1 when this one has the turn, 2 when another has it.
     fn release_taking_turns(
         &self,
         keys: &LockKeys,
-        owner: &str,
+        held: &HeldGrant<'_>,
         has_waiters: bool,
     ) -> Result<(i64, i64)> {
-        let turns = keys.turns();
-        self.route.run(&keys.lock, |conn| {
-            self.scripts
-                .release
-                .key(&keys.lock)
-                .arg(owner)
-                .arg(&keys.lock)
-                .arg(self.subscriber.board().process())
-                .arg(if has_waiters { "1" } else { "0" })
-                .arg(TURN_KEPT_MS)
-                .arg(&keys.waiters)
-                .arg(&turns)
-                .invoke(conn)
-        })
+        let process = self.subscriber.board().process();
+        // Written only when this process has waiters (an absent argument
+        // is nil to the script).
+        let waiters = has_waiters.then_some(("1", TURN_KEPT_MS));
+        let pattern = held.fence.map(|fence| grant_pattern(fence, held.owner));
+        let reply: i64 = self.route.run(&keys.lock, |conn| {
+            let call = match (&pattern, held.fence) {
+                (Some(pattern), Some(fence)) => self
+                    .scripts
+                    .release
+                    .key(&keys.lock)
+                    .arg(pattern)
+                    .arg(fence)
+                    .arg(if held.live { "1" } else { "0" }),
+                _ => self.scripts.release_owner.key(&keys.lock).arg(held.owner),
+            };
+            call.arg(process).arg(waiters).invoke(conn)
+        })?;
+        // 0: not held; 1 + turn when released.
+        Ok(if reply > 0 { (1, reply - 1) } else { (0, 0) })
     }
 
     /// Frees the lock, whose holder found a waiter here to offer it to
     /// (synced mode, where it is not handed over). Says whether the turn
     /// went to another process, so that the waiter waits for its own.
-    fn release_for_waiter(&self, keys: &LockKeys, owner: &str) -> Result<Released> {
+    fn release_for_waiter(&self, keys: &LockKeys, held: &HeldGrant<'_>) -> Result<Released> {
         let board = self.subscriber.board();
         // The waiter is woken by its offer's settlement, never by the
         // announcement of this release.
         let expected = board.expect_release(&keys.lock);
-        let reply = self.release_taking_turns(keys, owner, true);
+        let reply = self.release_taking_turns(keys, held, true);
         if expected && !matches!(reply, Ok((1, 1))) {
             board.cancel_expected(&keys.lock);
         }
@@ -508,6 +516,26 @@ fn ttl_from_millis(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
+/// A Lua pattern that matches the start of the lock value of the grant
+/// `fence` to `owner`: `^<fence> <expires> <owner> ` (see
+/// `store/lock_record.lua`), the owner token escaped.
+fn grant_pattern(fence: u64, owner: &str) -> String {
+    let mut pattern = format!("^{fence} %d+ ");
+    for c in owner.chars() {
+        match c {
+            // Lua 5.1 patterns hold no zero byte: `%z` matches one.
+            '\0' => pattern.push_str("%z"),
+            c if c.is_ascii_alphanumeric() => pattern.push(c),
+            c => {
+                pattern.push('%');
+                pattern.push(c);
+            }
+        }
+    }
+    pattern.push(' ');
+    pattern
+}
+
 /// How long a lock's queue of waiting processes lives past its last
 /// addition: it bounds how long the entry of a process that died can cost
 /// a turn (one release, after which the waiters poll).
@@ -521,12 +549,15 @@ fn token_from(value: i64) -> Result<u64> {
 impl Store for RedisStore {
     fn acquire_lock(&self, req: &LockRequest<'_>) -> Result<Acquired> {
         let keys = req.keys;
-        let turns = keys.turns();
-        let (process, more_here) = match req.waiting {
-            Some(waiting) => (self.subscriber.board().process(), waiting.more_here),
-            None => ("", false),
-        };
-        let (granted, value): (i64, i64) = self.grant(
+        // Only a waiting caller's process takes its turn.
+        let waiting = req.waiting.map(|waiting| {
+            (
+                self.subscriber.board().process(),
+                if waiting.more_here { "1" } else { "0" },
+                TURN_KEPT_MS,
+            )
+        });
+        let reply: i64 = self.grant(
             &keys.lock,
             |conn| {
                 self.scripts
@@ -536,22 +567,20 @@ impl Store for RedisStore {
                     .arg(req.ttl_ms)
                     .arg(req.holder)
                     .arg(req.ttl_ms.saturating_add(req.fence_retention_ms))
-                    .arg(process)
-                    .arg(if more_here { "1" } else { "0" })
-                    .arg(TURN_KEPT_MS)
-                    .arg(&turns)
+                    .arg(waiting)
                     .invoke(conn)
             },
-            |reply: &(i64, i64)| reply.0 == 1,
-            || self.release_lock(keys, req.owner),
+            |reply: &i64| *reply >= 0,
+            || self.release_lock(keys, &HeldGrant::by_owner(req.owner)),
         )?;
-        Ok(if granted == 1 {
+        // The fencing token when granted, minus the ms left when held.
+        Ok(if reply >= 0 {
             Acquired::Granted {
-                fence: token_from(value)?,
+                fence: token_from(reply)?,
             }
         } else {
             Acquired::Held {
-                remaining: ttl_from_millis(value),
+                remaining: ttl_from_millis(reply.saturating_neg()),
             }
         })
     }
@@ -574,10 +603,10 @@ impl Store for RedisStore {
         })
     }
 
-    fn release_lock(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
+    fn release_lock(&self, keys: &LockKeys, held: &HeldGrant<'_>) -> Result<bool> {
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);
-        let reply = self.release_taking_turns(keys, owner, expected);
+        let reply = self.release_taking_turns(keys, held, expected);
         if expected {
             match reply {
                 // This process has the turn: its waiter is woken now, and
@@ -610,14 +639,14 @@ impl Store for RedisStore {
     fn release_lock_to(
         &self,
         keys: &LockKeys,
-        owner: &str,
+        held: &HeldGrant<'_>,
         next: &NextOwner<'_>,
         resend: bool,
     ) -> Result<Released> {
         if self.synced.is_some() {
             // A handed grant would skip the replicas' confirmation that
             // synced mode gives every grant: release, and let it be asked for.
-            return self.release_for_waiter(keys, owner);
+            return self.release_for_waiter(keys, held);
         }
         let board = self.subscriber.board();
         let expected = board.expect_release(&keys.lock);
@@ -626,7 +655,7 @@ impl Store for RedisStore {
             self.scripts
                 .release_to
                 .key(&keys.lock)
-                .arg(owner)
+                .arg(held.owner)
                 .arg(&keys.lock)
                 .arg(next.owner)
                 .arg(next.ttl_ms)

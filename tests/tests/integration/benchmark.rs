@@ -50,5 +50,5 @@ fn the_quick_benchmark_measures_every_row() {
         .iter()
         .find(|v| v.variant == "tollgate lock")
         .unwrap();
-    assert_eq!(cycle.commands, Some(9.0), "{printed}");
+    assert_eq!(cycle.commands, Some(7.0), "{printed}");
 }

@@ -473,6 +473,87 @@ fn foreign_values_under_lock_keys_give_wrong_type_and_stay_untouched() {
     );
 }
 
+/// A release writes the released value first and puts back what it found
+/// when the grant is not the caller's: these check that nothing it found
+/// changes, its TTL included, and that no key is left where there was none.
+#[test]
+fn a_release_that_finds_a_foreign_value_gives_wrong_type_and_leaves_it_as_it_was() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let mut conn = server.conn();
+    let plants: [(&str, &[&str]); 3] = [
+        ("str", &["SET", "hello", "PX", "60000"]),
+        ("half", &["SET", "12 34", "PX", "60000"]),
+        ("hash", &["HSET", "a", "b"]),
+    ];
+    for (name, plant) in plants {
+        let key = format!("tollgate:lock:{{{name}}}");
+        let guard = client.lock(name).acquire().unwrap();
+        let _: () = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
+        let _: () = redis::cmd(plant[0])
+            .arg(&key)
+            .arg(&plant[1..])
+            .query(&mut conn)
+            .unwrap();
+        let dump = |conn: &mut redis::Connection| -> Vec<u8> {
+            redis::cmd("DUMP").arg(&key).query(conn).unwrap()
+        };
+        let pttl = |conn: &mut redis::Connection| -> i64 {
+            redis::cmd("PTTL").arg(&key).query(conn).unwrap()
+        };
+        let (before, ttl_before) = (dump(&mut conn), pttl(&mut conn));
+        let err = guard.release().unwrap_err();
+        assert!(matches!(err, Error::WrongType { .. }), "{name}: {err:?}");
+        assert_eq!(dump(&mut conn), before, "{name}: the value changed");
+        let ttl_after = pttl(&mut conn);
+        assert!(
+            (ttl_before < 0 && ttl_after == ttl_before)
+                || (ttl_after > 0 && ttl_after <= ttl_before),
+            "{name}: the TTL went from {ttl_before} to {ttl_after}"
+        );
+    }
+}
+
+#[test]
+fn a_release_after_the_lock_key_vanished_says_not_held_and_leaves_no_key() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let mut conn = server.conn();
+    let guard = client.lock("gone").acquire().unwrap();
+    // As if evicted, or flushed by an operator.
+    let _: () = redis::cmd("DEL")
+        .arg("tollgate:lock:{gone}")
+        .query(&mut conn)
+        .unwrap();
+    let refused = guard.release();
+    assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert!(keys.is_empty(), "left behind: {keys:?}");
+}
+
+#[test]
+fn a_release_after_the_ttl_says_not_held_though_nobody_took_the_lock() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let guard = client
+        .lock("late")
+        .ttl(Duration::from_millis(200))
+        .acquire()
+        .unwrap();
+    let granted = raw_lock(&server, "late").expect("granted");
+    thread::sleep(Duration::from_millis(300));
+    // The guard's own clock says its lease ended: the server's decides.
+    let refused = guard.release();
+    assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    assert_eq!(
+        raw_lock(&server, "late"),
+        Some(granted),
+        "the record changed"
+    );
+    let next = client.lock("late").try_acquire().unwrap().expect("free");
+    next.release().unwrap();
+}
+
 #[test]
 fn scripts_are_reloaded_after_script_flush() {
     let server = RedisServer::start();
