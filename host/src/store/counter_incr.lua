@@ -3,10 +3,13 @@
 -- KEYS[1] counter (integer as text)
 -- KEYS[2] (optional) operation record: 'DELTA VALUE', expires with the window
 -- ARGV[1] delta   ARGV[2] min or ''   ARGV[3] max or ''   ARGV[4] window ms (with KEYS[2])
--- Returns {1, new value} when applied; {2, first value, first delta} when the
--- operation id was seen before (nothing applied); {0, current value} when the
--- new value would leave the bounds (nothing changed). Errors as INCRBY gives
--- them (WRONGTYPE, not an integer, overflow), with nothing changed.
+-- Returns the new value when applied (an integer, or text where a double
+-- would not hold it exactly or the operation record has it as text: no
+-- table, which costs the server more to send); {2, first value, first
+-- delta} when the operation id was seen before (nothing applied); {0,
+-- current value} when the new value would leave the bounds (nothing
+-- changed). Errors as INCRBY gives them (WRONGTYPE, not an integer,
+-- overflow), with nothing changed.
 --
 -- The sum is computed by INCRBY (exact 64-bit arithmetic); values travel as
 -- text, or as integer replies where a double holds them exactly. Only the
@@ -48,9 +51,9 @@ local exact = new > -9007199254740992 and new < 9007199254740992
 if KEYS[2] then
   local value = exact and string.format('%d', new) or redis.call('GET', KEYS[1])
   redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. value, 'PX', ARGV[4])
-  return {1, value}
+  return value
 end
 if exact then
-  return {1, new}
+  return new
 end
-return {1, redis.call('GET', KEYS[1])}
+return redis.call('GET', KEYS[1])

@@ -752,8 +752,8 @@ impl Store for RedisStore {
 
     fn begin_claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimState> {
         let keys = req.keys;
-        let ((tag, payload, pttl), confirmed) = self.route.run(&keys.record, |conn| {
-            let reply: (String, Vec<u8>, i64) = self
+        let (reply, confirmed) = self.route.run(&keys.record, |conn| {
+            let reply: Vec<u8> = self
                 .scripts
                 .claim_begin
                 .key(&keys.record)
@@ -763,29 +763,48 @@ impl Store for RedisStore {
                 .arg(req.lease_ms)
                 .arg(req.waiting_ms)
                 .invoke(conn)?;
-            let confirmed = match reply.0.as_str() {
-                "fresh" => self.replicas_confirming(conn)?,
-                _ => None,
+            let confirmed = match reply.starts_with(b"fresh\n") {
+                true => self.replicas_confirming(conn)?,
+                false => None,
             };
             Ok((reply, confirmed))
         })?;
+        // '<tag>\n<payload>' (see claim_begin.lua).
+        let unknown = |detail: String| Error::WrongType {
+            key: keys.record.clone(),
+            detail,
+        };
+        let split = reply.iter().position(|&b| b == b'\n');
+        let Some(split) = split else {
+            return Err(unknown(format!(
+                "unexpected claim reply {:?}",
+                String::from_utf8_lossy(&reply)
+            )));
+        };
         if let Err(error) = self.check_replicated(confirmed) {
             let _ = self.abandon_claim(keys, req.owner);
             return Err(error);
         }
-        Ok(match tag.as_str() {
-            "fresh" => ClaimState::Fresh,
-            "done" => ClaimState::Done(payload),
-            "failed" => ClaimState::Failed(payload),
-            "running" => ClaimState::Running {
-                remaining: ttl_from_millis(pttl),
+        let payload = |mut reply: Vec<u8>| {
+            reply.drain(..=split);
+            reply
+        };
+        Ok(match &reply[..split] {
+            b"fresh" => ClaimState::Fresh,
+            b"done" => ClaimState::Done(payload(reply)),
+            b"failed" => ClaimState::Failed(payload(reply)),
+            b"running" => ClaimState::Running {
+                remaining: std::str::from_utf8(&reply[split + 1..])
+                    .ok()
+                    .and_then(|pttl| pttl.parse().ok())
+                    .and_then(ttl_from_millis),
             },
-            "mismatch" => ClaimState::Mismatch,
+            b"mismatch" => ClaimState::Mismatch,
             other => {
-                return Err(Error::WrongType {
-                    key: keys.record.clone(),
-                    detail: format!("unknown claim state {other:?}"),
-                });
+                return Err(unknown(format!(
+                    "unknown claim state {:?}",
+                    String::from_utf8_lossy(other)
+                )));
             }
         })
     }
@@ -1143,7 +1162,7 @@ impl Store for RedisStore {
     fn counter_change(&self, change: &CounterChange<'_>) -> Result<Changed> {
         let key = change.key;
         let bound = |b: Option<i64>| b.map(|b| b.to_string()).unwrap_or_default();
-        let reply: Vec<String> = self
+        let reply: redis::Value = self
             .route
             .run(key, |conn| {
                 let call = self.scripts.counter_change.key(key);
@@ -1158,8 +1177,16 @@ impl Store for RedisStore {
                     .invoke(conn)
             })
             .map_err(|e| counter_error(e, key))?;
+        let reply = match reply {
+            redis::Value::Int(value) => return Ok(Changed::Applied(value)),
+            redis::Value::BulkString(value) => {
+                let value = String::from_utf8_lossy(&value);
+                return Ok(Changed::Applied(integer_at(key, &value)?));
+            }
+            other => redis::from_redis_value::<Vec<String>>(other)
+                .map_err(|e| Error::UnexpectedReply(format!("counter script answered {e}")))?,
+        };
         match reply.as_slice() {
-            [status, value] if status == "1" => Ok(Changed::Applied(integer_at(key, value)?)),
             [status, value] if status == "0" => Ok(Changed::OutOfBounds(integer_at(key, value)?)),
             [status, value, delta] if status == "2" => Ok(Changed::Repeated {
                 value: integer_at(key, value)?,
