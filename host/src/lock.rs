@@ -5,10 +5,10 @@
 //!   (one script reads the lock's record and writes the new grant), and
 //!   every later step (extend, release, TTL query) checks the guard's
 //!   random owner token and the grant's end in the same script, so a guard
-//!   whose lock expired can never touch the next holder's lock. (A release
-//!   sent before the guard's local deadline, which is never later than the
-//!   server's expiry, is not checked against the server's clock: where the
-//!   two clocks disagree, a grant that nobody took since is released.)
+//!   whose lock expired can never change the next holder's lock. (A
+//!   release sent before the guard's local deadline is not checked against
+//!   the server's clock: where the two disagree, a grant that ran out on
+//!   the server but that nobody took since is reported released.)
 //! - **Fencing tokens** grow with every grant of a name, across all clients.
 //!   Pass the token to the resource you protect and have it refuse tokens
 //!   lower than the highest it has seen: that stops a holder whose lock
@@ -36,7 +36,8 @@
 //! TTLs are counted by the Redis server's clock (milliseconds). The
 //! watchdog and waits use this process's monotonic clock: a guard's local
 //! deadline is the start of its last successful grant or renewal plus the
-//! TTL, which is never later than the server's expiry.
+//! TTL, which is normally never later than the server's expiry (it can be
+//! when the server's clock steps forward, or this host is suspended).
 
 use std::fmt;
 use std::sync::Arc;
@@ -335,8 +336,15 @@ impl LockGuard {
     }
 
     /// Releases the lock. [`Error::NotHeld`] when it had already been lost
-    /// (its TTL ran out or it was force-unlocked); another holder's lock is
-    /// never touched.
+    /// (force-unlocked, taken by another holder after its TTL ran out, or
+    /// past its TTL by the server's clock once the guard's own deadline has
+    /// passed too); another holder's lock is never changed. (The release
+    /// writes the released value and reads the old one in one command, and
+    /// puts back what it found, TTL included, in the same atomic step when
+    /// the grant is not this guard's; keyspace notifications, if enabled,
+    /// show that as writes.) A server that refuses writes (a replica, out of
+    /// memory, too few replicas) gives [`Error::Refused`] to the holder and
+    /// [`Error::NotHeld`] to a guard that lost its lock.
     ///
     /// A release whose connection broke before the reply is sent once more
     /// (it is owner-checked, so safe to repeat). If that second try finds

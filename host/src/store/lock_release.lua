@@ -6,7 +6,9 @@
 -- is put back when the caller turns out not to hold the lock: a release is
 -- one command where reading first would take three. (The script is atomic:
 -- nobody sees the value in between; keyspace notifications, when enabled,
--- show the put-back as a write.)
+-- show the put-back as a write.) Where the server refuses the write (a
+-- replica, no memory left, too few replicas), the lock is read instead:
+-- the holder gets the refusal, and any other caller 0.
 -- KEYS[1] lock
 -- ARGV[1] a Lua pattern matching the start of the grant's value:
 -- '^<fence> %d+ <owner> ' (the owner token escaped), so that the check
@@ -25,28 +27,43 @@
 -- Returns what give_turn returns (1, 2 or 3) when released, 0 when the
 -- caller no longer held the lock.
 local old = redis.pcall('SET', KEYS[1], ARGV[2], 'KEEPTTL', 'GET')
-if type(old) == 'table' and not string.find(old.err, 'WRONGTYPE', 1, true) then
-  -- Refused (a replica, no memory left, ...): nothing was written.
-  return old
+-- Refused (a replica, no memory left, too few replicas): nothing was
+-- written, and the lock is read, so that a caller that no longer holds it
+-- is told so rather than given the refusal.
+local refused = type(old) == 'table' and not string.find(old.err, 'WRONGTYPE', 1, true)
+local value = old
+if refused then
+  value = redis.pcall('GET', KEYS[1])
 end
-local held = type(old) == 'string' and string.find(old, ARGV[1]) ~= nil
+local held = type(value) == 'string' and string.find(value, ARGV[1]) ~= nil
+local bad
 if not held or ARGV[3] ~= '1' then
-  local _, expires, _, _, bad = lock_fields(old)
+  local _, expires, _, _, reason = lock_fields(value)
+  bad = reason
   if held then
     local _, now = server_time()
     held = expires > now
   end
-  if not held then
-    -- Not the caller's grant: what was there goes back.
-    if type(old) == 'string' then
-      redis.call('SET', KEYS[1], old, 'KEEPTTL')
-    elseif not old then
-      redis.call('DEL', KEYS[1])
-    end
-    if bad then
-      return wrong_type(bad)
-    end
-    return 0
+end
+if bad then
+  if not refused and type(old) == 'string' then
+    redis.call('SET', KEYS[1], old, 'KEEPTTL')
   end
+  return wrong_type(bad)
+end
+if refused then
+  if held then
+    return old
+  end
+  return 0
+end
+if not held then
+  -- Not the caller's grant: what was there goes back.
+  if old then
+    redis.call('SET', KEYS[1], old, 'KEEPTTL')
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 0
 end
 return give_turn(KEYS[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6])

@@ -1,7 +1,8 @@
--- End a grant of `owner` whose fencing token the caller does not know (a
--- Redlock node's grant whose answer was lost), keeping the fencing counter,
--- and give the turn to the process that has waited longest, waking it (see
--- give_turn). (Sent after lock_record.lua.)
+-- End a grant of `owner` whose fencing token the caller does not know or
+-- keep (every Redlock node's grant, a grant given back after its replicas
+-- did not confirm it), keeping the fencing counter, and give the turn to
+-- the process that has waited longest, waking it (see give_turn). It reads
+-- before it writes. (Sent after lock_record.lua.)
 -- KEYS[1] lock
 -- ARGV[1] owner token   ARGV[2] the caller's process id
 -- ARGV[3] '1' when that process has waiters

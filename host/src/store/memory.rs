@@ -437,7 +437,9 @@ impl Store for MemoryStore {
     }
 
     fn release_lock(&self, keys: &LockKeys, held: &HeldGrant<'_>) -> Result<bool> {
-        // This store reads its clock at no cost: `held.live` is not needed.
+        // The owner token alone names a grant (a new one per acquire), and
+        // this store reads its clock at no cost: `held.fence` and
+        // `held.live` are not needed.
         let released = self.step(|state, now| {
             if !state.owns_lock(&keys.lock, held.owner, now)? {
                 return Ok(false);

@@ -515,6 +515,38 @@ fn a_release_that_finds_a_foreign_value_gives_wrong_type_and_leaves_it_as_it_was
 }
 
 #[test]
+fn a_release_the_server_refuses_to_write_is_not_held_for_a_stale_guard_and_refused_for_the_holder()
+{
+    let server = RedisServer::start();
+    let (a, b) = (client(&server), client(&server));
+    let stale = a.lock("ro").acquire().unwrap();
+    assert!(a.force_unlock("ro").unwrap());
+    let holder = b.lock("ro").acquire().unwrap();
+    let granted = raw_lock(&server, "ro").expect("granted");
+    let mut conn = server.conn();
+    // Every write refused from here on (NOREPLICAS): as a demoted master
+    // (READONLY) or a full noeviction server (OOM) would.
+    let set = |conn: &mut redis::Connection, replicas: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(replicas)
+            .query(conn)
+            .unwrap();
+    };
+    set(&mut conn, "1");
+    let refused = stale.release();
+    assert!(matches!(refused, Err(Error::NotHeld { .. })), "{refused:?}");
+    let refused = holder.release();
+    assert!(
+        matches!(&refused, Err(Error::Refused { code, .. }) if code == "NOREPLICAS"),
+        "{refused:?}"
+    );
+    set(&mut conn, "0");
+    assert_eq!(raw_lock(&server, "ro"), Some(granted), "the record changed");
+}
+
+#[test]
 fn a_release_after_the_lock_key_vanished_says_not_held_and_leaves_no_key() {
     let server = RedisServer::start();
     let client = client(&server);
