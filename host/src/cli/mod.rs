@@ -73,12 +73,13 @@ pub fn main() -> ExitCode {
             .without_time()
             .init();
     }
+    let redis = cli.store.redis.as_deref();
     let result = match cli.command {
-        Command::Run(args) => run::run(args, cli.json),
-        Command::Locks(args) => operator::locks(args, cli.json),
-        Command::Unlock(args) => operator::unlock(args),
-        Command::Counter(args) => operator::counter(args, cli.json),
-        Command::Inspect(args) => operator::inspect(args, cli.json),
+        Command::Run(args) => run::run(args, redis, cli.json),
+        Command::Locks(args) => operator::locks(args, redis, cli.json),
+        Command::Unlock(args) => operator::unlock(args, redis),
+        Command::Counter(args) => operator::counter(args, redis, cli.json),
+        Command::Inspect(args) => operator::inspect(args, redis, cli.json),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -141,6 +142,8 @@ struct Cli {
     /// on stdout.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -173,8 +176,14 @@ struct StoreArgs {
     /// The Redis server, e.g. redis://127.0.0.1:6379/ (rediss:// for TLS;
     /// redis+cluster://host:port,host:port/ for a cluster;
     /// redis+sentinel://host:26379,host:26380/MASTER for the master that
-    /// Redis Sentinel names).
-    #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
+    /// Redis Sentinel names). Before or after the subcommand.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "REDIS_URL",
+        hide_env_values = true,
+        global = true
+    )]
     redis: Option<String>,
 }
 
@@ -193,8 +202,6 @@ struct RunArgs {
     /// sequence of calls works on the embedded store too).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "instances"])]
     inputs: Option<PathBuf>,
-    #[command(flatten)]
-    store: StoreArgs,
     /// Where the plugin's names live (NS/NAME in the store)
     /// [default: the file name, e.g. order_numbers for order_numbers.wasm].
     #[arg(long, value_name = "NS")]
@@ -230,8 +237,6 @@ struct LocksArgs {
     /// Names to show: '*' any characters, '?' one, '[abc]' a class.
     #[arg(value_name = "PATTERN", default_value = "*")]
     pattern: String,
-    #[command(flatten)]
-    store: StoreArgs,
     /// Show at most N locks.
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -247,8 +252,6 @@ struct UnlockArgs {
     /// exclusion (its next call on the lock fails with not-held).
     #[arg(long)]
     force: bool,
-    #[command(flatten)]
-    store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,8 +259,6 @@ struct NameArgs {
     /// The name (a plugin's names are NAMESPACE/NAME).
     #[arg(value_name = "NAME")]
     name: String,
-    #[command(flatten)]
-    store: StoreArgs,
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use super::{LocksArgs, NameArgs, UnlockArgs};
 use crate::{LockInfo, RecordInfo, RecordState, Reset};
 
 /// `tollgate locks`: a table of held locks.
-pub(crate) fn locks(args: LocksArgs, json: bool) -> Result<(), Failure> {
-    let client = open_shared(args.store.redis.as_deref(), "locks")?;
+pub(crate) fn locks(args: LocksArgs, redis: Option<&str>, json: bool) -> Result<(), Failure> {
+    let client = open_shared(redis, "locks")?;
     let limit = args.limit as usize;
     // One more than asked, to tell "exactly N" from "more than N".
     let mut locks = client.locks(&args.pattern, limit.saturating_add(1))?;
@@ -72,7 +72,7 @@ pub(crate) fn locks(args: LocksArgs, json: bool) -> Result<(), Failure> {
 
 /// `tollgate unlock NAME --force`: exit 0 when a lock was removed, 5 when
 /// none was held.
-pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
+pub(crate) fn unlock(args: UnlockArgs, redis: Option<&str>) -> Result<(), Failure> {
     if !args.force {
         return Err(Failure::usage(format!(
             "refusing to remove lock {:?} without --force: a holder that is still \
@@ -80,7 +80,7 @@ pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
             args.name
         )));
     }
-    let client = open_shared(args.store.redis.as_deref(), "unlock")?;
+    let client = open_shared(redis, "unlock")?;
     let holder = client.lock_info(&args.name)?;
     if !client.force_unlock(&args.name)? {
         return Err(Failure::new(
@@ -102,8 +102,8 @@ pub(crate) fn unlock(args: UnlockArgs) -> Result<(), Failure> {
 }
 
 /// `tollgate counter NAME`: the value alone, for scripts.
-pub(crate) fn counter(args: NameArgs, json: bool) -> Result<(), Failure> {
-    let client = open_shared(args.store.redis.as_deref(), "counter")?;
+pub(crate) fn counter(args: NameArgs, redis: Option<&str>, json: bool) -> Result<(), Failure> {
+    let client = open_shared(redis, "counter")?;
     let value = client.counter(args.name.as_str()).get_if_set()?;
     if json {
         print_json(&serde_json::json!({ "name": args.name, "value": value }));
@@ -124,8 +124,8 @@ pub(crate) fn counter(args: NameArgs, json: bool) -> Result<(), Failure> {
 /// `tollgate inspect NAME`: what the name holds, one field a line: its
 /// lock, counter and sequences, and, for `NAMESPACE/KEY`, the idempotency
 /// record of KEY in NAMESPACE (a plugin's keys are laid out so).
-pub(crate) fn inspect(args: NameArgs, json: bool) -> Result<(), Failure> {
-    let client = open_shared(args.store.redis.as_deref(), "inspect")?;
+pub(crate) fn inspect(args: NameArgs, redis: Option<&str>, json: bool) -> Result<(), Failure> {
+    let client = open_shared(redis, "inspect")?;
     let name = args.name.as_str();
     let lock = client.lock_info(name)?;
     let counter = client.counter(name).get()?;

@@ -13,7 +13,7 @@ use crate::plugin::{
     default_cache_dir,
 };
 
-pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
+pub(crate) fn run(args: RunArgs, redis: Option<&str>, json: bool) -> Result<(), Failure> {
     let input = read_input(&args)?;
     let wasm = std::fs::read(&args.plugin).map_err(|e| {
         Failure::usage(format!(
@@ -50,7 +50,7 @@ pub(crate) fn run(args: RunArgs, json: bool) -> Result<(), Failure> {
     }
     policy = policy.max_input(usize::try_from(args.max_input).unwrap_or(usize::MAX));
 
-    let (client, store) = open_client(args.store.redis.as_deref())?;
+    let (client, store) = open_client(redis)?;
     if let Some(notice) = store.notice() {
         eprintln!("tollgate: {notice}");
     }

@@ -353,6 +353,18 @@ fn locks_lists_a_held_lock_and_unlock_force_removes_it() {
     assert_eq!(row[..2], ["orders:42", token.as_str()], "{table}");
     assert!(row[2].ends_with('s'), "a TTL in seconds: {table}");
     assert!(lines[1].contains("pid"), "the holder: {table}");
+    // The store may be named before the subcommand too.
+    let before = tollgate(&["--redis", &url, "locks"]);
+    assert_exit(&before, 0);
+    let listed = stdout(&before);
+    let first: Vec<&str> = listed
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(2)
+        .collect();
+    assert_eq!(first, row[..2], "{listed}");
 
     let output = tollgate(&["locks", "invoices:*", "--redis", &url]);
     assert_exit(&output, 0);
