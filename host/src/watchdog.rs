@@ -32,20 +32,30 @@ pub(crate) type LostCallback = Arc<dyn Fn(&str) + Send + Sync>;
 #[derive(Debug)]
 pub(crate) struct Lease {
     lost: AtomicBool,
-    /// The lock is surely held until then (monotonic clock): the start of the
-    /// last successful grant, extend or renewal, plus its TTL.
-    valid_until: Mutex<Instant>,
+    valid_until: Mutex<Validity>,
     /// The store's server generation when the lease was last confirmed: a
     /// newer one means the server restarted or was replaced since, and the
     /// lease may be gone.
     generation: AtomicU64,
 }
 
+/// Until when a lease is surely held (monotonic clock): the start of the
+/// latest-sent successful grant, extend or renewal, plus its TTL.
+#[derive(Debug)]
+struct Validity {
+    until: Instant,
+    /// When the request that set `until` was sent (`None`: the grant).
+    sent: Option<Instant>,
+}
+
 impl Lease {
     pub fn new(valid_until: Instant, generation: u64) -> Self {
         Lease {
             lost: AtomicBool::new(false),
-            valid_until: Mutex::new(valid_until),
+            valid_until: Mutex::new(Validity {
+                until: valid_until,
+                sent: None,
+            }),
             generation: AtomicU64::new(generation),
         }
     }
@@ -69,13 +79,24 @@ impl Lease {
     }
 
     pub fn deadline(&self) -> Instant {
-        *self.valid_until.lock()
+        self.valid_until.lock().until
     }
 
     /// Records a successful grant, extend or renewal sent at `sent`, when the
-    /// store's server generation was `generation`.
+    /// store's server generation was `generation`. A reply to a request sent
+    /// before the one recorded last is ignored: the server may have applied
+    /// the later request (say, an `extend` to a shorter TTL) after it, and
+    /// its expiry then stands; if it applied this one last, the server's
+    /// expiry is only later than the recorded deadline.
     pub fn renewed(&self, sent: Instant, ttl: Duration, generation: u64) {
-        *self.valid_until.lock() = sent + ttl;
+        let mut validity = self.valid_until.lock();
+        if validity.sent.is_some_and(|last| sent < last) {
+            return;
+        }
+        *validity = Validity {
+            until: sent + ttl,
+            sent: Some(sent),
+        };
         self.confirmed(generation);
     }
 
@@ -463,6 +484,24 @@ mod tests {
         fn valid_for(&self, ttl: Duration) -> Duration {
             ttl / 2
         }
+    }
+
+    #[test]
+    fn a_late_reply_to_an_earlier_renewal_does_not_move_the_deadline() {
+        let start = Instant::now();
+        let lease = Lease::new(start + Duration::from_secs(1), 1);
+        let (earlier, later) = (start, start + Duration::from_millis(10));
+        // The later request (a shorter extend) is answered first.
+        lease.renewed(later, Duration::from_secs(2), 2);
+        lease.renewed(earlier, Duration::from_secs(60), 3);
+        assert_eq!(lease.deadline(), later + Duration::from_secs(2));
+        assert!(!lease.may_be_lost(2), "the later reply's generation stands");
+        // In order, each reply moves it.
+        lease.renewed(later + Duration::from_millis(5), Duration::from_secs(5), 2);
+        assert_eq!(
+            lease.deadline(),
+            later + Duration::from_millis(5) + Duration::from_secs(5)
+        );
     }
 
     #[test]
